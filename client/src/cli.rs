@@ -1,0 +1,221 @@
+//! The `ember` command line: argument definitions and what each command does.
+//! `main.rs` only parses, calls [`run`] and turns the outcome into an exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::context::EmberContext;
+use crate::error::{ClientError, Result};
+use crate::format::OutputFormat;
+use crate::local_cluster::{LocalCluster, LocalClusterOptions};
+use crate::runner::StatementRunner;
+use crate::tpch::{DataFormat, TpchGenerator};
+
+/// Ember: a distributed dataframe engine. Runs SQL embedded in this process,
+/// or on a cluster with `--scheduler`.
+#[derive(Debug, Parser)]
+#[command(name = "ember", version = ember_core::EMBER_VERSION, propagate_version = true)]
+pub struct Cli {
+    /// Log filter for Ember's and its libraries' logs on standard error
+    /// (for example `info`, or `ember=debug`); RUST_LOG wins.
+    #[arg(long, env = "EMBER_LOG", default_value = "warn", global = true)]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Ember's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run SQL: statements given with -c or -f, or an interactive shell.
+    Sql(SqlArgs),
+    /// Start and manage clusters.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Generate sample data.
+    #[command(subcommand)]
+    Datagen(DatagenCommand),
+}
+
+/// `ember sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Run these statements and exit (may be repeated; runs after any -f files).
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub commands: Vec<String>,
+    /// Run the statements in this file and exit (may be repeated).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// How to print results.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Run on the cluster whose scheduler listens here (host:port); without
+    /// it, queries run embedded in this process.
+    #[arg(long, env = "EMBER_SCHEDULER", value_name = "HOST:PORT")]
+    pub scheduler: Option<String>,
+    /// Print how long each statement takes (on standard error).
+    #[arg(long)]
+    pub timing: bool,
+    /// History file of the interactive shell.
+    #[arg(long, value_name = "FILE")]
+    pub history_file: Option<PathBuf>,
+}
+
+/// `ember cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start a scheduler and N executors as local processes; Ctrl-C stops them.
+    Local(LocalClusterArgs),
+}
+
+/// `ember cluster local`.
+#[derive(Debug, Args)]
+pub struct LocalClusterArgs {
+    /// Number of executors.
+    #[arg(long, default_value_t = 2)]
+    pub executors: usize,
+    /// Task slots per executor.
+    #[arg(long, default_value_t = 2)]
+    pub cores: usize,
+    /// Scheduler port (0 picks a free one).
+    #[arg(long, default_value_t = 50050)]
+    pub port: u16,
+    /// Directory for the processes' logs and work dirs (default: a new
+    /// temporary directory, removed on exit).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Directory with the ember-scheduler and ember-executor binaries
+    /// (default: the directory of this `ember` binary).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// `ember datagen ...`.
+#[derive(Debug, Subcommand)]
+pub enum DatagenCommand {
+    /// Generate the eight TPC-H tables, one directory per table.
+    Tpch(TpchArgs),
+}
+
+/// `ember datagen tpch`.
+#[derive(Debug, Args)]
+pub struct TpchArgs {
+    /// Scale factor (1 is about 1 GB of raw data).
+    #[arg(long, default_value_t = 0.01)]
+    pub scale_factor: f64,
+    /// Files per table.
+    #[arg(long, default_value_t = 1)]
+    pub parts: usize,
+    /// File format.
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub format: DataFormat,
+    /// Output directory.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// Runs a parsed command line. Errors are returned for `main` to print.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Sql(args) => run_sql(args).await,
+        Command::Cluster(ClusterCommand::Local(args)) => run_local_cluster(args).await,
+        Command::Datagen(DatagenCommand::Tpch(args)) => run_datagen(args),
+    }
+}
+
+async fn run_sql(args: SqlArgs) -> Result<()> {
+    let context = EmberContext::new(args.scheduler.as_deref()).await?;
+    let mut runner = StatementRunner { context, format: args.format, timing: args.timing };
+    if args.commands.is_empty() && args.files.is_empty() {
+        let history = args.history_file.or_else(crate::repl::default_history_file);
+        let failures = crate::repl::run(&mut runner, history).await;
+        return if failures == 0 || std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            Ok(())
+        } else {
+            Err(ClientError::Process(format!("{failures} of the statements read from standard input failed")))
+        };
+    }
+    let mut stdout = std::io::stdout().lock();
+    for path in &args.files {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ClientError::ReadFile { path: path.clone(), source })?;
+        runner.run_script(&path.display().to_string(), &text, &mut stdout).await?;
+    }
+    for (n, command) in args.commands.iter().enumerate() {
+        let source = if args.commands.len() == 1 { "-c".to_string() } else { format!("-c #{}", n + 1) };
+        runner.run_script(&source, command, &mut stdout).await?;
+    }
+    stdout.flush().map_err(|e| ClientError::Output(e.to_string()))
+}
+
+async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
+    if args.executors == 0 {
+        return Err(ClientError::Process("--executors must be at least 1".to_string()));
+    }
+    let bin_dir = match args.bin_dir {
+        Some(dir) => dir,
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|p| p.to_path_buf()))
+            .ok_or_else(|| ClientError::Process("cannot tell where the ember binary is; pass --bin-dir".into()))?,
+    };
+    let temp_state;
+    let state_dir = match args.state_dir {
+        Some(dir) => dir,
+        None => {
+            temp_state = tempfile::Builder::new()
+                .prefix("ember-cluster-")
+                .tempdir()
+                .map_err(|e| ClientError::Process(format!("cannot create a state directory: {e}")))?;
+            temp_state.path().to_path_buf()
+        }
+    };
+    let mut options = LocalClusterOptions::new(bin_dir, args.executors, &state_dir);
+    options.cores_per_executor = args.cores;
+    options.scheduler_port = args.port;
+    eprintln!("Starting a scheduler and {} executor(s)...", args.executors);
+    let mut cluster = LocalCluster::start(&options).await?;
+    let addr = cluster.address().clone();
+    println!("Ember cluster running: scheduler at {addr}, {} executor(s).", args.executors);
+    println!("  Connect:  ember sql --scheduler {addr}");
+    println!("  REST API: http://{addr}/api/executors");
+    println!("  Logs:     {}", cluster.log_dir().display());
+    println!("Press Ctrl-C to stop.");
+    let _ = std::io::stdout().flush();
+
+    let mut watchdog = tokio::time::interval(Duration::from_millis(500));
+    let outcome = loop {
+        tokio::select! {
+            signal = ember_core::signal::shutdown_signal() => {
+                eprintln!("Received {signal}; stopping the cluster...");
+                break Ok(());
+            }
+            _ = watchdog.tick() => {
+                if let Some(process) = cluster.exited_process() {
+                    break Err(ClientError::Process(format!(
+                        "{process} exited; stopping the cluster (logs in {})",
+                        cluster.log_dir().display()
+                    )));
+                }
+            }
+        }
+    };
+    cluster.stop(Duration::from_secs(10));
+    eprintln!("Cluster stopped.");
+    outcome
+}
+
+fn run_datagen(args: TpchArgs) -> Result<()> {
+    let generator = TpchGenerator { scale_factor: args.scale_factor, parts: args.parts, format: args.format };
+    let tables = generator
+        .write_all(&args.output)
+        .map_err(|e| ClientError::Process(e.to_string()))?;
+    for (table, dir) in tables {
+        println!("{table}\t{}", dir.display());
+    }
+    Ok(())
+}

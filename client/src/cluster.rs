@@ -1,0 +1,174 @@
+//! Talking to a cluster's scheduler before running anything on it: is it
+//! there, is it a scheduler, does it have executors?
+//!
+//! Ballista's client would otherwise wait forever for a job that no executor
+//! picks up, or fail deep inside a query with a transport error. These checks
+//! turn both into one clear error, within a bounded time.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+use crate::error::{ClientError, Result};
+
+/// A scheduler's address, `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerAddress {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl SchedulerAddress {
+    /// Parses `host:port`, `df://host:port` or `http://host:port`; a missing
+    /// port means 50050.
+    pub fn parse(input: &str) -> Result<Self> {
+        let invalid = || ClientError::InvalidAddress(input.to_string());
+        let rest = input
+            .trim()
+            .trim_start_matches("df://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        if rest.is_empty() || rest.contains('/') {
+            return Err(invalid());
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| invalid())?),
+            None => (rest, 50050),
+        };
+        if host.is_empty() || port == 0 {
+            return Err(invalid());
+        }
+        Ok(Self { host: host.to_string(), port })
+    }
+
+    /// The URL Ballista's client expects (`df://host:port`).
+    pub fn ballista_url(&self) -> String {
+        format!("df://{}:{}", self.host, self.port)
+    }
+
+    /// The URL of the scheduler's REST API.
+    pub fn rest_url(&self, path: &str) -> String {
+        format!("http://{}:{}{path}", self.host, self.port)
+    }
+}
+
+impl std::fmt::Display for SchedulerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// One executor as the scheduler reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorInfo {
+    /// The executor's id.
+    pub id: String,
+    /// Host it advertises.
+    pub host: String,
+    /// Its Arrow Flight port.
+    pub port: u16,
+}
+
+/// Checks that the scheduler at `addr` is reachable within `connect_timeout`.
+pub async fn check_reachable(addr: &SchedulerAddress, connect_timeout: Duration) -> Result<()> {
+    let target = (addr.host.as_str(), addr.port);
+    match tokio::time::timeout(connect_timeout, TcpStream::connect(target)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ClientError::SchedulerUnreachable {
+            addr: addr.to_string(),
+            reason: describe_io(&e),
+        }),
+        Err(_) => Err(ClientError::SchedulerUnreachable {
+            addr: addr.to_string(),
+            reason: format!("no answer within {}s", connect_timeout.as_secs()),
+        }),
+    }
+}
+
+fn describe_io(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused (is ember-scheduler running there?)".to_string(),
+        _ => err.to_string(),
+    }
+}
+
+/// Lists the executors registered with the scheduler, through its REST API.
+pub async fn list_executors(addr: &SchedulerAddress, timeout: Duration) -> Result<Vec<ExecutorInfo>> {
+    let not_scheduler = |reason: String| ClientError::NotAScheduler { addr: addr.to_string(), reason };
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| ClientError::Process(format!("cannot build an HTTP client: {e}")))?;
+    let response = client
+        .get(addr.rest_url("/api/executors"))
+        .send()
+        .await
+        .map_err(|e| ClientError::SchedulerUnreachable { addr: addr.to_string(), reason: e.to_string() })?;
+    if !response.status().is_success() {
+        return Err(not_scheduler(format!("GET /api/executors returned {}", response.status())));
+    }
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| not_scheduler(format!("GET /api/executors returned no JSON list: {e}")))?;
+    let list = body
+        .as_array()
+        .ok_or_else(|| not_scheduler("GET /api/executors returned no JSON list".to_string()))?;
+    Ok(list
+        .iter()
+        .map(|e| ExecutorInfo {
+            id: e["id"].as_str().unwrap_or_default().to_string(),
+            host: e["host"].as_str().unwrap_or_default().to_string(),
+            port: e["port"].as_u64().unwrap_or_default() as u16,
+        })
+        .collect())
+}
+
+/// Waits until at least `count` executors are registered, polling the
+/// scheduler, for at most `wait`.
+pub async fn wait_for_executors(
+    addr: &SchedulerAddress,
+    count: usize,
+    wait: Duration,
+) -> Result<Vec<ExecutorInfo>> {
+    let started = Instant::now();
+    loop {
+        let executors = list_executors(addr, Duration::from_secs(5)).await?;
+        if executors.len() >= count.max(1) {
+            return Ok(executors);
+        }
+        if started.elapsed() >= wait {
+            return Err(ClientError::NoExecutors { addr: addr.to_string(), waited_secs: wait.as_secs() });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses() {
+        let a = SchedulerAddress::parse("df://example:7000").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("example", 7000));
+        assert_eq!(SchedulerAddress::parse("localhost").unwrap().port, 50050);
+        assert_eq!(SchedulerAddress::parse("http://10.0.0.1:1/").unwrap().port, 1);
+        for bad in ["", ":80", "host:port", "host:0", "a/b:1"] {
+            assert!(SchedulerAddress::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_connection_names_the_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let addr = SchedulerAddress { host: "127.0.0.1".into(), port };
+        let err = check_reachable(&addr, Duration::from_secs(2)).await.unwrap_err().to_string();
+        assert!(err.starts_with(&format!("cannot reach the scheduler at 127.0.0.1:{port}")), "{err}");
+    }
+}

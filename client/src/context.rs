@@ -1,0 +1,125 @@
+//! [`EmberContext`]: where queries run, embedded or on a cluster.
+
+use std::time::Duration;
+
+use ballista::prelude::SessionContextExt;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrame;
+use datafusion::prelude::SessionContext;
+use ember_core::EmberConfig;
+
+use crate::cluster::{SchedulerAddress, check_reachable, wait_for_executors};
+use crate::error::{ClientError, Result};
+
+/// Where an [`EmberContext`] runs its queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutionMode {
+    /// In this process, with DataFusion's own executor: no network hop, no
+    /// shuffle files.
+    Embedded,
+    /// On the cluster behind this scheduler.
+    Cluster(SchedulerAddress),
+}
+
+/// The entry point of the Ember client: a session that plans queries with
+/// Ember's shared configuration and runs them embedded or on a cluster.
+///
+/// Tables registered on the context (for example with
+/// `CREATE EXTERNAL TABLE`) live in the client's catalog; on a cluster their
+/// definitions travel inside each query's plan.
+#[derive(Clone)]
+pub struct EmberContext {
+    session: SessionContext,
+    mode: ExecutionMode,
+}
+
+impl std::fmt::Debug for EmberContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmberContext").field("mode", &self.mode).finish_non_exhaustive()
+    }
+}
+
+impl EmberContext {
+    /// A context that runs everything in this process.
+    pub fn embedded() -> Result<Self> {
+        let config = ember_core::session_config();
+        let runtime = ember_core::runtime_env(&config, None)?;
+        let state = ember_core::session_state(config, runtime)?;
+        Ok(Self { session: SessionContext::new_with_state(state), mode: ExecutionMode::Embedded })
+    }
+
+    /// A context that runs queries on the cluster whose scheduler listens at
+    /// `address` (`host:port` or `df://host:port`).
+    ///
+    /// Fails, within `ember.client_connect_timeout_secs`, when nothing
+    /// answers there. Executors are checked for when a query runs (see
+    /// [`EmberContext::check_executors`]).
+    pub async fn connect(address: &str) -> Result<Self> {
+        let addr = SchedulerAddress::parse(address)?;
+        let config = ember_core::session_config();
+        let settings = EmberConfig::from_session_config(&config);
+        check_reachable(&addr, Duration::from_secs(settings.client_connect_timeout_secs)).await?;
+        let runtime = ember_core::runtime_env(&config, None)?;
+        let state = ember_core::session_state(config, runtime)?;
+        let session = SessionContext::remote_with_state(&addr.ballista_url(), state).await?;
+        Ok(Self { session, mode: ExecutionMode::Cluster(addr) })
+    }
+
+    /// Embedded when `scheduler` is `None`, else connected to that scheduler.
+    pub async fn new(scheduler: Option<&str>) -> Result<Self> {
+        match scheduler {
+            None => Self::embedded(),
+            Some(address) => Self::connect(address).await,
+        }
+    }
+
+    /// Where queries run.
+    pub fn mode(&self) -> &ExecutionMode {
+        &self.mode
+    }
+
+    /// The underlying DataFusion session (catalog, settings, functions).
+    pub fn session(&self) -> &SessionContext {
+        &self.session
+    }
+
+    /// The session's current Ember settings.
+    pub fn settings(&self) -> EmberConfig {
+        EmberConfig::from_session_config(&self.session.copied_config())
+    }
+
+    /// On a cluster, fails unless at least one executor is registered within
+    /// `ember.client_executor_wait_secs`. Embedded, does nothing.
+    pub async fn check_executors(&self) -> Result<()> {
+        if let ExecutionMode::Cluster(addr) = &self.mode {
+            let wait = Duration::from_secs(self.settings().client_executor_wait_secs);
+            wait_for_executors(addr, 1, wait).await?;
+        }
+        Ok(())
+    }
+
+    /// Plans one SQL statement. DDL and `SET` take effect here; a query
+    /// returns a lazy [`DataFrame`] that runs when collected.
+    pub async fn sql(&self, statement: &str) -> Result<DataFrame> {
+        self.session.sql(statement).await.map_err(ClientError::from_datafusion)
+    }
+
+    /// Plans and runs one SQL statement and collects its result.
+    pub async fn run_sql(&self, statement: &str) -> Result<Vec<RecordBatch>> {
+        let frame = self.sql(statement).await?;
+        if is_query(&frame) {
+            self.check_executors().await?;
+        }
+        frame.collect().await.map_err(ClientError::from_datafusion)
+    }
+}
+
+/// Whether running this frame executes a plan (as opposed to a statement
+/// that already took effect while planning, such as DDL or `SET`).
+pub fn is_query(frame: &DataFrame) -> bool {
+    use datafusion::logical_expr::LogicalPlan;
+    !matches!(
+        frame.logical_plan(),
+        LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::EmptyRelation(_)
+    )
+}

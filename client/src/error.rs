@@ -1,0 +1,179 @@
+//! Errors of the Ember client, each rendered as one line that names the
+//! culprit (a statement position, a table, a file, an address).
+
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
+
+/// The result type of the `ember` crate.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// An error of the Ember client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The scheduler address is not `host:port`.
+    #[error("invalid scheduler address `{0}`: expected host:port (for example localhost:50050)")]
+    InvalidAddress(String),
+    /// Nothing answered at the scheduler's address in time.
+    #[error("cannot reach the scheduler at {addr}: {reason}")]
+    SchedulerUnreachable {
+        /// The address that was tried.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Something answered, but it is not an Ember (Ballista) scheduler.
+    #[error("{addr} does not answer like an Ember scheduler: {reason}")]
+    NotAScheduler {
+        /// The address that was tried.
+        addr: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
+    /// The scheduler has no executor to run tasks on.
+    #[error("the cluster at {addr} has no executors: none registered within {waited_secs}s (start one with `ember-executor --scheduler {addr}`)")]
+    NoExecutors {
+        /// The scheduler's address.
+        addr: String,
+        /// How long the client waited for one.
+        waited_secs: u64,
+    },
+    /// A statement could not be parsed.
+    #[error("syntax error{}: {message}", position.as_ref().map(|p| format!(" at {p}")).unwrap_or_default())]
+    Syntax {
+        /// Where, as `line L, column C` (or `FILE:L:C`), when known.
+        position: Option<String>,
+        /// The parser's message.
+        message: String,
+    },
+    /// A query failed to plan or run.
+    #[error("{}", describe(.0))]
+    Query(#[from] DataFusionError),
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Results could not be written.
+    #[error("cannot write results: {0}")]
+    Output(String),
+    /// A local process could not be started or supervised.
+    #[error("{0}")]
+    Process(String),
+}
+
+impl ClientError {
+    /// Converts a DataFusion error, turning parser errors into
+    /// [`ClientError::Syntax`] with their line and column.
+    pub fn from_datafusion(err: DataFusionError) -> Self {
+        if let Some((message, position)) = parser_message(&err) {
+            return ClientError::Syntax { position, message };
+        }
+        ClientError::Query(err)
+    }
+
+    /// Shifts a syntax error's position from statement-relative to
+    /// script-relative: the statement began at `line`:`column` of `source`.
+    pub fn in_script(self, source: &str, line: usize, column: usize) -> Self {
+        match self {
+            ClientError::Syntax { position, message } => {
+                let position = match position.as_deref().and_then(parse_position) {
+                    Some((l, c)) => {
+                        let c = if l == 1 { c + column - 1 } else { c };
+                        format!("{source}:{}:{c}", l + line - 1)
+                    }
+                    None => format!("{source}:{line}:{column}"),
+                };
+                ClientError::Syntax { position: Some(position), message }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Finds a SQL parser error inside `err` and splits it into its message and
+/// `line L, column C` position.
+fn parser_message(err: &DataFusionError) -> Option<(String, Option<String>)> {
+    let parser_error = match err.find_root() {
+        DataFusionError::SQL(e, _) => e,
+        _ => return None,
+    };
+    let text = match parser_error.as_ref() {
+        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
+        ParserError::RecursionLimitExceeded => "statement nests too deeply".to_string(),
+    };
+    Some(match text.rfind(" at Line: ") {
+        Some(at) => {
+            let (message, location) = text.split_at(at);
+            let location = location.trim_start_matches(" at Line: ");
+            let position = location
+                .split_once(", Column: ")
+                .map(|(l, c)| format!("line {}, column {}", l.trim(), c.trim()));
+            (message.to_string(), position)
+        }
+        None => (text, None),
+    })
+}
+
+fn parse_position(position: &str) -> Option<(usize, usize)> {
+    let rest = position.strip_prefix("line ")?;
+    let (line, column) = rest.split_once(", column ")?;
+    Some((line.parse().ok()?, column.parse().ok()?))
+}
+
+/// Renders a DataFusion error as one line, without the internal prefixes
+/// ("Error during planning: ", "External error: ") that say nothing to a user.
+pub fn describe(err: &DataFusionError) -> String {
+    let text = match err {
+        DataFusionError::Context(context, inner) => format!("{context}: {}", describe(inner)),
+        DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::Configuration(m) => m.clone(),
+        DataFusionError::SchemaError(e, _) => e.to_string(),
+        DataFusionError::ObjectStore(e) => e.to_string(),
+        DataFusionError::IoError(e) => e.to_string(),
+        DataFusionError::ArrowError(e, _) => e.to_string(),
+        DataFusionError::External(e) => e.to_string(),
+        DataFusionError::Shared(e) => describe(e),
+        DataFusionError::Diagnostic(_, inner) => describe(inner),
+        DataFusionError::Collection(errors) => errors.first().map(describe).unwrap_or_else(|| err.to_string()),
+        other => other.to_string(),
+    };
+    one_line(&text)
+}
+
+/// Collapses whitespace runs (newlines included) to single spaces.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_error_position_moves_into_the_script() {
+        let err = ClientError::Syntax {
+            position: Some("line 2, column 5".to_string()),
+            message: "Expected: end of statement, found: FORM".to_string(),
+        };
+        let err = err.in_script("q.sql", 10, 3);
+        assert_eq!(
+            err.to_string(),
+            "syntax error at q.sql:11:5: Expected: end of statement, found: FORM"
+        );
+        let first_line = ClientError::Syntax {
+            position: Some("line 1, column 8".to_string()),
+            message: "m".to_string(),
+        };
+        assert_eq!(first_line.in_script("q.sql", 4, 3).to_string(), "syntax error at q.sql:4:10: m");
+    }
+
+    #[test]
+    fn plan_errors_lose_their_prefix_and_newlines() {
+        let err = DataFusionError::Plan("table 'x' not found\n  hint".to_string());
+        assert_eq!(describe(&err), "table 'x' not found hint");
+    }
+}

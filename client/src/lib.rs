@@ -1,0 +1,32 @@
+//! The Ember client library.
+//!
+//! [`EmberContext`] plans SQL with Ember's shared configuration and runs it
+//! embedded (in this process, the default) or on a cluster
+//! ([`EmberContext::connect`]). The `ember` command-line tool is a thin layer
+//! over this crate: statement running ([`runner`]), output formats
+//! ([`format`]), the interactive shell ([`repl`]), a local cluster launcher
+//! ([`local_cluster`]) and TPC-H sample data ([`tpch`]).
+//!
+//! ```no_run
+//! # async fn demo() -> ember::Result<()> {
+//! let ctx = ember::EmberContext::embedded()?;
+//! let batches = ctx.run_sql("select 1 + 1 as two").await?;
+//! assert_eq!(batches[0].num_rows(), 1);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod cli;
+pub mod cluster;
+pub mod context;
+pub mod error;
+pub mod format;
+pub mod local_cluster;
+pub mod repl;
+pub mod runner;
+pub mod script;
+pub mod tpch;
+
+pub use context::{EmberContext, ExecutionMode};
+pub use error::{ClientError, Result};
+pub use format::OutputFormat;

@@ -1,0 +1,238 @@
+//! A local Ember cluster: one `ember-scheduler` and N `ember-executor`
+//! processes on this machine, started from binaries in one directory.
+//!
+//! `ember cluster local` uses it, and so do the cross-process tests. Every
+//! process is stopped (SIGTERM, then SIGKILL after a grace period) when the
+//! [`LocalCluster`] is dropped, also when a test panics.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::cluster::{SchedulerAddress, wait_for_executors};
+use crate::error::{ClientError, Result};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct LocalClusterOptions {
+    /// Directory holding the `ember-scheduler` and `ember-executor` binaries.
+    pub bin_dir: PathBuf,
+    /// Number of executors.
+    pub executors: usize,
+    /// Task slots per executor.
+    pub cores_per_executor: usize,
+    /// Scheduler port (0: a free port).
+    pub scheduler_port: u16,
+    /// Where each process's output goes (`scheduler.log`, `executor-N.log`).
+    pub log_dir: PathBuf,
+    /// Directory under which each executor gets its work dir.
+    pub work_dir: PathBuf,
+    /// Log filter passed to every process.
+    pub log_filter: String,
+    /// How long to wait for the scheduler to listen and executors to register.
+    pub startup_timeout: Duration,
+}
+
+impl LocalClusterOptions {
+    /// Options for `executors` executors, with binaries in `bin_dir` and
+    /// logs and work dirs under `state_dir`.
+    pub fn new(bin_dir: impl Into<PathBuf>, executors: usize, state_dir: &Path) -> Self {
+        Self {
+            bin_dir: bin_dir.into(),
+            executors,
+            cores_per_executor: 2,
+            scheduler_port: 0,
+            log_dir: state_dir.join("logs"),
+            work_dir: state_dir.join("work"),
+            log_filter: "info".to_string(),
+            startup_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running local cluster. Dropping it stops every process.
+#[derive(Debug)]
+pub struct LocalCluster {
+    scheduler: Option<Child>,
+    executors: Vec<Child>,
+    address: SchedulerAddress,
+    log_dir: PathBuf,
+}
+
+fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = bin_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ClientError::Process(format!(
+            "cannot find {} (build it with `cargo build -p {name}`)",
+            path.display()
+        )))
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .map_err(|e| ClientError::Process(format!("cannot create log file {}: {e}", path.display())))
+}
+
+/// Waits for a line starting with `prefix` on the child's standard output,
+/// copying everything it prints to `log`.
+fn wait_for_line(child: &mut Child, prefix: &'static str, mut log: std::fs::File, timeout: Duration) -> Result<String> {
+    let stdout = child.stdout.take().ok_or_else(|| ClientError::Process("child has no stdout".into()))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            let _ = writeln!(log, "{line}");
+            if !sent && line.starts_with(prefix) {
+                let _ = tx.send(line);
+                sent = true;
+            }
+        }
+    });
+    rx.recv_timeout(timeout)
+        .map_err(|_| ClientError::Process(format!("no `{prefix}` line within {}s", timeout.as_secs())))
+}
+
+impl LocalCluster {
+    /// Starts the scheduler, then the executors, and waits until every
+    /// executor has registered.
+    pub async fn start(options: &LocalClusterOptions) -> Result<Self> {
+        let scheduler_bin = binary(&options.bin_dir, "ember-scheduler")?;
+        let executor_bin = binary(&options.bin_dir, "ember-executor")?;
+        for dir in [&options.log_dir, &options.work_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ClientError::Process(format!("cannot create {}: {e}", dir.display())))?;
+        }
+
+        let mut scheduler = Command::new(&scheduler_bin)
+            .args(["--bind", "127.0.0.1", "--port", &options.scheduler_port.to_string()])
+            .args(["--log", &options.log_filter])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file(&options.log_dir, "scheduler.stderr.log")?)
+            .spawn()
+            .map_err(|e| ClientError::Process(format!("cannot start {}: {e}", scheduler_bin.display())))?;
+        let mut cluster = LocalCluster {
+            scheduler: None,
+            executors: Vec::new(),
+            address: SchedulerAddress { host: "127.0.0.1".into(), port: 0 },
+            log_dir: options.log_dir.clone(),
+        };
+        let line = wait_for_line(
+            &mut scheduler,
+            "ember-scheduler listening on ",
+            log_file(&options.log_dir, "scheduler.log")?,
+            options.startup_timeout,
+        );
+        cluster.scheduler = Some(scheduler);
+        let line = line?;
+        let addr = line.trim_start_matches("ember-scheduler listening on ").trim();
+        cluster.address = SchedulerAddress::parse(addr)?;
+
+        for n in 0..options.executors {
+            let work_dir = options.work_dir.join(format!("executor-{n}"));
+            let child = Command::new(&executor_bin)
+                .args(["--scheduler", &cluster.address.to_string()])
+                .args(["--bind", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--health-port", "0"])
+                .args(["--cores", &options.cores_per_executor.to_string()])
+                .arg("--work-dir")
+                .arg(&work_dir)
+                .args(["--log", &options.log_filter])
+                .stdin(Stdio::null())
+                .stdout(log_file(&options.log_dir, &format!("executor-{n}.log"))?)
+                .stderr(log_file(&options.log_dir, &format!("executor-{n}.stderr.log"))?)
+                .spawn()
+                .map_err(|e| ClientError::Process(format!("cannot start {}: {e}", executor_bin.display())))?;
+            cluster.executors.push(child);
+        }
+        wait_for_executors(&cluster.address, options.executors, options.startup_timeout).await?;
+        Ok(cluster)
+    }
+
+    /// The scheduler's address.
+    pub fn address(&self) -> &SchedulerAddress {
+        &self.address
+    }
+
+    /// Where the processes' logs are.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Process ids of the executors, in start order.
+    pub fn executor_pids(&self) -> Vec<u32> {
+        self.executors.iter().map(Child::id).collect()
+    }
+
+    /// Returns the name of the first process that has exited, if any.
+    pub fn exited_process(&mut self) -> Option<String> {
+        if let Some(scheduler) = self.scheduler.as_mut() {
+            if let Ok(Some(status)) = scheduler.try_wait() {
+                return Some(format!("ember-scheduler ({status})"));
+            }
+        }
+        for (n, executor) in self.executors.iter_mut().enumerate() {
+            if let Ok(Some(status)) = executor.try_wait() {
+                return Some(format!("ember-executor {n} ({status})"));
+            }
+        }
+        None
+    }
+
+    /// Stops every process: executors first, then the scheduler. Each gets
+    /// SIGTERM and `grace` to exit before it is killed.
+    pub fn stop(&mut self, grace: Duration) {
+        let mut executors = std::mem::take(&mut self.executors);
+        for child in &mut executors {
+            terminate(child);
+        }
+        for child in &mut executors {
+            reap(child, grace);
+        }
+        if let Some(mut scheduler) = self.scheduler.take() {
+            terminate(&mut scheduler);
+            reap(&mut scheduler, grace);
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// Asks a child to stop (SIGTERM on Unix).
+fn terminate(child: &mut Child) {
+    #[cfg(unix)]
+    {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: sending a signal to a process id we spawned and have not reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            return;
+        }
+    }
+    let _ = child.kill();
+}
+
+/// Waits up to `grace` for a child to exit, then kills it.
+fn reap(child: &mut Child, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,259 @@
+//! TPC-H: data generated in-process (with the `tpchgen` crates) and the 22
+//! benchmark queries.
+//!
+//! Ember uses TPC-H as its sample data set (the quickstart), in its
+//! cross-process tests and in its benchmarks. The queries use the
+//! specification's validation parameters. Where a query's `ORDER BY` can tie,
+//! a unique key is appended to it, so that every engine returns rows in the
+//! same order and results compare row by row.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatchReader;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use tpchgen::generators::{
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
+    PartSuppGenerator, RegionGenerator, SupplierGenerator,
+};
+use tpchgen_arrow::{
+    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RegionArrow,
+    SupplierArrow,
+};
+
+/// The eight TPC-H tables, smallest first.
+pub const TABLES: [&str; 8] = [
+    "region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem",
+];
+
+const QUERIES: [&str; 22] = [
+    include_str!("queries/q1.sql"),
+    include_str!("queries/q2.sql"),
+    include_str!("queries/q3.sql"),
+    include_str!("queries/q4.sql"),
+    include_str!("queries/q5.sql"),
+    include_str!("queries/q6.sql"),
+    include_str!("queries/q7.sql"),
+    include_str!("queries/q8.sql"),
+    include_str!("queries/q9.sql"),
+    include_str!("queries/q10.sql"),
+    include_str!("queries/q11.sql"),
+    include_str!("queries/q12.sql"),
+    include_str!("queries/q13.sql"),
+    include_str!("queries/q14.sql"),
+    include_str!("queries/q15.sql"),
+    include_str!("queries/q16.sql"),
+    include_str!("queries/q17.sql"),
+    include_str!("queries/q18.sql"),
+    include_str!("queries/q19.sql"),
+    include_str!("queries/q20.sql"),
+    include_str!("queries/q21.sql"),
+    include_str!("queries/q22.sql"),
+];
+
+/// The SQL text of TPC-H query `number` (1 to 22).
+pub fn query(number: usize) -> Option<&'static str> {
+    number.checked_sub(1).and_then(|i| QUERIES.get(i)).copied()
+}
+
+/// Errors raised while generating TPC-H data.
+#[derive(Debug, thiserror::Error)]
+pub enum TpchError {
+    /// The table name is not one of [`TABLES`].
+    #[error("unknown TPC-H table `{0}`")]
+    UnknownTable(String),
+    /// The scale factor is not positive.
+    #[error("scale factor must be positive, got {0}")]
+    ScaleFactor(f64),
+    /// A file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Arrow or Parquet failed while encoding.
+    #[error("cannot encode {path}: {message}")]
+    Encode {
+        /// The file being written.
+        path: PathBuf,
+        /// The cause.
+        message: String,
+    },
+}
+
+/// File formats the generator writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataFormat {
+    /// Apache Parquet (Snappy-compressed).
+    Parquet,
+    /// CSV with a header row.
+    Csv,
+}
+
+impl DataFormat {
+    /// The file extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            DataFormat::Parquet => "parquet",
+            DataFormat::Csv => "csv",
+        }
+    }
+
+    /// The `STORED AS` keyword for `CREATE EXTERNAL TABLE`.
+    pub fn stored_as(self) -> &'static str {
+        match self {
+            DataFormat::Parquet => "PARQUET",
+            DataFormat::Csv => "CSV",
+        }
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct TpchGenerator {
+    /// TPC-H scale factor: 1.0 is about 1 GB of raw data; 0.01 is 60,000
+    /// `lineitem` rows.
+    pub scale_factor: f64,
+    /// Files per table (the small `nation` and `region` tables always get one).
+    pub parts: usize,
+    /// Output format.
+    pub format: DataFormat,
+}
+
+impl Default for TpchGenerator {
+    fn default() -> Self {
+        Self { scale_factor: 0.01, parts: 1, format: DataFormat::Parquet }
+    }
+}
+
+fn reader(table: &str, sf: f64, part: i32, parts: i32) -> Result<Box<dyn RecordBatchReader + Send>, TpchError> {
+    Ok(match table {
+        "region" => Box::new(RegionArrow::new(RegionGenerator::new(sf, part, parts))),
+        "nation" => Box::new(NationArrow::new(NationGenerator::new(sf, part, parts))),
+        "supplier" => Box::new(SupplierArrow::new(SupplierGenerator::new(sf, part, parts))),
+        "customer" => Box::new(CustomerArrow::new(CustomerGenerator::new(sf, part, parts))),
+        "part" => Box::new(PartArrow::new(PartGenerator::new(sf, part, parts))),
+        "partsupp" => Box::new(PartSuppArrow::new(PartSuppGenerator::new(sf, part, parts))),
+        "orders" => Box::new(OrderArrow::new(OrderGenerator::new(sf, part, parts))),
+        "lineitem" => Box::new(LineItemArrow::new(LineItemGenerator::new(sf, part, parts))),
+        other => return Err(TpchError::UnknownTable(other.to_string())),
+    })
+}
+
+impl TpchGenerator {
+    /// Writes every table under `dir`, one directory per table
+    /// (`dir/lineitem/part-0.parquet`, ...), and returns the table
+    /// directories. Each file is written under a temporary name and renamed
+    /// when complete, so a failed run leaves no truncated file behind.
+    pub fn write_all(&self, dir: &Path) -> Result<Vec<(String, PathBuf)>, TpchError> {
+        TABLES
+            .iter()
+            .map(|table| Ok((table.to_string(), self.write_table(table, dir)?)))
+            .collect()
+    }
+
+    /// Writes one table under `dir/<table>/` and returns that directory.
+    pub fn write_table(&self, table: &str, dir: &Path) -> Result<PathBuf, TpchError> {
+        if !(self.scale_factor > 0.0) {
+            return Err(TpchError::ScaleFactor(self.scale_factor));
+        }
+        let table_dir = dir.join(table);
+        std::fs::create_dir_all(&table_dir)
+            .map_err(|source| TpchError::Io { path: table_dir.clone(), source })?;
+        let parts = if matches!(table, "nation" | "region") { 1 } else { self.parts.max(1) };
+        for part in 0..parts {
+            let batches = reader(table, self.scale_factor, part as i32 + 1, parts as i32)?;
+            let path = table_dir.join(format!("part-{part}.{}", self.format.extension()));
+            self.write_file(batches, &path)?;
+        }
+        Ok(table_dir)
+    }
+
+    fn write_file(&self, batches: Box<dyn RecordBatchReader + Send>, path: &Path) -> Result<(), TpchError> {
+        let tmp = path.with_extension("tmp");
+        let io = |source| TpchError::Io { path: tmp.clone(), source };
+        let encode = |e: &dyn std::fmt::Display| TpchError::Encode { path: path.to_path_buf(), message: e.to_string() };
+        let file = File::create(&tmp).map_err(io)?;
+        let schema: SchemaRef = batches.schema();
+        match self.format {
+            DataFormat::Parquet => {
+                let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(|e| encode(&e))?;
+                for batch in batches {
+                    writer.write(&batch.map_err(|e| encode(&e))?).map_err(|e| encode(&e))?;
+                }
+                writer.close().map_err(|e| encode(&e))?;
+            }
+            DataFormat::Csv => {
+                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(file);
+                for batch in batches {
+                    writer.write(&batch.map_err(|e| encode(&e))?).map_err(|e| encode(&e))?;
+                }
+            }
+        }
+        std::fs::rename(&tmp, path).map_err(|source| TpchError::Io { path: path.to_path_buf(), source })
+    }
+
+    /// `CREATE EXTERNAL TABLE` statements for tables written under `dir`.
+    pub fn create_table_statements(&self, dir: &Path) -> Vec<String> {
+        TABLES
+            .iter()
+            .map(|table| {
+                let location = dir.join(table);
+                let mut sql = format!(
+                    "CREATE EXTERNAL TABLE {table} STORED AS {} LOCATION '{}/'",
+                    self.format.stored_as(),
+                    location.display()
+                );
+                if self.format == DataFormat::Csv {
+                    sql.push_str(" OPTIONS ('format.has_header' 'true')");
+                }
+                sql
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_query_is_there_and_numbered() {
+        for n in 1..=22 {
+            let sql = query(n).unwrap();
+            assert!(sql.trim_end().ends_with(';'), "q{n}");
+        }
+        assert!(query(0).is_none());
+        assert!(query(23).is_none());
+    }
+
+    #[test]
+    fn generates_parquet_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let generator = TpchGenerator { scale_factor: 0.001, parts: 2, format: DataFormat::Parquet };
+        let tables = generator.write_all(dir.path()).unwrap();
+        assert_eq!(tables.len(), 8);
+        assert!(dir.path().join("lineitem/part-1.parquet").is_file());
+        assert!(dir.path().join("nation/part-0.parquet").is_file());
+        assert!(!dir.path().join("nation/part-1.parquet").exists());
+        let leftovers = std::fs::read_dir(dir.path().join("orders"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "tmp")
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn rejects_bad_scale_factor() {
+        let dir = tempfile::tempdir().unwrap();
+        let generator = TpchGenerator { scale_factor: 0.0, ..TpchGenerator::default() };
+        assert!(matches!(generator.write_table("nation", dir.path()), Err(TpchError::ScaleFactor(_))));
+    }
+}

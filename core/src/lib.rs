@@ -1,0 +1,36 @@
+//! `ember-core`: everything that Ember's client, scheduler and executors must
+//! agree on, built in one place.
+//!
+//! A query planned by the client is shipped to the scheduler, split into stages
+//! and run by executors. Each of these processes decodes plans, resolves
+//! functions and opens files on its own, so each must be configured the same
+//! way. This crate owns that configuration:
+//!
+//! * [`config`]: the [`SessionConfig`](datafusion::prelude::SessionConfig)
+//!   with Ballista's settings and Ember's `ember.*` extension ([`EmberConfig`]);
+//! * [`session`]: the session state (functions, planners) and the function
+//!   registry that executors resolve functions from;
+//! * [`object_store`]: the runtime environment and the object-store registry
+//!   that maps `file://` (and later `s3://`) locations to stores;
+//! * [`codec`]: the logical and physical extension codecs that wrap Ballista's,
+//!   so Ember's own operators can travel between processes.
+//!
+//! The client, the scheduler and the executors call these functions; nothing is
+//! configured three times.
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod object_store;
+pub mod session;
+pub mod signal;
+pub mod telemetry;
+
+pub use codec::{EmberLogicalCodec, EmberPhysicalCodec};
+pub use config::{EmberConfig, distributed_session_config, session_config};
+pub use error::{EmberError, Result};
+pub use object_store::{EmberObjectStoreRegistry, runtime_env};
+pub use session::{function_registry, session_state};
+
+/// Ember's version, as reported by every binary.
+pub const EMBER_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,58 @@
+//! The session state and function registry shared by every Ember process.
+
+use std::sync::Arc;
+
+use ballista_core::extension::{
+    ballista_aggregate_functions, ballista_scalar_functions, ballista_window_functions,
+};
+use ballista_core::registry::BallistaFunctionRegistry;
+use datafusion::error::Result;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionState;
+use datafusion::prelude::SessionConfig;
+
+/// Builds a session state from a configuration and a runtime environment.
+///
+/// The state has DataFusion's default planners, functions and table formats,
+/// plus the functions Ballista adds. Ember's own functions are registered here
+/// too, so that the client (which plans), the scheduler (which re-plans
+/// physically) and the executors (which decode plans) resolve the same names.
+pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<SessionState> {
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_scalar_functions(ballista_scalar_functions())
+        .with_aggregate_functions(ballista_aggregate_functions())
+        .with_window_functions(ballista_window_functions())
+        .build();
+    Ok(state)
+}
+
+/// The function registry executors resolve function names from when they
+/// decode a stage plan: every function of [`session_state`].
+pub fn function_registry(state: &SessionState) -> Arc<BallistaFunctionRegistry> {
+    Arc::new(BallistaFunctionRegistry::from(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::session_config, object_store::runtime_env};
+
+    #[test]
+    fn registry_holds_the_session_functions() {
+        let config = session_config();
+        let runtime = runtime_env(&config, None).unwrap();
+        let state = session_state(config, runtime).unwrap();
+        let registry = function_registry(&state);
+        for name in ["abs", "upper", "date_trunc"] {
+            assert!(registry.scalar_functions.contains_key(name), "{name}");
+        }
+        for name in ["sum", "avg", "count"] {
+            assert!(registry.aggregate_functions.contains_key(name), "{name}");
+        }
+        assert!(registry.window_functions.contains_key("row_number"));
+    }
+}

@@ -1,0 +1,320 @@
+//! `ember-executor`: Ballista's executor process, embedded and configured with
+//! Ember's shared configuration, runtime, function registry, codecs and
+//! [`EmberExecutionEngine`].
+//!
+//! An executor registers with the scheduler, receives stage tasks, decodes
+//! their plans with Ember's codecs, runs them through the execution engine and
+//! writes shuffle files into its work dir, which other executors and clients
+//! fetch over Arrow Flight.
+
+pub mod engine;
+pub mod size;
+
+use std::net::TcpListener as StdTcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use datafusion::prelude::SessionConfig;
+use ember_core::{EmberLogicalCodec, EmberPhysicalCodec};
+
+pub use engine::{EmberExecutionEngine, StagePlanRewrite};
+pub use size::{ByteSize, ParseByteSizeError};
+
+/// Errors that stop an executor.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// A flag has a value the executor cannot use.
+    #[error("invalid --{flag}: {reason}")]
+    InvalidFlag {
+        /// The flag's name.
+        flag: &'static str,
+        /// Why its value was rejected.
+        reason: String,
+    },
+    /// The work dir could not be created.
+    #[error("cannot create work dir {path}: {source}")]
+    WorkDir {
+        /// The directory that was tried.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// No free port could be found for a `0` port flag.
+    #[error("cannot pick a free port on {host}: {source}")]
+    FreePort {
+        /// The host the port was wanted on.
+        host: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Ballista's executor failed to start or stopped with an error.
+    #[error("{0}")]
+    Ballista(#[from] ballista_core::error::BallistaError),
+}
+
+/// The executor's settings; every flag has an `EMBER_EXECUTOR_*` environment
+/// equivalent (the scheduler's address is `EMBER_SCHEDULER`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecutorOptions {
+    /// The scheduler to register with, as host:port.
+    #[arg(long, env = "EMBER_SCHEDULER", default_value = "localhost:50050")]
+    pub scheduler: String,
+    /// Address to listen on.
+    #[arg(long, env = "EMBER_EXECUTOR_BIND", default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Host name the scheduler, other executors and clients use to reach this
+    /// executor (defaults to the bind address).
+    #[arg(long, env = "EMBER_EXECUTOR_EXTERNAL_HOST")]
+    pub external_host: Option<String>,
+    /// Arrow Flight port, serving shuffle data and results (0 picks a free port).
+    #[arg(long, env = "EMBER_EXECUTOR_PORT", default_value_t = 50051)]
+    pub port: u16,
+    /// gRPC port on which the scheduler pushes tasks (0 picks a free port).
+    #[arg(long, env = "EMBER_EXECUTOR_GRPC_PORT", default_value_t = 50052)]
+    pub grpc_port: u16,
+    /// HTTP port for `/healthz` and `/readyz` (0 picks a free port).
+    #[arg(long, env = "EMBER_EXECUTOR_HEALTH_PORT", default_value_t = 50053)]
+    pub health_port: u16,
+    /// Task slots: how many tasks run at once (default: the number of CPU cores).
+    #[arg(long, env = "EMBER_EXECUTOR_CORES")]
+    pub cores: Option<usize>,
+    /// Memory pool for query operators, such as `4GiB` or `512MB`; operators
+    /// that can spill do so beyond it (default: 70% of the machine's or
+    /// container's memory).
+    #[arg(long, env = "EMBER_EXECUTOR_MEMORY")]
+    pub memory: Option<ByteSize>,
+    /// Directory for shuffle files and spills (default: a fresh directory
+    /// under the system's temp dir, removed on exit).
+    #[arg(long, env = "EMBER_EXECUTOR_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Seconds to keep retrying to reach the scheduler at start-up.
+    #[arg(long, env = "EMBER_EXECUTOR_SCHEDULER_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
+    pub scheduler_connect_timeout_secs: u16,
+    /// Seconds between heartbeats to the scheduler.
+    #[arg(long, env = "EMBER_EXECUTOR_HEARTBEAT_SECS", default_value_t = 5)]
+    pub heartbeat_secs: u64,
+    /// Largest gRPC message, in bytes.
+    #[arg(long, env = "EMBER_EXECUTOR_GRPC_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub grpc_max_message_bytes: u32,
+}
+
+/// The ports an executor listens on, with `0`s replaced by free ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutorPorts {
+    /// Arrow Flight.
+    pub flight: u16,
+    /// Task gRPC.
+    pub grpc: u16,
+    /// Health probes.
+    pub health: u16,
+}
+
+fn free_port(host: &str, wanted: u16) -> Result<u16, ExecutorError> {
+    if wanted != 0 {
+        return Ok(wanted);
+    }
+    let listener = StdTcpListener::bind((host, 0))
+        .map_err(|source| ExecutorError::FreePort { host: host.to_string(), source })?;
+    listener
+        .local_addr()
+        .map(|addr| addr.port())
+        .map_err(|source| ExecutorError::FreePort { host: host.to_string(), source })
+}
+
+/// Splits `host:port`, naming the flag in the error.
+fn parse_host_port(value: &str, flag: &'static str) -> Result<(String, u16), ExecutorError> {
+    let value = value.trim_start_matches("df://").trim_start_matches("http://");
+    let (host, port) = value.rsplit_once(':').ok_or_else(|| ExecutorError::InvalidFlag {
+        flag,
+        reason: format!("`{value}` is not host:port"),
+    })?;
+    let port = port.parse::<u16>().map_err(|_| ExecutorError::InvalidFlag {
+        flag,
+        reason: format!("`{port}` is not a port number"),
+    })?;
+    if host.is_empty() {
+        return Err(ExecutorError::InvalidFlag { flag, reason: "the host is empty".into() });
+    }
+    Ok((host.to_string(), port))
+}
+
+/// The configuration producer installed on executors.
+fn executor_session_config() -> SessionConfig {
+    ember_core::distributed_session_config()
+}
+
+/// An executor ready to start: Ballista's process configuration with Ember's
+/// hooks installed, and the work dir it owns.
+pub struct PreparedExecutor {
+    /// Ballista's executor configuration.
+    pub config: ExecutorProcessConfig,
+    /// The ports in use.
+    pub ports: ExecutorPorts,
+    /// The work dir; when Ember created it, dropping this removes it.
+    work_dir: WorkDir,
+}
+
+enum WorkDir {
+    Given(PathBuf),
+    Owned(tempfile::TempDir),
+}
+
+impl WorkDir {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            WorkDir::Given(path) => path,
+            WorkDir::Owned(dir) => dir.path(),
+        }
+    }
+}
+
+impl PreparedExecutor {
+    /// Validates the options and builds the executor's configuration.
+    pub fn prepare(options: &ExecutorOptions) -> Result<Self, ExecutorError> {
+        let (scheduler_host, scheduler_port) = parse_host_port(&options.scheduler, "scheduler")?;
+        if options.cores == Some(0) {
+            return Err(ExecutorError::InvalidFlag { flag: "cores", reason: "must be at least 1".into() });
+        }
+        let work_dir = match &options.work_dir {
+            Some(path) => {
+                std::fs::create_dir_all(path)
+                    .map_err(|source| ExecutorError::WorkDir { path: path.clone(), source })?;
+                WorkDir::Given(path.clone())
+            }
+            None => WorkDir::Owned(
+                tempfile::Builder::new()
+                    .prefix("ember-executor-")
+                    .tempdir()
+                    .map_err(|source| ExecutorError::WorkDir { path: std::env::temp_dir(), source })?,
+            ),
+        };
+        let ports = ExecutorPorts {
+            flight: free_port(&options.bind, options.port)?,
+            grpc: free_port(&options.bind, options.grpc_port)?,
+            health: free_port(&options.bind, options.health_port)?,
+        };
+        let work_dir_str = work_dir.path().to_string_lossy().into_owned();
+
+        let mut config = ExecutorProcessConfig {
+            bind_host: options.bind.clone(),
+            external_host: Some(options.external_host.clone().unwrap_or_else(|| options.bind.clone())),
+            port: ports.flight,
+            grpc_port: ports.grpc,
+            scheduler_host,
+            scheduler_port,
+            scheduler_connect_timeout_seconds: options.scheduler_connect_timeout_secs,
+            work_dir: Some(work_dir_str.clone()),
+            executor_heartbeat_interval_seconds: options.heartbeat_secs,
+            grpc_max_decoding_message_size: options.grpc_max_message_bytes,
+            grpc_max_encoding_message_size: options.grpc_max_message_bytes,
+            job_data_clean_up_interval_seconds: 60,
+            job_data_ttl_seconds: 24 * 3600,
+            memory_pool_size: options.memory.map(|size| size.bytes()),
+            print_thread_info: false,
+            ..ExecutorProcessConfig::default()
+        };
+        if let Some(cores) = options.cores {
+            config.vcores = cores;
+        }
+
+        // Everything the executor decodes, resolves and reads goes through
+        // ember-core, exactly as on the client and the scheduler.
+        let base = executor_session_config();
+        let runtime = ember_core::runtime_env(&base, Some(&work_dir_str))
+            .map_err(|e| ExecutorError::Ballista(e.into()))?;
+        let state = ember_core::session_state(base, runtime)
+            .map_err(|e| ExecutorError::Ballista(e.into()))?;
+        config.override_config_producer = Some(Arc::new(executor_session_config));
+        config.override_runtime_producer = Some(Arc::new(move |session_config: &SessionConfig| {
+            ember_core::runtime_env(session_config, Some(&work_dir_str))
+        }));
+        config.override_function_registry = Some(ember_core::function_registry(&state));
+        config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
+        config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));
+        config.override_execution_engine = Some(Arc::new(EmberExecutionEngine::with_default_engine()));
+
+        Ok(Self { config, ports, work_dir })
+    }
+
+    /// The executor's work dir.
+    pub fn work_dir(&self) -> &std::path::Path {
+        self.work_dir.path()
+    }
+
+    /// Runs the executor (and its health endpoint) until it is stopped by
+    /// SIGTERM, Ctrl-C or the scheduler. An owned work dir is removed after.
+    pub async fn run(self) -> Result<(), ExecutorError> {
+        let health_addr = format!("{}:{}", self.config.bind_host, self.ports.health)
+            .parse()
+            .map_err(|e| ExecutorError::InvalidFlag { flag: "bind", reason: format!("{e}") })?;
+        let (health_stop, health_stopped) = tokio::sync::oneshot::channel();
+        let health = ballista_executor::health::spawn_health_server(
+            health_addr,
+            self.config.health.clone(),
+            health_stopped,
+        );
+        let result = start_executor_process(Arc::new(self.config)).await;
+        let _ = health_stop.send(());
+        let _ = health.await;
+        drop(self.work_dir);
+        result.map_err(ExecutorError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ExecutorOptions {
+        ExecutorOptions {
+            scheduler: "127.0.0.1:50050".into(),
+            bind: "127.0.0.1".into(),
+            external_host: None,
+            port: 0,
+            grpc_port: 0,
+            health_port: 0,
+            cores: Some(2),
+            memory: Some("256MiB".parse().unwrap()),
+            work_dir: None,
+            scheduler_connect_timeout_secs: 1,
+            heartbeat_secs: 5,
+            grpc_max_message_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn prepare_installs_ember_hooks_and_free_ports() {
+        let prepared = PreparedExecutor::prepare(&options()).unwrap();
+        assert!(prepared.config.override_execution_engine.is_some());
+        assert!(prepared.config.override_function_registry.is_some());
+        assert_eq!(prepared.config.vcores, 2);
+        assert_eq!(prepared.config.memory_pool_size, Some(256 * 1024 * 1024));
+        assert_ne!(prepared.ports.flight, 0);
+        assert_ne!(prepared.ports.grpc, 0);
+        assert!(prepared.work_dir().is_dir());
+    }
+
+    #[test]
+    fn owned_work_dir_is_removed_when_dropped() {
+        let prepared = PreparedExecutor::prepare(&options()).unwrap();
+        let dir = prepared.work_dir().to_path_buf();
+        drop(prepared);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn bad_scheduler_address_names_the_flag() {
+        let mut opts = options();
+        opts.scheduler = "nowhere".into();
+        let err = PreparedExecutor::prepare(&opts).err().unwrap().to_string();
+        assert_eq!(err, "invalid --scheduler: `nowhere` is not host:port");
+    }
+
+    #[test]
+    fn zero_cores_is_rejected() {
+        let mut opts = options();
+        opts.cores = Some(0);
+        assert!(PreparedExecutor::prepare(&opts).is_err());
+    }
+}

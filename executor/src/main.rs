@@ -1,0 +1,60 @@
+//! The `ember-executor` binary: parses flags, registers with the scheduler
+//! and runs tasks until SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ember_executor::{ExecutorOptions, PreparedExecutor};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Ember's executor: runs query stages handed out by the scheduler.
+#[derive(Debug, Parser)]
+#[command(name = "ember-executor", version = ember_core::EMBER_VERSION)]
+struct Cli {
+    #[command(flatten)]
+    options: ExecutorOptions,
+    /// Log filter (for example `info` or `ember=debug`); RUST_LOG wins.
+    #[arg(long, env = "EMBER_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ember_core::telemetry::init_tracing(&cli.log);
+    let prepared = match PreparedExecutor::prepare(&cli.options) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("ember-executor: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(32 * 1024 * 1024)
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ember-executor: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The executor's contract with scripts and tests: its addresses.
+    println!(
+        "ember-executor listening on {}:{} (flight), grpc {}, health {}, work dir {}",
+        prepared.config.bind_host,
+        prepared.ports.flight,
+        prepared.ports.grpc,
+        prepared.ports.health,
+        prepared.work_dir().display()
+    );
+    match runtime.block_on(prepared.run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ember-executor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

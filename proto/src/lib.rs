@@ -1,0 +1,18 @@
+//! Protocol Buffers messages that Ember adds on top of Ballista's protocol.
+//!
+//! The schema lives in `proto/ember.proto`; the Rust types are generated at
+//! build time. Today this is the envelope in which plan extension nodes travel
+//! between the client, the scheduler and the executors (see
+//! `ember_core::codec`); Ember's own gRPC services will be declared here too.
+
+#![allow(clippy::derive_partial_eq_without_eq)]
+
+/// Version 1 of Ember's wire messages (`package ember.v1`).
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/ember.v1.rs"));
+}
+
+pub use v1::{
+    ExtensionOperator, LogicalExtensionEnvelope, PhysicalExtensionEnvelope,
+    logical_extension_envelope, physical_extension_envelope,
+};

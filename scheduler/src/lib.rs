@@ -1,0 +1,189 @@
+//! `ember-scheduler`: Ballista's scheduler, embedded and configured with
+//! Ember's shared session configuration, session builder and codecs.
+//!
+//! The scheduler receives a client's optimized logical plan, plans it
+//! physically, splits it into stages at shuffle boundaries and hands tasks to
+//! executors. Ember does not fork Ballista's scheduler: it fills the
+//! [`SchedulerConfig`] override hooks with what `ember-core` builds, so that
+//! the scheduler decodes, plans and encodes exactly as the client and the
+//! executors do.
+//!
+//! The same port serves gRPC (clients and executors), Ballista's REST API
+//! (`/api/state`, `/api/executors`, `/api/jobs`, ...) and the health probes
+//! (`/healthz`, `/readyz`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
+use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use datafusion::prelude::SessionConfig;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use ember_core::{EmberLogicalCodec, EmberPhysicalCodec};
+use tokio::net::TcpListener;
+
+/// Errors that stop the scheduler.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address that was tried.
+        addr: String,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+    /// Ballista refused the configuration or failed while serving.
+    #[error("scheduler failed: {0}")]
+    Ballista(#[from] ballista_core::error::BallistaError),
+}
+
+/// How tasks are spread over executor slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskDistribution {
+    /// Fill each executor's free slots before moving on to the next one.
+    Bias,
+    /// Hand out tasks one executor at a time, spreading them evenly.
+    RoundRobin,
+}
+
+/// The scheduler's settings; every flag has an `EMBER_SCHEDULER_*`
+/// environment equivalent.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchedulerOptions {
+    /// Address to listen on.
+    #[arg(long, env = "EMBER_SCHEDULER_BIND", default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Port for gRPC, the REST API and health probes (0 picks a free port).
+    #[arg(long, env = "EMBER_SCHEDULER_PORT", default_value_t = 50050)]
+    pub port: u16,
+    /// Host name that executors and clients use to reach this scheduler.
+    #[arg(long, env = "EMBER_SCHEDULER_EXTERNAL_HOST", default_value = "localhost")]
+    pub external_host: String,
+    /// How tasks are spread over executors.
+    #[arg(long, env = "EMBER_SCHEDULER_TASK_DISTRIBUTION", value_enum, default_value = "round-robin")]
+    pub task_distribution: TaskDistribution,
+    /// Seconds without a heartbeat after which an executor is considered dead.
+    #[arg(long, env = "EMBER_SCHEDULER_EXECUTOR_TIMEOUT_SECS", default_value_t = 180)]
+    pub executor_timeout_secs: u64,
+    /// Serve query results through the scheduler (Arrow Flight proxy) so
+    /// clients need not reach executors directly.
+    #[arg(long, env = "EMBER_SCHEDULER_FLIGHT_PROXY", default_value_t = false)]
+    pub flight_proxy: bool,
+    /// Largest gRPC message, in bytes, on every scheduler connection.
+    #[arg(long, env = "EMBER_SCHEDULER_GRPC_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub grpc_max_message_bytes: u32,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".to_string(),
+            port: 50050,
+            external_host: "localhost".to_string(),
+            task_distribution: TaskDistribution::RoundRobin,
+            executor_timeout_secs: 180,
+            flight_proxy: false,
+            grpc_max_message_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The configuration producer installed on the scheduler: Ember's
+/// distributed session configuration.
+fn scheduler_session_config() -> SessionConfig {
+    ember_core::distributed_session_config()
+}
+
+/// Builds Ballista's scheduler configuration with Ember's hooks installed.
+pub fn scheduler_config(options: &SchedulerOptions) -> SchedulerConfig {
+    let distribution = match options.task_distribution {
+        TaskDistribution::Bias => TaskDistributionPolicy::Bias,
+        TaskDistribution::RoundRobin => TaskDistributionPolicy::RoundRobin,
+    };
+    let mut config = SchedulerConfig::default()
+        .with_hostname(options.external_host.clone())
+        .with_port(options.port)
+        .with_task_distribution(distribution)
+        .with_enable_embedded_flight_proxy(options.flight_proxy)
+        .with_grpc_server_max_decoding_message_size(options.grpc_max_message_bytes)
+        .with_grpc_server_max_encoding_message_size(options.grpc_max_message_bytes)
+        .with_grpc_client_max_message_size(options.grpc_max_message_bytes)
+        .with_override_config_producer(Arc::new(scheduler_session_config))
+        .with_override_session_builder(Arc::new(|config: SessionConfig| {
+            let runtime = ember_core::runtime_env(&config, None)?;
+            ember_core::session_state(config, runtime)
+        }));
+    config.bind_host = options.bind.clone();
+    config.executor_timeout_seconds = options.executor_timeout_secs;
+    config.no_executors_grace_period_seconds = options.executor_timeout_secs;
+    config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
+    config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));
+    config
+}
+
+/// A scheduler bound to its address, ready to serve.
+pub struct BoundScheduler {
+    listener: TcpListener,
+    config: SchedulerConfig,
+}
+
+impl BoundScheduler {
+    /// Binds the listening socket. With port 0 the operating system picks a
+    /// free port; [`BoundScheduler::local_addr`] tells which.
+    pub async fn bind(options: &SchedulerOptions) -> Result<Self, SchedulerError> {
+        let addr = format!("{}:{}", options.bind, options.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| SchedulerError::Bind { addr: addr.clone(), source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| SchedulerError::Bind { addr, source })?;
+        let mut config = scheduler_config(options);
+        config.bind_port = local.port();
+        Ok(Self { listener, config })
+    }
+
+    /// The address the scheduler listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves gRPC, REST and health requests until the future is dropped or
+    /// serving fails.
+    pub async fn serve(self) -> Result<(), SchedulerError> {
+        self.config.validate()?;
+        let config = Arc::new(self.config);
+        let cluster = BallistaCluster::new_from_config(&config).await?;
+        let scheduler =
+            create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config).await?;
+        start_grpc_service_with_listener(self.listener, scheduler).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_installs_ember_hooks() {
+        let config = scheduler_config(&SchedulerOptions::default());
+        assert!(config.override_config_producer.is_some());
+        assert!(config.override_session_builder.is_some());
+        let codec = config.override_physical_codec.expect("physical codec");
+        assert!(format!("{codec:?}").contains("EmberPhysicalCodec"));
+        let produced = (config.override_config_producer.unwrap())();
+        assert!(produced.options().extensions.get::<ember_core::EmberConfig>().is_some());
+    }
+
+    #[tokio::test]
+    async fn binding_port_zero_reports_the_real_port() {
+        let options = SchedulerOptions { port: 0, ..SchedulerOptions::default() };
+        let bound = BoundScheduler::bind(&options).await.unwrap();
+        let port = bound.local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        assert_eq!(bound.config.bind_port, port);
+    }
+}

@@ -1,0 +1,62 @@
+//! The `ember-scheduler` binary: parses flags, then serves until SIGTERM or
+//! Ctrl-C.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ember_scheduler::{BoundScheduler, SchedulerOptions};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Ember's scheduler: plans queries into stages and hands tasks to executors.
+#[derive(Debug, Parser)]
+#[command(name = "ember-scheduler", version = ember_core::EMBER_VERSION)]
+struct Cli {
+    #[command(flatten)]
+    options: SchedulerOptions,
+    /// Log filter (for example `info` or `ember=debug,ballista=info`); RUST_LOG wins.
+    #[arg(long, env = "EMBER_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ember_core::telemetry::init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(32 * 1024 * 1024)
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ember-scheduler: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ember-scheduler: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: SchedulerOptions) -> Result<(), ember_scheduler::SchedulerError> {
+    let bound = BoundScheduler::bind(&options).await?;
+    let addr = bound
+        .local_addr()
+        .map_err(|source| ember_scheduler::SchedulerError::Bind { addr: options.bind.clone(), source })?;
+    // This line is the scheduler's contract with scripts and tests: they read
+    // the address (and so an ephemeral port) from it.
+    println!("ember-scheduler listening on {addr}");
+    tracing::info!(%addr, version = ember_core::EMBER_VERSION, "ember-scheduler started");
+    tokio::select! {
+        result = bound.serve() => result,
+        signal = ember_core::signal::shutdown_signal() => {
+            tracing::info!(signal, "ember-scheduler shutting down");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Support for Ember's cross-process tests: building and locating the real
+//! binaries, TPC-H data, a single-process DataFusion reference, and exact
+//! result comparison.
+//!
+//! Every cluster these tests use is made of real `ember-scheduler` and
+//! `ember-executor` processes on 127.0.0.1 (see
+//! [`ember::local_cluster::LocalCluster`]), stopped when the test ends, also
+//! when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::SessionContext;
+use ember::tpch::TpchGenerator;
+
+/// The directory holding the `ember`, `ember-scheduler` and `ember-executor`
+/// binaries of this build, built first if needed.
+///
+/// `EMBER_BIN_DIR` names a directory of prebuilt binaries; otherwise the
+/// binaries are (re)built with cargo, with the profile of this test binary,
+/// once per test process.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("EMBER_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        // target/<profile>/deps/<test binary> -> target/<profile>
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut command = Command::new(cargo);
+        // Build as a shell would: the variables cargo and nextest set for a
+        // running test change some build scripts' fingerprints, which would
+        // rebuild half of DataFusion. Same package set as the test build
+        // (`--workspace`), so features, and artifacts, are shared.
+        command.env_clear();
+        for (key, value) in std::env::vars_os() {
+            let keep = key.to_str().is_some_and(|k| {
+                matches!(
+                    k,
+                    "PATH" | "HOME" | "USER" | "TMPDIR" | "CARGO_HOME" | "RUSTUP_HOME" | "RUSTUP_TOOLCHAIN"
+                        | "CARGO_TARGET_DIR" | "RUSTFLAGS" | "CARGO_BUILD_JOBS"
+                )
+            });
+            if keep {
+                command.env(key, value);
+            }
+        }
+        command
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|name| name == "release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("cargo runs");
+        assert!(status.success(), "building the Ember binaries failed");
+        profile_dir
+    })
+}
+
+/// Path of one of the binaries.
+pub fn binary(name: &str) -> PathBuf {
+    bin_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Generates TPC-H at `scale_factor` as Parquet under `dir` (two files per
+/// table, so scans have more than one file to split).
+pub fn generate_tpch(dir: &Path, scale_factor: f64) -> TpchGenerator {
+    let generator = TpchGenerator { scale_factor, parts: 2, ..TpchGenerator::default() };
+    generator.write_all(dir).expect("TPC-H data generates");
+    generator
+}
+
+/// A plain single-process DataFusion session with the TPC-H tables under
+/// `dir` registered: the reference Ember's answers are compared with.
+pub async fn reference_context(generator: &TpchGenerator, dir: &Path) -> SessionContext {
+    let ctx = SessionContext::new();
+    for statement in generator.create_table_statements(dir) {
+        ctx.sql(&statement).await.expect("reference DDL");
+    }
+    ctx
+}
+
+/// One result cell, in a form that compares across engines: floats as
+/// numbers (compared with a tight relative tolerance), everything else as
+/// its display string (so `Utf8` and `Utf8View` compare equal).
+#[derive(Debug, Clone)]
+pub enum Cell {
+    /// A floating-point value.
+    Float(f64),
+    /// Any other value, displayed; `None` is SQL NULL.
+    Text(Option<String>),
+}
+
+impl PartialEq for Cell {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Cell::Float(a), Cell::Float(b)) => {
+                a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+            }
+            (Cell::Text(a), Cell::Text(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// The rows of a result as cells.
+pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<Cell>> {
+    let options = FormatOptions::default();
+    let mut rows = Vec::new();
+    for batch in batches {
+        let columns: Vec<Vec<Cell>> = batch
+            .columns()
+            .iter()
+            .map(|column| {
+                if matches!(column.data_type(), DataType::Float32 | DataType::Float64) {
+                    let floats = datafusion::arrow::compute::cast(column, &DataType::Float64).expect("float cast");
+                    let floats = floats.as_primitive::<Float64Type>();
+                    (0..floats.len())
+                        .map(|i| if floats.is_null(i) { Cell::Text(None) } else { Cell::Float(floats.value(i)) })
+                        .collect()
+                } else {
+                    let formatter = ArrayFormatter::try_new(column.as_ref(), &options).expect("formatter");
+                    (0..column.len())
+                        .map(|i| Cell::Text(if column.is_null(i) { None } else { Some(formatter.value(i).to_string()) }))
+                        .collect()
+                }
+            })
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(columns.iter().map(|c| c[row].clone()).collect());
+        }
+    }
+    rows
+}
+
+fn sort_key(row: &[Cell]) -> String {
+    row.iter()
+        .map(|cell| match cell {
+            Cell::Float(f) => format!("{f:.6e}"),
+            Cell::Text(t) => format!("{t:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\u{1}")
+}
+
+/// Compares two results: same column count, same rows, in order when
+/// `ordered`, else as multisets. Returns a description of the first
+/// difference.
+pub fn compare(expected: &[RecordBatch], actual: &[RecordBatch], ordered: bool) -> Result<usize, String> {
+    let mut expected_rows = rows(expected);
+    let mut actual_rows = rows(actual);
+    let expected_columns = expected.first().map(|b| b.num_columns());
+    let actual_columns = actual.first().map(|b| b.num_columns());
+    if expected_rows.len() != actual_rows.len() {
+        return Err(format!("expected {} rows, got {}", expected_rows.len(), actual_rows.len()));
+    }
+    if !expected_rows.is_empty() && expected_columns != actual_columns {
+        return Err(format!("expected {expected_columns:?} columns, got {actual_columns:?}"));
+    }
+    if !ordered {
+        expected_rows.sort_by_key(|r| sort_key(r));
+        actual_rows.sort_by_key(|r| sort_key(r));
+    }
+    for (i, (e, a)) in expected_rows.iter().zip(&actual_rows).enumerate() {
+        if e != a {
+            return Err(format!("row {i} differs: expected {e:?}, got {a:?}"));
+        }
+    }
+    Ok(expected_rows.len())
+}
+
+/// Whether a query's result order is defined (its outermost statement ends
+/// with an ORDER BY, possibly followed by LIMIT).
+pub fn is_ordered(sql: &str) -> bool {
+    sql.to_ascii_lowercase().contains("order by")
+}
+
+/// Runs `ember` with `args` and returns (exit code, stdout, stderr).
+pub fn run_ember(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(binary("ember"))
+        .args(args)
+        .env_remove("EMBER_SCHEDULER")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ember starts");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("stdin written");
+    }
+    let output = child.wait_with_output().expect("ember finishes");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Float64Array, StringArray, StringViewArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    fn batch(strings: Arc<dyn Array>, floats: Vec<f64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("s", strings.data_type().clone(), true),
+            Field::new("f", DataType::Float64, true),
+        ]));
+        RecordBatch::try_new(schema, vec![strings, Arc::new(Float64Array::from(floats))]).unwrap()
+    }
+
+    #[test]
+    fn compare_accepts_view_strings_and_tiny_float_noise() {
+        let a = batch(Arc::new(StringArray::from(vec!["x", "y"])), vec![1.0, 2.0]);
+        let b = batch(Arc::new(StringViewArray::from(vec!["x", "y"])), vec![1.0, 2.0 + 1e-13]);
+        assert_eq!(compare(&[a], &[b], true), Ok(2));
+    }
+
+    #[test]
+    fn compare_catches_differences() {
+        let a = batch(Arc::new(StringArray::from(vec!["x", "y"])), vec![1.0, 2.0]);
+        let swapped = batch(Arc::new(StringArray::from(vec!["y", "x"])), vec![2.0, 1.0]);
+        let off = batch(Arc::new(StringArray::from(vec!["x", "y"])), vec![1.0, 2.001]);
+        assert!(compare(&[a.clone()], &[swapped.clone()], true).is_err());
+        assert_eq!(compare(&[a.clone()], &[swapped], false), Ok(2));
+        assert!(compare(&[a.clone()], &[off], false).is_err());
+        assert!(compare(&[a.clone()], &[a.slice(0, 1)], false).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! The real `ember` binary: `-c`, `-f`, every `--format`, the shell on piped
+//! input, and every error case with its exit code and one-line message.
+
+use std::time::{Duration, Instant};
+
+use ember_tests::run_ember;
+
+/// Asserts a failed run: exit code 1, nothing on stdout from the failing
+/// statement, and exactly one line on stderr, with no panic or backtrace.
+fn assert_one_line_error(code: i32, stderr: &str, expected_start: &str) {
+    assert_eq!(code, 1, "exit code; stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr}");
+    assert!(lines[0].starts_with(expected_start), "stderr `{}` should start with `{expected_start}`", lines[0]);
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn command_prints_a_table() {
+    let (code, stdout, stderr) = run_ember(&["sql", "-c", "select 1 as one, 'a' as letter"], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "+-----+--------+\n| one | letter |\n+-----+--------+\n| 1   | a      |\n+-----+--------+\n");
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn every_output_format() {
+    let sql = "select * from (values (1, 'x'), (2, null)) as t(n, s) order by n";
+    let cases = [
+        ("csv", "n,s\n1,x\n2,\n"),
+        ("json", "[{\"n\":1,\"s\":\"x\"},{\"n\":2}]\n"),
+        ("ndjson", "{\"n\":1,\"s\":\"x\"}\n{\"n\":2}\n"),
+        ("table", "+---+---+\n| n | s |\n+---+---+\n| 1 | x |\n| 2 |   |\n+---+---+\n"),
+    ];
+    for (format, expected) in cases {
+        let (code, stdout, stderr) = run_ember(&["sql", "--format", format, "-c", sql], None);
+        assert_eq!(code, 0, "{format}: {stderr}");
+        assert_eq!(stdout, expected, "{format}");
+    }
+}
+
+#[test]
+fn file_runs_every_statement_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, "name,age\nada,36\nalan,41\ngrace,85\n").unwrap();
+    let script = dir.path().join("script.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "-- a comment; with a semicolon\nCREATE EXTERNAL TABLE people STORED AS CSV LOCATION '{}'\n  OPTIONS ('format.has_header' 'true');\n\nSELECT name FROM people WHERE age > 40 ORDER BY name;\nSELECT count(*) AS n FROM people;\n",
+            csv.display()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run_ember(&["sql", "--format", "csv", "-f", script.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "name\nalan\ngrace\nn\n3\n");
+}
+
+#[test]
+fn shell_reads_piped_statements_and_commands() {
+    let input = "\\?\ncreate table t as values (1), (2), (3);\n\\d\n\\d t\nselect\n  sum(column1) as total\nfrom t;\n\\q\nselect 'not reached';\n";
+    let (code, stdout, stderr) = run_ember(&["sql", "--format", "csv"], Some(input));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("\\d NAME"), "help printed: {stdout}");
+    assert!(stdout.contains("catalog,schema,table\ndatafusion,public,t\n"), "{stdout}");
+    assert!(stdout.contains("column,type,nullable\ncolumn1,Int64,false\n"), "{stdout}");
+    assert!(stdout.contains("total\n6\n"), "{stdout}");
+    assert!(!stdout.contains("not reached"), "{stdout}");
+}
+
+#[test]
+fn shell_reports_errors_and_keeps_going() {
+    let input = "select * from nowhere;\nselect 2 as two;\n\\bogus\n";
+    let (code, stdout, stderr) = run_ember(&["sql", "--format", "csv"], Some(input));
+    assert_eq!(stdout, "two\n2\n");
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            "error: table 'datafusion.public.nowhere' not found",
+            "error: unknown command `\\bogus` (\\? lists the commands)",
+            "error: 2 of the statements read from standard input failed",
+        ]
+    );
+    // Piped input that failed exits non-zero, so scripts notice.
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn malformed_sql_names_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("bad.sql");
+    std::fs::write(&script, "select 1;\n\nselect a\n  form t;\n").unwrap();
+    let path = script.to_str().unwrap();
+    let (code, stdout, stderr) = run_ember(&["sql", "-f", path], None);
+    assert_one_line_error(code, &stderr, &format!("error: syntax error at {path}:4:8: "));
+    // The statement before the bad one ran.
+    assert!(stdout.contains("| 1        |"), "{stdout}");
+}
+
+#[test]
+fn malformed_command_names_the_column() {
+    let (code, _, stderr) = run_ember(&["sql", "-c", "select * frm t"], None);
+    assert_one_line_error(code, &stderr, "error: syntax error at -c:1:");
+}
+
+#[test]
+fn unknown_table() {
+    let (code, _, stderr) = run_ember(&["sql", "-c", "select * from missing_table"], None);
+    assert_one_line_error(code, &stderr, "error: table 'datafusion.public.missing_table' not found");
+}
+
+#[test]
+fn unknown_column() {
+    let (code, _, stderr) = run_ember(&["sql", "-c", "select nope from (values (1)) as t(a)"], None);
+    assert_one_line_error(code, &stderr, "error: No field named nope.");
+}
+
+#[test]
+fn missing_data_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.parquet");
+    let sql = format!("create external table t stored as parquet location '{}'", missing.display());
+    let (code, _, stderr) = run_ember(&["sql", "-c", &sql], None);
+    assert_one_line_error(code, &stderr, "error: ");
+    assert!(stderr.contains("absent.parquet"), "{stderr}");
+}
+
+#[test]
+fn missing_script_file() {
+    let (code, _, stderr) = run_ember(&["sql", "-f", "/nonexistent/ember/script.sql"], None);
+    assert_one_line_error(code, &stderr, "error: cannot read /nonexistent/ember/script.sql: ");
+}
+
+#[test]
+fn unreachable_scheduler_fails_fast_naming_the_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let addr = format!("127.0.0.1:{port}");
+    let (code, _, stderr) = run_ember(&["sql", "--scheduler", &addr, "-c", "select 1"], None);
+    assert_one_line_error(code, &stderr, &format!("error: cannot reach the scheduler at {addr}: connection refused"));
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn invalid_scheduler_address() {
+    let (code, _, stderr) = run_ember(&["sql", "--scheduler", "host:notaport", "-c", "select 1"], None);
+    assert_one_line_error(code, &stderr, "error: invalid scheduler address `host:notaport`");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let (code, _, stderr) = run_ember(&["sql", "--format", "xml", "-c", "select 1"], None);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("xml"), "{stderr}");
+}

@@ -1,0 +1,245 @@
+//! The real `ember-scheduler` and `ember-executor` processes: REST API,
+//! health endpoints, a cluster without executors, graceful shutdown, and the
+//! CLI against a cluster (tables with hive-style partitions, CSV, NDJSON,
+//! Parquet) giving the same answers as embedded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ember::cluster::{SchedulerAddress, list_executors};
+use ember::local_cluster::{LocalCluster, LocalClusterOptions};
+use ember_tests::{bin_dir, binary, run_ember};
+
+/// Starts a lone scheduler on a free port; returns it and its address.
+fn start_scheduler() -> (Child, String) {
+    let mut child = Command::new(binary("ember-scheduler"))
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("scheduler starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("ember-scheduler listening on ").expect("address line").to_string();
+    (child, addr)
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn terminate_and_wait(child: &mut Child, within: Duration) -> Option<i32> {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
+
+#[test]
+fn scheduler_serves_rest_and_health_and_stops_on_sigterm() {
+    let (mut scheduler, addr) = start_scheduler();
+    let (status, body) = http_get(&addr, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(&addr, "/api/executors");
+    assert_eq!((status, body.trim()), (200, "[]"));
+    // Not ready until an executor registers.
+    let (status, _) = http_get(&addr, "/readyz");
+    assert_ne!(status, 200);
+    assert_eq!(terminate_and_wait(&mut scheduler, Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn cluster_without_executors_is_a_clear_error() {
+    let (mut scheduler, addr) = start_scheduler();
+    let started = Instant::now();
+    let (code, _, stderr) = run_ember(
+        &["sql", "--scheduler", &addr, "-c", "set ember.client_executor_wait_secs = 1; select 1"],
+        None,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with(&format!("error: the cluster at {addr} has no executors")), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    terminate_and_wait(&mut scheduler, Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_register_report_health_and_stop_gracefully() {
+    let state = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path())).await.unwrap();
+    let addr: SchedulerAddress = cluster.address().clone();
+    let executors = list_executors(&addr, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(executors.len(), 2);
+    assert!(executors.iter().all(|e| e.host == "127.0.0.1" && e.port != 0));
+    let (status, _) = http_get(&addr.to_string(), "/readyz");
+    assert_eq!(status, 200);
+    cluster.stop(Duration::from_secs(15));
+    assert!(cluster.exited_process().is_none(), "all processes were reaped");
+}
+
+/// Writes a small lake: hive-partitioned CSV, an NDJSON file, Parquet.
+fn write_lake(dir: &std::path::Path) {
+    for (year, month, rows) in [
+        (2023, 11, "item,amount\napple,3\npear,4\n"),
+        (2023, 12, "item,amount\napple,5\n"),
+        (2024, 1, "item,amount\npear,7\nplum,1\n"),
+    ] {
+        let part = dir.join(format!("sales/year={year}/month={month}"));
+        std::fs::create_dir_all(&part).unwrap();
+        std::fs::write(part.join("data.csv"), rows).unwrap();
+    }
+    std::fs::write(
+        dir.join("events.ndjson"),
+        "{\"user\":\"ada\",\"clicks\":3}\n{\"user\":\"alan\",\"clicks\":5}\n{\"user\":\"ada\",\"clicks\":2}\n",
+    )
+    .unwrap();
+    let generator = ember::tpch::TpchGenerator { scale_factor: 0.01, ..Default::default() };
+    generator.write_table("nation", dir).unwrap();
+}
+
+fn lake_script(dir: &std::path::Path) -> String {
+    let d = dir.display();
+    format!(
+        "CREATE EXTERNAL TABLE sales STORED AS CSV PARTITIONED BY (year, month) LOCATION '{d}/sales/' OPTIONS ('format.has_header' 'true');
+CREATE EXTERNAL TABLE events STORED AS JSON LOCATION '{d}/events.ndjson';
+CREATE EXTERNAL TABLE nation STORED AS PARQUET LOCATION '{d}/nation/';
+SELECT year, item, sum(amount) AS amount FROM sales WHERE month <> '12' GROUP BY year, item ORDER BY year, item;
+SELECT user, sum(clicks) AS clicks FROM events GROUP BY user ORDER BY user;
+SELECT n_regionkey, count(*) AS nations FROM nation GROUP BY n_regionkey ORDER BY n_regionkey;
+"
+    )
+}
+
+const LAKE_ANSWER: &str = "year,item,amount
+2023,apple,3
+2023,pear,4
+2024,pear,7
+2024,plum,1
+user,clicks
+ada,5
+alan,5
+n_regionkey,nations
+0,5
+1,5
+2,5
+3,5
+4,5
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_tables_give_the_same_answers_embedded_and_on_a_cluster() {
+    let lake = tempfile::tempdir().unwrap();
+    write_lake(lake.path());
+    let script = lake.path().join("lake.sql");
+    std::fs::write(&script, lake_script(lake.path())).unwrap();
+    let script = script.to_str().unwrap().to_string();
+
+    let (code, embedded, stderr) = run_ember(&["sql", "--format", "csv", "-f", &script], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(embedded, LAKE_ANSWER);
+
+    let state = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path())).await.unwrap();
+    let addr = cluster.address().to_string();
+    let (code, distributed, stderr) =
+        tokio::task::spawn_blocking(move || run_ember(&["sql", "--scheduler", &addr, "--format", "csv", "-f", &script], None))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(distributed, LAKE_ANSWER);
+}
+
+/// Picks a free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn executor_serves_health_and_both_processes_stop_gracefully() {
+    let (mut scheduler, addr) = start_scheduler();
+    let work_dir = tempfile::tempdir().unwrap();
+    let health_port = free_port();
+    let mut executor = Command::new(binary("ember-executor"))
+        .args(["--scheduler", &addr, "--port", "0", "--grpc-port", "0"])
+        .args(["--health-port", &health_port.to_string(), "--cores", "1"])
+        .arg("--work-dir")
+        .arg(work_dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("executor starts");
+    let health = format!("127.0.0.1:{health_port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        if TcpStream::connect(&health).is_ok() && http_get(&health, "/readyz").0 == 200 {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(ready, "executor never became ready");
+    assert_eq!(http_get(&health, "/healthz").0, 200);
+    assert_eq!(http_get(&addr, "/readyz").0, 200, "scheduler is ready once an executor registered");
+    assert_eq!(terminate_and_wait(&mut executor, Duration::from_secs(20)), Some(0));
+    assert_eq!(terminate_and_wait(&mut scheduler, Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn cluster_local_prints_how_to_connect_and_stops_on_ctrl_c() {
+    let state = tempfile::tempdir().unwrap();
+    let mut launcher = Command::new(binary("ember"))
+        .args(["cluster", "local", "--executors", "1", "--cores", "1", "--port", "0"])
+        .arg("--state-dir")
+        .arg(state.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ember cluster local starts");
+    let mut stdout = BufReader::new(launcher.stdout.take().unwrap());
+    let mut printed = String::new();
+    let mut addr = None;
+    while !printed.contains("Press Ctrl-C") {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(rest) = line.trim().strip_prefix("Connect:  ember sql --scheduler ") {
+            addr = Some(rest.to_string());
+        }
+        printed.push_str(&line);
+    }
+    let addr = addr.unwrap_or_else(|| panic!("no connect line in: {printed}"));
+    let (code, stdout_sql, stderr) = run_ember(&["sql", "--scheduler", &addr, "--format", "csv", "-c", "select 40 + 2 as answer"], None);
+    assert_eq!((code, stdout_sql.as_str()), (0, "answer\n42\n"), "{stderr}");
+
+    unsafe { libc::kill(launcher.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = launcher.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = launcher.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert!(TcpStream::connect(&addr).is_err(), "the scheduler is gone");
+}

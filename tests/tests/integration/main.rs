@@ -1,0 +1,6 @@
+//! Ember's cross-process integration tests, in one test binary (each test
+//! still runs in its own process under nextest).
+
+mod cli;
+mod cluster_processes;
+mod tpch;
