@@ -190,7 +190,7 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
     let mut watchdog = tokio::time::interval(Duration::from_millis(500));
     let outcome = loop {
         tokio::select! {
-            signal = ember_core::signal::shutdown_signal() => {
+            signal = ember_core::process::shutdown_signal() => {
                 eprintln!("Received {signal}; stopping the cluster...");
                 break Ok(());
             }

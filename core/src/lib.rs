@@ -22,8 +22,8 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod object_store;
+pub mod process;
 pub mod session;
-pub mod signal;
 pub mod telemetry;
 
 pub use codec::{EmberLogicalCodec, EmberPhysicalCodec};

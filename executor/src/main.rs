@@ -30,11 +30,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(32 * 1024 * 1024)
-        .build()
-    {
+    let runtime = match ember_core::process::runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("ember-executor: cannot start the async runtime: {e}");

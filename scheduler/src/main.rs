@@ -23,11 +23,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     ember_core::telemetry::init_tracing(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(32 * 1024 * 1024)
-        .build()
-    {
+    let runtime = match ember_core::process::runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("ember-scheduler: cannot start the async runtime: {e}");
@@ -54,7 +50,7 @@ async fn run(options: SchedulerOptions) -> Result<(), ember_scheduler::Scheduler
     tracing::info!(%addr, version = ember_core::EMBER_VERSION, "ember-scheduler started");
     tokio::select! {
         result = bound.serve() => result,
-        signal = ember_core::signal::shutdown_signal() => {
+        signal = ember_core::process::shutdown_signal() => {
             tracing::info!(signal, "ember-scheduler shutting down");
             Ok(())
         }

@@ -182,11 +182,23 @@ pub fn is_ordered(sql: &str) -> bool {
     sql.to_ascii_lowercase().contains("order by")
 }
 
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
 /// Runs `ember` with `args` and returns (exit code, stdout, stderr).
 pub fn run_ember(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    run_ember_in(&std::env::temp_dir(), args, stdin)
+}
+
+/// Runs `ember` in directory `dir` with `args` and returns (exit code,
+/// stdout, stderr).
+pub fn run_ember_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     use std::io::Write;
     use std::process::Stdio;
     let mut child = Command::new(binary("ember"))
+        .current_dir(dir)
         .args(args)
         .env_remove("EMBER_SCHEDULER")
         .env("RUST_BACKTRACE", "1")

@@ -3,4 +3,5 @@
 
 mod cli;
 mod cluster_processes;
+mod quickstart;
 mod tpch;
