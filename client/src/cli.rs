@@ -204,7 +204,11 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
             }
         }
     };
-    cluster.stop(Duration::from_secs(10));
+    for process in cluster.stop(Duration::from_secs(10)) {
+        if process.exit != Some(0) {
+            eprintln!("{} did not stop cleanly ({:?})", process.name, process.exit);
+        }
+    }
     eprintln!("Cluster stopped.");
     outcome
 }

@@ -10,56 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::net::TcpStream;
 
+pub use ember_core::SchedulerAddress;
+
 use crate::error::{ClientError, Result};
-
-/// A scheduler's address, `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SchedulerAddress {
-    /// Host name or IP address.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-}
-
-impl SchedulerAddress {
-    /// Parses `host:port`, `df://host:port` or `http://host:port`; a missing
-    /// port means 50050.
-    pub fn parse(input: &str) -> Result<Self> {
-        let invalid = || ClientError::InvalidAddress(input.to_string());
-        let rest = input
-            .trim()
-            .trim_start_matches("df://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/');
-        if rest.is_empty() || rest.contains('/') {
-            return Err(invalid());
-        }
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| invalid())?),
-            None => (rest, 50050),
-        };
-        if host.is_empty() || port == 0 {
-            return Err(invalid());
-        }
-        Ok(Self { host: host.to_string(), port })
-    }
-
-    /// The URL Ballista's client expects (`df://host:port`).
-    pub fn ballista_url(&self) -> String {
-        format!("df://{}:{}", self.host, self.port)
-    }
-
-    /// The URL of the scheduler's REST API.
-    pub fn rest_url(&self, path: &str) -> String {
-        format!("http://{}:{}{path}", self.host, self.port)
-    }
-}
-
-impl std::fmt::Display for SchedulerAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
-    }
-}
 
 /// One executor as the scheduler reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,17 +103,6 @@ pub async fn wait_for_executors(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_addresses() {
-        let a = SchedulerAddress::parse("df://example:7000").unwrap();
-        assert_eq!((a.host.as_str(), a.port), ("example", 7000));
-        assert_eq!(SchedulerAddress::parse("localhost").unwrap().port, 50050);
-        assert_eq!(SchedulerAddress::parse("http://10.0.0.1:1/").unwrap().port, 1);
-        for bad in ["", ":80", "host:port", "host:0", "a/b:1"] {
-            assert!(SchedulerAddress::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[tokio::test]
     async fn refused_connection_names_the_address() {

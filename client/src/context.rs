@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ballista::prelude::SessionContextExt;
+use ballista_core::planner::scans_only_information_schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
@@ -114,12 +115,15 @@ impl EmberContext {
     }
 }
 
-/// Whether running this frame executes a plan (as opposed to a statement
-/// that already took effect while planning, such as DDL or `SET`).
+/// Whether running this frame needs executors: it executes a plan (DDL and
+/// `SET` took effect while planning) that reads more than the client's own
+/// catalog (`information_schema` queries run on the client).
 pub fn is_query(frame: &DataFrame) -> bool {
     use datafusion::logical_expr::LogicalPlan;
-    !matches!(
-        frame.logical_plan(),
+    let plan = frame.logical_plan();
+    let runs_a_plan = !matches!(
+        plan,
         LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::EmptyRelation(_)
-    )
+    );
+    runs_a_plan && !scans_only_information_schema(plan).unwrap_or(false)
 }

@@ -13,8 +13,8 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The scheduler address is not `host:port`.
-    #[error("invalid scheduler address `{0}`: expected host:port (for example localhost:50050)")]
-    InvalidAddress(String),
+    #[error(transparent)]
+    InvalidAddress(#[from] ember_core::address::InvalidAddress),
     /// Nothing answered at the scheduler's address in time.
     #[error("cannot reach the scheduler at {addr}: {reason}")]
     SchedulerUnreachable {

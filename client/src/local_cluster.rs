@@ -186,25 +186,38 @@ impl LocalCluster {
     }
 
     /// Stops every process: executors first, then the scheduler. Each gets
-    /// SIGTERM and `grace` to exit before it is killed.
-    pub fn stop(&mut self, grace: Duration) {
+    /// SIGTERM and `grace` to exit before it is killed. Returns how each one
+    /// ended, in that order.
+    pub fn stop(&mut self, grace: Duration) -> Vec<StoppedProcess> {
+        let mut stopped = Vec::new();
         let mut executors = std::mem::take(&mut self.executors);
         for child in &mut executors {
             terminate(child);
         }
-        for child in &mut executors {
-            reap(child, grace);
+        for (n, child) in executors.iter_mut().enumerate() {
+            stopped.push(StoppedProcess { name: format!("ember-executor {n}"), exit: reap(child, grace) });
         }
         if let Some(mut scheduler) = self.scheduler.take() {
             terminate(&mut scheduler);
-            reap(&mut scheduler, grace);
+            stopped.push(StoppedProcess { name: "ember-scheduler".to_string(), exit: reap(&mut scheduler, grace) });
         }
+        stopped
     }
+}
+
+/// How a process of a [`LocalCluster`] ended when it was stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoppedProcess {
+    /// `ember-scheduler` or `ember-executor N`.
+    pub name: String,
+    /// Its exit code when it exited by itself within the grace period;
+    /// `None` when it had to be killed (or was killed by a signal).
+    pub exit: Option<i32>,
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        self.stop(Duration::from_secs(5));
+        let _ = self.stop(Duration::from_secs(5));
     }
 }
 
@@ -223,16 +236,18 @@ fn terminate(child: &mut Child) {
     let _ = child.kill();
 }
 
-/// Waits up to `grace` for a child to exit, then kills it.
-fn reap(child: &mut Child, grace: Duration) {
+/// Waits up to `grace` for a child to exit and returns its exit code; kills
+/// it when it is still running after that (and returns `None`).
+fn reap(child: &mut Child, grace: Duration) -> Option<i32> {
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         match child.try_wait() {
-            Ok(Some(_)) => return,
+            Ok(Some(status)) => return status.code(),
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             Err(_) => break,
         }
     }
     let _ = child.kill();
     let _ = child.wait();
+    None
 }

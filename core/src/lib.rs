@@ -18,6 +18,7 @@
 //! The client, the scheduler and the executors call these functions; nothing is
 //! configured three times.
 
+pub mod address;
 pub mod codec;
 pub mod config;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod process;
 pub mod session;
 pub mod telemetry;
 
+pub use address::SchedulerAddress;
 pub use codec::{EmberLogicalCodec, EmberPhysicalCodec};
 pub use config::{EmberConfig, distributed_session_config, session_config};
 pub use error::{EmberError, Result};

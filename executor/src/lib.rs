@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use datafusion::prelude::SessionConfig;
-use ember_core::{EmberLogicalCodec, EmberPhysicalCodec};
+use ember_core::{EmberLogicalCodec, EmberPhysicalCodec, SchedulerAddress};
 
 pub use engine::{EmberExecutionEngine, StagePlanRewrite};
 pub use size::{ByteSize, ParseByteSizeError};
@@ -32,6 +32,9 @@ pub enum ExecutorError {
         /// Why its value was rejected.
         reason: String,
     },
+    /// `--scheduler` is not an address.
+    #[error("--scheduler: {0}")]
+    SchedulerAddress(#[from] ember_core::address::InvalidAddress),
     /// The work dir could not be created.
     #[error("cannot create work dir {path}: {source}")]
     WorkDir {
@@ -122,23 +125,6 @@ fn free_port(host: &str, wanted: u16) -> Result<u16, ExecutorError> {
         .map_err(|source| ExecutorError::FreePort { host: host.to_string(), source })
 }
 
-/// Splits `host:port`, naming the flag in the error.
-fn parse_host_port(value: &str, flag: &'static str) -> Result<(String, u16), ExecutorError> {
-    let value = value.trim_start_matches("df://").trim_start_matches("http://");
-    let (host, port) = value.rsplit_once(':').ok_or_else(|| ExecutorError::InvalidFlag {
-        flag,
-        reason: format!("`{value}` is not host:port"),
-    })?;
-    let port = port.parse::<u16>().map_err(|_| ExecutorError::InvalidFlag {
-        flag,
-        reason: format!("`{port}` is not a port number"),
-    })?;
-    if host.is_empty() {
-        return Err(ExecutorError::InvalidFlag { flag, reason: "the host is empty".into() });
-    }
-    Ok((host.to_string(), port))
-}
-
 /// The configuration producer installed on executors.
 fn executor_session_config() -> SessionConfig {
     ember_core::distributed_session_config()
@@ -172,7 +158,7 @@ impl WorkDir {
 impl PreparedExecutor {
     /// Validates the options and builds the executor's configuration.
     pub fn prepare(options: &ExecutorOptions) -> Result<Self, ExecutorError> {
-        let (scheduler_host, scheduler_port) = parse_host_port(&options.scheduler, "scheduler")?;
+        let scheduler = SchedulerAddress::parse(&options.scheduler)?;
         if options.cores == Some(0) {
             return Err(ExecutorError::InvalidFlag { flag: "cores", reason: "must be at least 1".into() });
         }
@@ -201,8 +187,8 @@ impl PreparedExecutor {
             external_host: Some(options.external_host.clone().unwrap_or_else(|| options.bind.clone())),
             port: ports.flight,
             grpc_port: ports.grpc,
-            scheduler_host,
-            scheduler_port,
+            scheduler_host: scheduler.host,
+            scheduler_port: scheduler.port,
             scheduler_connect_timeout_seconds: options.scheduler_connect_timeout_secs,
             work_dir: Some(work_dir_str.clone()),
             executor_heartbeat_interval_seconds: options.heartbeat_secs,
@@ -306,9 +292,12 @@ mod tests {
     #[test]
     fn bad_scheduler_address_names_the_flag() {
         let mut opts = options();
-        opts.scheduler = "nowhere".into();
+        opts.scheduler = "nowhere:x".into();
         let err = PreparedExecutor::prepare(&opts).err().unwrap().to_string();
-        assert_eq!(err, "invalid --scheduler: `nowhere` is not host:port");
+        assert_eq!(
+            err,
+            "--scheduler: invalid scheduler address `nowhere:x`: expected host:port (for example localhost:50050)"
+        );
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub struct SchedulerOptions {
     #[arg(long, env = "EMBER_SCHEDULER_TASK_DISTRIBUTION", value_enum, default_value = "round-robin")]
     pub task_distribution: TaskDistribution,
     /// Seconds without a heartbeat after which an executor is considered dead.
-    #[arg(long, env = "EMBER_SCHEDULER_EXECUTOR_TIMEOUT_SECS", default_value_t = 180)]
+    #[arg(long, env = "EMBER_SCHEDULER_EXECUTOR_TIMEOUT_SECS", default_value_t = 60)]
     pub executor_timeout_secs: u64,
     /// Serve query results through the scheduler (Arrow Flight proxy) so
     /// clients need not reach executors directly.
@@ -83,7 +83,7 @@ impl Default for SchedulerOptions {
             port: 50050,
             external_host: "localhost".to_string(),
             task_distribution: TaskDistribution::RoundRobin,
-            executor_timeout_secs: 180,
+            executor_timeout_secs: 60,
             flight_proxy: false,
             grpc_max_message_bytes: 64 * 1024 * 1024,
         }
