@@ -20,8 +20,10 @@ use crate::tpch::{DataFormat, TpchGenerator};
 #[command(name = "ember", version = ember_core::EMBER_VERSION, propagate_version = true)]
 pub struct Cli {
     /// Log filter for Ember's and its libraries' logs on standard error
-    /// (for example `info`, or `ember=debug`); RUST_LOG wins.
-    #[arg(long, env = "EMBER_LOG", default_value = "warn", global = true)]
+    /// (for example `info`, or `ember=debug`); RUST_LOG wins. By default only
+    /// Ember's own warnings are logged: errors are reported once, as the
+    /// command's error line.
+    #[arg(long, env = "EMBER_LOG", default_value = "ember=warn", global = true)]
     pub log: String,
     /// What to do.
     #[command(subcommand)]

@@ -130,7 +130,8 @@ fn parse_position(position: &str) -> Option<(usize, usize)> {
 pub fn describe(err: &DataFusionError) -> String {
     let text = match err {
         DataFusionError::Context(context, inner) => format!("{context}: {}", describe(inner)),
-        DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::Configuration(m) => m.clone(),
+        DataFusionError::Execution(m) => simplify_job_error(m).unwrap_or_else(|| m.clone()),
+        DataFusionError::Plan(m) | DataFusionError::Configuration(m) => m.clone(),
         DataFusionError::SchemaError(e, _) => e.to_string(),
         DataFusionError::ObjectStore(e) => e.to_string(),
         DataFusionError::IoError(e) => e.to_string(),
@@ -142,6 +143,36 @@ pub fn describe(err: &DataFusionError) -> String {
         other => other.to_string(),
     };
     one_line(&text)
+}
+
+/// Rewrites the error of a failed cluster job, which Ballista reports as
+/// `Job ID failed: Job failed due to stage N failed: Task failed due to
+/// runtime execution error: DataFusionError(Shared(External(...("cause"))))`,
+/// into `query failed on the cluster (job ID): cause`.
+fn simplify_job_error(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("Job ")?;
+    let (job_id, rest) = rest.split_once(" failed: ")?;
+    let mut cause = rest;
+    for marker in ["runtime execution error: ", "failed due to ", ": "] {
+        if let Some((_, after)) = cause.rsplit_once(marker) {
+            cause = after;
+            break;
+        }
+    }
+    // Peel Debug wrappers such as `DataFusionError(Shared(External(` ... `)))`.
+    let mut cause = cause.trim();
+    while let Some(open) = cause.find('(') {
+        let head = &cause[..open];
+        if head.is_empty() || !head.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || !cause.ends_with(')') {
+            break;
+        }
+        cause = cause[open + 1..cause.len() - 1].trim();
+    }
+    let cause = match cause.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\\\"", "\"").replace("\\'", "'"),
+        None => cause.to_string(),
+    };
+    Some(format!("query failed on the cluster (job {job_id}): {cause}"))
 }
 
 /// Collapses whitespace runs (newlines included) to single spaces.
@@ -169,6 +200,18 @@ mod tests {
             message: "m".to_string(),
         };
         assert_eq!(first_line.in_script("q.sql", 4, 3).to_string(), "syntax error at q.sql:4:10: m");
+    }
+
+    #[test]
+    fn cluster_job_errors_name_the_cause() {
+        let raw = "Job 038G3BTJGA000 failed: Job failed due to stage 0 failed: Task failed due to runtime execution error: DataFusionError(Shared(External(ArrowError(ParseError(\"Error while parsing value 'x' as type 'Int32' for column 1 at line 2. Row data: '[bob,x]'\")))))";
+        assert_eq!(
+            describe(&DataFusionError::Execution(raw.to_string())),
+            "query failed on the cluster (job 038G3BTJGA000): Error while parsing value 'x' as type 'Int32' for column 1 at line 2. Row data: '[bob,x]'"
+        );
+        let plain = "Job 1 failed: executor lost";
+        assert_eq!(describe(&DataFusionError::Execution(plain.to_string())), "query failed on the cluster (job 1): executor lost");
+        assert_eq!(describe(&DataFusionError::Execution("disk full".to_string())), "disk full");
     }
 
     #[test]

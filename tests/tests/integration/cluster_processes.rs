@@ -176,6 +176,25 @@ async fn external_tables_give_the_same_answers_embedded_and_on_a_cluster() {
             .unwrap();
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(distributed, LAKE_ANSWER);
+
+    // A row that fails to parse fails the job on an executor: one line
+    // naming the cause, in both modes.
+    let bad = lake.path().join("bad.csv");
+    std::fs::write(&bad, "name,age\nada,36\nbob,x\n").unwrap();
+    let sql = format!(
+        "create external table p (name varchar, age int) stored as csv location '{}' options ('format.has_header' 'true'); select sum(age) from p",
+        bad.display()
+    );
+    let cause = "Error while parsing value 'x' as type 'Int32' for column 1 at line 2.";
+    let (code, _, stderr) = run_ember(&["sql", "-c", &sql], None);
+    assert_eq!((code, stderr.lines().count()), (1, 1), "{stderr}");
+    assert!(stderr.starts_with("error: ") && stderr.contains(cause), "{stderr}");
+    let addr = cluster.address().to_string();
+    let (code, _, stderr) =
+        tokio::task::spawn_blocking(move || run_ember(&["sql", "--scheduler", &addr, "-c", &sql], None)).await.unwrap();
+    assert_eq!((code, stderr.lines().count()), (1, 1), "{stderr}");
+    assert!(stderr.starts_with("error: query failed on the cluster (job "), "{stderr}");
+    assert!(stderr.contains(cause), "{stderr}");
 }
 
 /// Picks a free port on 127.0.0.1.
