@@ -131,39 +131,59 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn run_sql(args: SqlArgs) -> Result<()> {
     let context = EmberContext::new(args.scheduler.as_deref()).await?;
-    let mut runner = StatementRunner { context, format: args.format, timing: args.timing };
+    let mut runner = StatementRunner {
+        context,
+        format: args.format,
+        timing: args.timing,
+    };
     if args.commands.is_empty() && args.files.is_empty() {
         let history = args.history_file.or_else(crate::repl::default_history_file);
         let failures = crate::repl::run(&mut runner, history).await;
         return if failures == 0 || std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             Ok(())
         } else {
-            Err(ClientError::Process(format!("{failures} of the statements read from standard input failed")))
+            Err(ClientError::Process(format!(
+                "{failures} of the statements read from standard input failed"
+            )))
         };
     }
     let mut stdout = std::io::stdout().lock();
     for path in &args.files {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ClientError::ReadFile { path: path.clone(), source })?;
-        runner.run_script(&path.display().to_string(), &text, &mut stdout).await?;
+        let text = std::fs::read_to_string(path).map_err(|source| ClientError::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+        runner
+            .run_script(&path.display().to_string(), &text, &mut stdout)
+            .await?;
     }
     for (n, command) in args.commands.iter().enumerate() {
-        let source = if args.commands.len() == 1 { "-c".to_string() } else { format!("-c #{}", n + 1) };
+        let source = if args.commands.len() == 1 {
+            "-c".to_string()
+        } else {
+            format!("-c #{}", n + 1)
+        };
         runner.run_script(&source, command, &mut stdout).await?;
     }
-    stdout.flush().map_err(|e| ClientError::Output(e.to_string()))
+    stdout
+        .flush()
+        .map_err(|e| ClientError::Output(e.to_string()))
 }
 
 async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
     if args.executors == 0 {
-        return Err(ClientError::Process("--executors must be at least 1".to_string()));
+        return Err(ClientError::Process(
+            "--executors must be at least 1".to_string(),
+        ));
     }
     let bin_dir = match args.bin_dir {
         Some(dir) => dir,
         None => std::env::current_exe()
             .ok()
             .and_then(|exe| exe.parent().map(|p| p.to_path_buf()))
-            .ok_or_else(|| ClientError::Process("cannot tell where the ember binary is; pass --bin-dir".into()))?,
+            .ok_or_else(|| {
+                ClientError::Process("cannot tell where the ember binary is; pass --bin-dir".into())
+            })?,
     };
     let temp_state;
     let state_dir = match args.state_dir {
@@ -172,7 +192,9 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
             temp_state = tempfile::Builder::new()
                 .prefix("ember-cluster-")
                 .tempdir()
-                .map_err(|e| ClientError::Process(format!("cannot create a state directory: {e}")))?;
+                .map_err(|e| {
+                    ClientError::Process(format!("cannot create a state directory: {e}"))
+                })?;
             temp_state.path().to_path_buf()
         }
     };
@@ -182,7 +204,10 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
     eprintln!("Starting a scheduler and {} executor(s)...", args.executors);
     let mut cluster = LocalCluster::start(&options).await?;
     let addr = cluster.address().clone();
-    println!("Ember cluster running: scheduler at {addr}, {} executor(s).", args.executors);
+    println!(
+        "Ember cluster running: scheduler at {addr}, {} executor(s).",
+        args.executors
+    );
     println!("  Connect:  ember sql --scheduler {addr}");
     println!("  REST API: http://{addr}/api/executors");
     println!("  Logs:     {}", cluster.log_dir().display());
@@ -216,7 +241,11 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
 }
 
 fn run_datagen(args: TpchArgs) -> Result<()> {
-    let generator = TpchGenerator { scale_factor: args.scale_factor, parts: args.parts, format: args.format };
+    let generator = TpchGenerator {
+        scale_factor: args.scale_factor,
+        parts: args.parts,
+        format: args.format,
+    };
     let tables = generator
         .write_all(&args.output)
         .map_err(|e| ClientError::Process(e.to_string()))?;

@@ -43,14 +43,22 @@ pub async fn check_reachable(addr: &SchedulerAddress, connect_timeout: Duration)
 
 fn describe_io(err: &std::io::Error) -> String {
     match err.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused (is ember-scheduler running there?)".to_string(),
+        std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is ember-scheduler running there?)".to_string()
+        }
         _ => err.to_string(),
     }
 }
 
 /// Lists the executors registered with the scheduler, through its REST API.
-pub async fn list_executors(addr: &SchedulerAddress, timeout: Duration) -> Result<Vec<ExecutorInfo>> {
-    let not_scheduler = |reason: String| ClientError::NotAScheduler { addr: addr.to_string(), reason };
+pub async fn list_executors(
+    addr: &SchedulerAddress,
+    timeout: Duration,
+) -> Result<Vec<ExecutorInfo>> {
+    let not_scheduler = |reason: String| ClientError::NotAScheduler {
+        addr: addr.to_string(),
+        reason,
+    };
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .build()
@@ -59,9 +67,15 @@ pub async fn list_executors(addr: &SchedulerAddress, timeout: Duration) -> Resul
         .get(addr.rest_url("/api/executors"))
         .send()
         .await
-        .map_err(|e| ClientError::SchedulerUnreachable { addr: addr.to_string(), reason: e.to_string() })?;
+        .map_err(|e| ClientError::SchedulerUnreachable {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
     if !response.status().is_success() {
-        return Err(not_scheduler(format!("GET /api/executors returned {}", response.status())));
+        return Err(not_scheduler(format!(
+            "GET /api/executors returned {}",
+            response.status()
+        )));
     }
     let body: Value = response
         .json()
@@ -94,7 +108,10 @@ pub async fn wait_for_executors(
             return Ok(executors);
         }
         if started.elapsed() >= wait {
-            return Err(ClientError::NoExecutors { addr: addr.to_string(), waited_secs: wait.as_secs() });
+            return Err(ClientError::NoExecutors {
+                addr: addr.to_string(),
+                waited_secs: wait.as_secs(),
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -109,8 +126,17 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let addr = SchedulerAddress { host: "127.0.0.1".into(), port };
-        let err = check_reachable(&addr, Duration::from_secs(2)).await.unwrap_err().to_string();
-        assert!(err.starts_with(&format!("cannot reach the scheduler at 127.0.0.1:{port}")), "{err}");
+        let addr = SchedulerAddress {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let err = check_reachable(&addr, Duration::from_secs(2))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("cannot reach the scheduler at 127.0.0.1:{port}")),
+            "{err}"
+        );
     }
 }

@@ -36,7 +36,9 @@ pub struct EmberContext {
 
 impl std::fmt::Debug for EmberContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmberContext").field("mode", &self.mode).finish_non_exhaustive()
+        f.debug_struct("EmberContext")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
     }
 }
 
@@ -46,7 +48,10 @@ impl EmberContext {
         let config = ember_core::session_config();
         let runtime = ember_core::runtime_env(&config, None)?;
         let state = ember_core::session_state(config, runtime)?;
-        Ok(Self { session: SessionContext::new_with_state(state), mode: ExecutionMode::Embedded })
+        Ok(Self {
+            session: SessionContext::new_with_state(state),
+            mode: ExecutionMode::Embedded,
+        })
     }
 
     /// A context that runs queries on the cluster whose scheduler listens at
@@ -59,11 +64,18 @@ impl EmberContext {
         let addr = SchedulerAddress::parse(address)?;
         let config = ember_core::session_config();
         let settings = EmberConfig::from_session_config(&config);
-        check_reachable(&addr, Duration::from_secs(settings.client_connect_timeout_secs)).await?;
+        check_reachable(
+            &addr,
+            Duration::from_secs(settings.client_connect_timeout_secs),
+        )
+        .await?;
         let runtime = ember_core::runtime_env(&config, None)?;
         let state = ember_core::session_state(config, runtime)?;
         let session = SessionContext::remote_with_state(&addr.ballista_url(), state).await?;
-        Ok(Self { session, mode: ExecutionMode::Cluster(addr) })
+        Ok(Self {
+            session,
+            mode: ExecutionMode::Cluster(addr),
+        })
     }
 
     /// Embedded when `scheduler` is `None`, else connected to that scheduler.
@@ -102,7 +114,10 @@ impl EmberContext {
     /// Plans one SQL statement. DDL and `SET` take effect here; a query
     /// returns a lazy [`DataFrame`] that runs when collected.
     pub async fn sql(&self, statement: &str) -> Result<DataFrame> {
-        self.session.sql(statement).await.map_err(ClientError::from_datafusion)
+        self.session
+            .sql(statement)
+            .await
+            .map_err(ClientError::from_datafusion)
     }
 
     /// Plans and runs one SQL statement and collects its result.

@@ -32,7 +32,9 @@ pub enum ClientError {
         reason: String,
     },
     /// The scheduler has no executor to run tasks on.
-    #[error("the cluster at {addr} has no executors: none registered within {waited_secs}s (start one with `ember-executor --scheduler {addr}`)")]
+    #[error(
+        "the cluster at {addr} has no executors: none registered within {waited_secs}s (start one with `ember-executor --scheduler {addr}`)"
+    )]
     NoExecutors {
         /// The scheduler's address.
         addr: String,
@@ -88,7 +90,10 @@ impl ClientError {
                     }
                     None => format!("{source}:{line}:{column}"),
                 };
-                ClientError::Syntax { position: Some(position), message }
+                ClientError::Syntax {
+                    position: Some(position),
+                    message,
+                }
             }
             other => other,
         }
@@ -139,7 +144,10 @@ pub fn describe(err: &DataFusionError) -> String {
         DataFusionError::External(e) => e.to_string(),
         DataFusionError::Shared(e) => describe(e),
         DataFusionError::Diagnostic(_, inner) => describe(inner),
-        DataFusionError::Collection(errors) => errors.first().map(describe).unwrap_or_else(|| err.to_string()),
+        DataFusionError::Collection(errors) => errors
+            .first()
+            .map(describe)
+            .unwrap_or_else(|| err.to_string()),
         other => other.to_string(),
     };
     one_line(&text)
@@ -163,7 +171,10 @@ fn simplify_job_error(message: &str) -> Option<String> {
     let mut cause = cause.trim();
     while let Some(open) = cause.find('(') {
         let head = &cause[..open];
-        if head.is_empty() || !head.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || !cause.ends_with(')') {
+        if head.is_empty()
+            || !head.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || !cause.ends_with(')')
+        {
             break;
         }
         cause = cause[open + 1..cause.len() - 1].trim();
@@ -172,7 +183,9 @@ fn simplify_job_error(message: &str) -> Option<String> {
         Some(quoted) => quoted.replace("\\\"", "\"").replace("\\'", "'"),
         None => cause.to_string(),
     };
-    Some(format!("query failed on the cluster (job {job_id}): {cause}"))
+    Some(format!(
+        "query failed on the cluster (job {job_id}): {cause}"
+    ))
 }
 
 /// Collapses whitespace runs (newlines included) to single spaces.
@@ -199,7 +212,10 @@ mod tests {
             position: Some("line 1, column 8".to_string()),
             message: "m".to_string(),
         };
-        assert_eq!(first_line.in_script("q.sql", 4, 3).to_string(), "syntax error at q.sql:4:10: m");
+        assert_eq!(
+            first_line.in_script("q.sql", 4, 3).to_string(),
+            "syntax error at q.sql:4:10: m"
+        );
     }
 
     #[test]
@@ -210,8 +226,14 @@ mod tests {
             "query failed on the cluster (job 038G3BTJGA000): Error while parsing value 'x' as type 'Int32' for column 1 at line 2. Row data: '[bob,x]'"
         );
         let plain = "Job 1 failed: executor lost";
-        assert_eq!(describe(&DataFusionError::Execution(plain.to_string())), "query failed on the cluster (job 1): executor lost");
-        assert_eq!(describe(&DataFusionError::Execution("disk full".to_string())), "disk full");
+        assert_eq!(
+            describe(&DataFusionError::Execution(plain.to_string())),
+            "query failed on the cluster (job 1): executor lost"
+        );
+        assert_eq!(
+            describe(&DataFusionError::Execution("disk full".to_string())),
+            "disk full"
+        );
     }
 
     #[test]

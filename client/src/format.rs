@@ -30,7 +30,9 @@ impl std::str::FromStr for OutputFormat {
             "csv" => Ok(Self::Csv),
             "json" => Ok(Self::Json),
             "ndjson" => Ok(Self::Ndjson),
-            other => Err(format!("unknown format `{other}` (table, csv, json, ndjson)")),
+            other => Err(format!(
+                "unknown format `{other}` (table, csv, json, ndjson)"
+            )),
         }
     }
 }
@@ -41,7 +43,11 @@ fn output_error(e: impl std::fmt::Display) -> ClientError {
 
 /// Writes `batches` to `out` in `format`. A result with no columns (the
 /// result of DDL or `SET`) prints nothing.
-pub fn write_batches(out: &mut dyn Write, batches: &[RecordBatch], format: OutputFormat) -> Result<()> {
+pub fn write_batches(
+    out: &mut dyn Write,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+) -> Result<()> {
     let Some(first) = batches.first() else {
         if format == OutputFormat::Json {
             writeln!(out, "[]").map_err(output_error)?;
@@ -57,7 +63,9 @@ pub fn write_batches(out: &mut dyn Write, batches: &[RecordBatch], format: Outpu
             writeln!(out, "{table}").map_err(output_error)?;
         }
         OutputFormat::Csv => {
-            let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             for batch in batches {
                 writer.write(batch).map_err(output_error)?;
             }
@@ -114,8 +122,14 @@ mod tests {
     #[test]
     fn each_format() {
         assert_eq!(render(OutputFormat::Csv), "n,s\n1,a\n2,\n");
-        assert_eq!(render(OutputFormat::Json), "[{\"n\":1,\"s\":\"a\"},{\"n\":2}]\n");
-        assert_eq!(render(OutputFormat::Ndjson), "{\"n\":1,\"s\":\"a\"}\n{\"n\":2}\n");
+        assert_eq!(
+            render(OutputFormat::Json),
+            "[{\"n\":1,\"s\":\"a\"},{\"n\":2}]\n"
+        );
+        assert_eq!(
+            render(OutputFormat::Ndjson),
+            "{\"n\":1,\"s\":\"a\"}\n{\"n\":2}\n"
+        );
         let table = render(OutputFormat::Table);
         assert!(table.contains("| n | s |"), "{table}");
     }

@@ -75,14 +75,23 @@ fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf> {
 
 fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
     let path = dir.join(name);
-    std::fs::File::create(&path)
-        .map_err(|e| ClientError::Process(format!("cannot create log file {}: {e}", path.display())))
+    std::fs::File::create(&path).map_err(|e| {
+        ClientError::Process(format!("cannot create log file {}: {e}", path.display()))
+    })
 }
 
 /// Waits for a line starting with `prefix` on the child's standard output,
 /// copying everything it prints to `log`.
-fn wait_for_line(child: &mut Child, prefix: &'static str, mut log: std::fs::File, timeout: Duration) -> Result<String> {
-    let stdout = child.stdout.take().ok_or_else(|| ClientError::Process("child has no stdout".into()))?;
+fn wait_for_line(
+    child: &mut Child,
+    prefix: &'static str,
+    mut log: std::fs::File,
+    timeout: Duration,
+) -> Result<String> {
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| ClientError::Process("child has no stdout".into()))?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         use std::io::Write;
@@ -95,8 +104,9 @@ fn wait_for_line(child: &mut Child, prefix: &'static str, mut log: std::fs::File
             }
         }
     });
-    rx.recv_timeout(timeout)
-        .map_err(|_| ClientError::Process(format!("no `{prefix}` line within {}s", timeout.as_secs())))
+    rx.recv_timeout(timeout).map_err(|_| {
+        ClientError::Process(format!("no `{prefix}` line within {}s", timeout.as_secs()))
+    })
 }
 
 impl LocalCluster {
@@ -106,22 +116,33 @@ impl LocalCluster {
         let scheduler_bin = binary(&options.bin_dir, "ember-scheduler")?;
         let executor_bin = binary(&options.bin_dir, "ember-executor")?;
         for dir in [&options.log_dir, &options.work_dir] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ClientError::Process(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ClientError::Process(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
 
         let mut scheduler = Command::new(&scheduler_bin)
-            .args(["--bind", "127.0.0.1", "--port", &options.scheduler_port.to_string()])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &options.scheduler_port.to_string(),
+            ])
             .args(["--log", &options.log_filter])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file(&options.log_dir, "scheduler.stderr.log")?)
             .spawn()
-            .map_err(|e| ClientError::Process(format!("cannot start {}: {e}", scheduler_bin.display())))?;
+            .map_err(|e| {
+                ClientError::Process(format!("cannot start {}: {e}", scheduler_bin.display()))
+            })?;
         let mut cluster = LocalCluster {
             scheduler: None,
             executors: Vec::new(),
-            address: SchedulerAddress { host: "127.0.0.1".into(), port: 0 },
+            address: SchedulerAddress {
+                host: "127.0.0.1".into(),
+                port: 0,
+            },
             log_dir: options.log_dir.clone(),
         };
         let line = wait_for_line(
@@ -132,23 +153,39 @@ impl LocalCluster {
         );
         cluster.scheduler = Some(scheduler);
         let line = line?;
-        let addr = line.trim_start_matches("ember-scheduler listening on ").trim();
+        let addr = line
+            .trim_start_matches("ember-scheduler listening on ")
+            .trim();
         cluster.address = SchedulerAddress::parse(addr)?;
 
         for n in 0..options.executors {
             let work_dir = options.work_dir.join(format!("executor-{n}"));
             let child = Command::new(&executor_bin)
                 .args(["--scheduler", &cluster.address.to_string()])
-                .args(["--bind", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--health-port", "0"])
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--grpc-port",
+                    "0",
+                    "--health-port",
+                    "0",
+                ])
                 .args(["--cores", &options.cores_per_executor.to_string()])
                 .arg("--work-dir")
                 .arg(&work_dir)
                 .args(["--log", &options.log_filter])
                 .stdin(Stdio::null())
                 .stdout(log_file(&options.log_dir, &format!("executor-{n}.log"))?)
-                .stderr(log_file(&options.log_dir, &format!("executor-{n}.stderr.log"))?)
+                .stderr(log_file(
+                    &options.log_dir,
+                    &format!("executor-{n}.stderr.log"),
+                )?)
                 .spawn()
-                .map_err(|e| ClientError::Process(format!("cannot start {}: {e}", executor_bin.display())))?;
+                .map_err(|e| {
+                    ClientError::Process(format!("cannot start {}: {e}", executor_bin.display()))
+                })?;
             cluster.executors.push(child);
         }
         wait_for_executors(&cluster.address, options.executors, options.startup_timeout).await?;
@@ -172,10 +209,10 @@ impl LocalCluster {
 
     /// Returns the name of the first process that has exited, if any.
     pub fn exited_process(&mut self) -> Option<String> {
-        if let Some(scheduler) = self.scheduler.as_mut() {
-            if let Ok(Some(status)) = scheduler.try_wait() {
-                return Some(format!("ember-scheduler ({status})"));
-            }
+        if let Some(scheduler) = self.scheduler.as_mut()
+            && let Ok(Some(status)) = scheduler.try_wait()
+        {
+            return Some(format!("ember-scheduler ({status})"));
         }
         for (n, executor) in self.executors.iter_mut().enumerate() {
             if let Ok(Some(status)) = executor.try_wait() {
@@ -195,11 +232,17 @@ impl LocalCluster {
             terminate(child);
         }
         for (n, child) in executors.iter_mut().enumerate() {
-            stopped.push(StoppedProcess { name: format!("ember-executor {n}"), exit: reap(child, grace) });
+            stopped.push(StoppedProcess {
+                name: format!("ember-executor {n}"),
+                exit: reap(child, grace),
+            });
         }
         if let Some(mut scheduler) = self.scheduler.take() {
             terminate(&mut scheduler);
-            stopped.push(StoppedProcess { name: "ember-scheduler".to_string(), exit: reap(&mut scheduler, grace) });
+            stopped.push(StoppedProcess {
+                name: "ember-scheduler".to_string(),
+                exit: reap(&mut scheduler, grace),
+            });
         }
         stopped
     }

@@ -44,13 +44,13 @@ enum Line {
 
 impl LineSource {
     fn open(history: Option<PathBuf>) -> Self {
-        if std::io::stdin().is_terminal() {
-            if let Ok(mut editor) = DefaultEditor::new() {
-                if let Some(path) = &history {
-                    let _ = editor.load_history(path);
-                }
-                return LineSource::Editor(Box::new(editor), history);
+        if std::io::stdin().is_terminal()
+            && let Ok(mut editor) = DefaultEditor::new()
+        {
+            if let Some(path) = &history {
+                let _ = editor.load_history(path);
             }
+            return LineSource::Editor(Box::new(editor), history);
         }
         LineSource::Plain(std::io::stdin().lock())
     }
@@ -79,10 +79,10 @@ impl LineSource {
     }
 
     fn save(&mut self) {
-        if let LineSource::Editor(editor, Some(path)) = self {
-            if let Err(e) = editor.save_history(path) {
-                tracing::debug!(path = %path.display(), error = %e, "history not saved");
-            }
+        if let LineSource::Editor(editor, Some(path)) = self
+            && let Err(e) = editor.save_history(path)
+        {
+            tracing::debug!(path = %path.display(), error = %e, "history not saved");
         }
     }
 }
@@ -98,12 +98,20 @@ pub async fn run(runner: &mut StatementRunner, history: Option<PathBuf>) -> usiz
     let mut source = LineSource::open(history);
     let interactive = matches!(source, LineSource::Editor(..));
     if interactive {
-        println!("Ember {} ({}). Type \\? for help.", ember_core::EMBER_VERSION, mode_name(runner));
+        println!(
+            "Ember {} ({}). Type \\? for help.",
+            ember_core::EMBER_VERSION,
+            mode_name(runner)
+        );
     }
     let mut failures = 0;
     let mut buffer = String::new();
     loop {
-        let prompt = if buffer.is_empty() { "ember> " } else { "  ...> " };
+        let prompt = if buffer.is_empty() {
+            "ember> "
+        } else {
+            "  ...> "
+        };
         let line = match source.read(prompt) {
             Line::Text(line) => line,
             Line::Interrupted => {
@@ -180,7 +188,10 @@ async fn run_command(runner: &mut StatementRunner, command: &str) -> Result<Cont
             write_batches(&mut stdout, &[tables], runner.format).map_err(|e| e.to_string())?;
         }
         ("\\d", Some(table)) => {
-            let columns = runner.describe_table(table).await.map_err(|e| e.to_string())?;
+            let columns = runner
+                .describe_table(table)
+                .await
+                .map_err(|e| e.to_string())?;
             write_batches(&mut stdout, &[columns], runner.format).map_err(|e| e.to_string())?;
         }
         ("\\timing", setting) => {
@@ -190,7 +201,12 @@ async fn run_command(runner: &mut StatementRunner, command: &str) -> Result<Cont
                 Some("off") => false,
                 Some(other) => return Err(format!("\\timing takes on or off, not `{other}`")),
             };
-            writeln!(stdout, "Timing is {}.", if runner.timing { "on" } else { "off" }).map_err(|e| e.to_string())?;
+            writeln!(
+                stdout,
+                "Timing is {}.",
+                if runner.timing { "on" } else { "off" }
+            )
+            .map_err(|e| e.to_string())?;
         }
         ("\\format", Some(format)) => {
             runner.format = format.parse::<OutputFormat>()?;
@@ -198,7 +214,11 @@ async fn run_command(runner: &mut StatementRunner, command: &str) -> Result<Cont
         ("\\format", None) => {
             writeln!(stdout, "Format is {:?}.", runner.format).map_err(|e| e.to_string())?;
         }
-        (other, _) => return Err(format!("unknown command `{other}` (\\? lists the commands)")),
+        (other, _) => {
+            return Err(format!(
+                "unknown command `{other}` (\\? lists the commands)"
+            ));
+        }
     }
     Ok(Continue::Yes)
 }

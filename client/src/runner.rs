@@ -27,7 +27,11 @@ pub struct StatementRunner {
 impl StatementRunner {
     /// A runner printing tables, without timing.
     pub fn new(context: EmberContext) -> Self {
-        Self { context, format: OutputFormat::Table, timing: false }
+        Self {
+            context,
+            format: OutputFormat::Table,
+            timing: false,
+        }
     }
 
     /// Runs one statement and writes its result to `out`.
@@ -37,7 +41,11 @@ impl StatementRunner {
         write_batches(out, &batches, self.format)?;
         if self.timing {
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            eprintln!("Time: {:.3}s ({rows} row{})", started.elapsed().as_secs_f64(), if rows == 1 { "" } else { "s" });
+            eprintln!(
+                "Time: {:.3}s ({rows} row{})",
+                started.elapsed().as_secs_f64(),
+                if rows == 1 { "" } else { "s" }
+            );
         }
         Ok(())
     }
@@ -60,11 +68,18 @@ impl StatementRunner {
         let mut catalog_names = session.catalog_names();
         catalog_names.sort();
         for catalog_name in catalog_names {
-            let Some(catalog) = session.catalog(&catalog_name) else { continue };
+            let Some(catalog) = session.catalog(&catalog_name) else {
+                continue;
+            };
             let mut schema_names = catalog.schema_names();
             schema_names.sort();
-            for schema_name in schema_names.into_iter().filter(|s| s != "information_schema") {
-                let Some(schema) = catalog.schema(&schema_name) else { continue };
+            for schema_name in schema_names
+                .into_iter()
+                .filter(|s| s != "information_schema")
+            {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
                 let mut table_names = schema.table_names();
                 table_names.sort();
                 for table in table_names {
@@ -108,9 +123,15 @@ impl StatementRunner {
         RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from_iter_values(fields.iter().map(|f| f.name().clone()))),
-                Arc::new(StringArray::from_iter_values(fields.iter().map(|f| f.data_type().to_string()))),
-                Arc::new(BooleanArray::from(fields.iter().map(|f| f.is_nullable()).collect::<Vec<_>>())),
+                Arc::new(StringArray::from_iter_values(
+                    fields.iter().map(|f| f.name().clone()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    fields.iter().map(|f| f.data_type().to_string()),
+                )),
+                Arc::new(BooleanArray::from(
+                    fields.iter().map(|f| f.is_nullable()).collect::<Vec<_>>(),
+                )),
             ],
         )
         .map_err(|e| ClientError::Output(e.to_string()))
@@ -130,10 +151,17 @@ mod tests {
         };
         let mut out = Vec::new();
         runner
-            .run_script("t.sql", "create table t as values (1, 'a'), (2, 'b');\nselect * from t order by 1;", &mut out)
+            .run_script(
+                "t.sql",
+                "create table t as values (1, 'a'), (2, 'b');\nselect * from t order by 1;",
+                &mut out,
+            )
             .await
             .unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "column1,column2\n1,a\n2,b\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "column1,column2\n1,a\n2,b\n"
+        );
 
         let mut out = Vec::new();
         let err = runner
@@ -148,12 +176,21 @@ mod tests {
     #[tokio::test]
     async fn lists_and_describes_tables() {
         let runner = StatementRunner::new(EmberContext::embedded().unwrap());
-        runner.run_statement("create table nums (n bigint not null, s varchar)", &mut Vec::new()).await.unwrap();
+        runner
+            .run_statement(
+                "create table nums (n bigint not null, s varchar)",
+                &mut Vec::new(),
+            )
+            .await
+            .unwrap();
         let tables = runner.list_tables().unwrap();
         assert_eq!(tables.num_rows(), 1);
         let described = runner.describe_table("nums").await.unwrap();
         let mut out = Vec::new();
         write_batches(&mut out, &[described], OutputFormat::Csv).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "column,type,nullable\nn,Int64,false\ns,Utf8View,true\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "column,type,nullable\nn,Int64,false\ns,Utf8View,true\n"
+        );
     }
 }

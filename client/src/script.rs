@@ -41,7 +41,11 @@ fn scan(text: &str) -> (Vec<Statement>, String) {
             State::Code => match c {
                 ';' => {
                     if let Some((l, col)) = start.take() {
-                        statements.push(Statement { text: std::mem::take(&mut current), line: l, column: col });
+                        statements.push(Statement {
+                            text: std::mem::take(&mut current),
+                            line: l,
+                            column: col,
+                        });
                     } else {
                         current.clear();
                     }
@@ -65,7 +69,8 @@ fn scan(text: &str) -> (Vec<Statement>, String) {
             }
             _ => {}
         }
-        let starts_code = state != State::LineComment && state != State::BlockComment && !c.is_whitespace();
+        let starts_code =
+            state != State::LineComment && state != State::BlockComment && !c.is_whitespace();
         if start.is_none() && starts_code {
             start = Some(here);
             // Comments before a statement are dropped, so positions count from here.
@@ -73,7 +78,11 @@ fn scan(text: &str) -> (Vec<Statement>, String) {
         }
         current.push(c);
     }
-    let rest = if start.is_some() { current } else { String::new() };
+    let rest = if start.is_some() {
+        current
+    } else {
+        String::new()
+    };
     (statements, rest)
 }
 
@@ -83,7 +92,11 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
     let (mut statements, rest) = scan(text);
     if !rest.trim().is_empty() {
         let (l, c) = position_of_first_code(text, &rest);
-        statements.push(Statement { text: rest, line: l, column: c });
+        statements.push(Statement {
+            text: rest,
+            line: l,
+            column: c,
+        });
     }
     statements
 }
@@ -92,7 +105,12 @@ fn position_of_first_code(text: &str, rest: &str) -> (usize, usize) {
     let offset = text.len() - rest.len();
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map(|s| s.chars().count()).unwrap_or(0) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, column)
 }
 

@@ -37,7 +37,10 @@ impl SchedulerAddress {
         if host.is_empty() || port == 0 {
             return Err(invalid());
         }
-        Ok(Self { host: host.to_string(), port })
+        Ok(Self {
+            host: host.to_string(),
+            port,
+        })
     }
 
     /// The URL Ballista's client expects (`df://host:port`).
@@ -74,7 +77,10 @@ mod tests {
         let a = SchedulerAddress::parse("df://example:7000").unwrap();
         assert_eq!((a.host.as_str(), a.port), ("example", 7000));
         assert_eq!(SchedulerAddress::parse("localhost").unwrap().port, 50050);
-        assert_eq!(SchedulerAddress::parse("http://10.0.0.1:1/").unwrap().port, 1);
+        assert_eq!(
+            SchedulerAddress::parse("http://10.0.0.1:1/").unwrap().port,
+            1
+        );
         for bad in ["", ":80", "host:port", "host:0", "a/b:1"] {
             assert!(SchedulerAddress::parse(bad).is_err(), "{bad}");
         }
@@ -83,7 +89,9 @@ mod tests {
     #[test]
     fn error_names_the_input() {
         assert_eq!(
-            SchedulerAddress::parse("nowhere:x").unwrap_err().to_string(),
+            SchedulerAddress::parse("nowhere:x")
+                .unwrap_err()
+                .to_string(),
             "invalid scheduler address `nowhere:x`: expected host:port (for example localhost:50050)"
         );
     }

@@ -100,11 +100,12 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let envelope = PhysicalExtensionEnvelope::decode(buf)
-            .map_err(|e| decode_error("physical plan", e))?;
+        let envelope =
+            PhysicalExtensionEnvelope::decode(buf).map_err(|e| decode_error("physical plan", e))?;
         match envelope.node {
             Some(physical_extension_envelope::Node::Ballista(bytes)) => {
-                self.ballista.try_decode(&bytes, inputs, ctx, proto_converter)
+                self.ballista
+                    .try_decode(&bytes, inputs, ctx, proto_converter)
             }
             Some(physical_extension_envelope::Node::Ember(op)) => {
                 let codec = self
@@ -135,16 +136,19 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
         for codec in &self.operators {
             if let Some(payload) = codec.try_encode(&node)? {
                 let envelope = PhysicalExtensionEnvelope {
-                    node: Some(physical_extension_envelope::Node::Ember(ExtensionOperator {
-                        name: codec.name().to_string(),
-                        payload,
-                    })),
+                    node: Some(physical_extension_envelope::Node::Ember(
+                        ExtensionOperator {
+                            name: codec.name().to_string(),
+                            payload,
+                        },
+                    )),
                 };
                 return encode_envelope(&envelope, buf);
             }
         }
         let mut inner = Vec::new();
-        self.ballista.try_encode(node, &mut inner, proto_converter)?;
+        self.ballista
+            .try_encode(node, &mut inner, proto_converter)?;
         let envelope = PhysicalExtensionEnvelope {
             node: Some(physical_extension_envelope::Node::Ballista(inner)),
         };
@@ -199,9 +203,12 @@ impl EmberLogicalCodec {
         let envelope = LogicalExtensionEnvelope::decode(buf).map_err(|e| decode_error(what, e))?;
         match envelope.node {
             Some(logical_extension_envelope::Node::Ballista(bytes)) => Ok(bytes),
-            Some(logical_extension_envelope::Node::Ember(op)) => Err(DataFusionError::Plan(
-                format!("this process does not know the Ember logical operator `{}`", op.name),
-            )),
+            Some(logical_extension_envelope::Node::Ember(op)) => {
+                Err(DataFusionError::Plan(format!(
+                    "this process does not know the Ember logical operator `{}`",
+                    op.name
+                )))
+            }
             None => Err(DataFusionError::Internal(format!(
                 "empty Ember {what} envelope"
             ))),
@@ -217,7 +224,12 @@ impl EmberLogicalCodec {
 }
 
 impl LogicalExtensionCodec for EmberLogicalCodec {
-    fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> Result<Extension> {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
         let inner = self.unwrap_ballista(buf, "logical plan")?;
         self.ballista.try_decode(&inner, inputs, ctx)
     }
@@ -236,7 +248,8 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
         let inner = self.unwrap_ballista(buf, "table provider")?;
-        self.ballista.try_decode_table_provider(&inner, table_ref, schema, ctx)
+        self.ballista
+            .try_decode_table_provider(&inner, table_ref, schema, ctx)
     }
 
     fn try_encode_table_provider(
@@ -246,7 +259,8 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
         buf: &mut Vec<u8>,
     ) -> Result<()> {
         let mut inner = Vec::new();
-        self.ballista.try_encode_table_provider(table_ref, node, &mut inner)?;
+        self.ballista
+            .try_encode_table_provider(table_ref, node, &mut inner)?;
         Self::wrap_ballista(inner, buf)
     }
 
@@ -318,7 +332,9 @@ mod tests {
         }
 
         fn try_encode(&self, node: &Arc<dyn ExecutionPlan>) -> Result<Option<Vec<u8>>> {
-            Ok(node.downcast_ref::<EmptyExec>().map(|_| b"payload".to_vec()))
+            Ok(node
+                .downcast_ref::<EmptyExec>()
+                .map(|_| b"payload".to_vec()))
         }
 
         fn decode(
@@ -338,29 +354,59 @@ mod tests {
         assert_eq!(codec.operator_names(), ["test.empty"]);
         let node: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(schema()));
         let mut buf = Vec::new();
-        codec.try_encode(node, &mut buf, &DefaultPhysicalProtoConverter {}).unwrap();
+        codec
+            .try_encode(node, &mut buf, &DefaultPhysicalProtoConverter {})
+            .unwrap();
         let envelope = PhysicalExtensionEnvelope::decode(buf.as_slice()).unwrap();
-        assert!(matches!(envelope.node, Some(physical_extension_envelope::Node::Ember(ref op)) if op.name == "test.empty"));
+        assert!(
+            matches!(envelope.node, Some(physical_extension_envelope::Node::Ember(ref op)) if op.name == "test.empty")
+        );
 
         let ctx = SessionContext::new();
         let decoded = codec
-            .try_decode(&buf, &[], &ctx.task_ctx(), &DefaultPhysicalProtoConverter {})
+            .try_decode(
+                &buf,
+                &[],
+                &ctx.task_ctx(),
+                &DefaultPhysicalProtoConverter {},
+            )
             .unwrap();
         assert!(decoded.downcast_ref::<EmptyExec>().is_some());
 
         // A process without the operator says which one it lacks.
         let err = EmberPhysicalCodec::default()
-            .try_decode(&buf, &[], &ctx.task_ctx(), &DefaultPhysicalProtoConverter {})
+            .try_decode(
+                &buf,
+                &[],
+                &ctx.task_ctx(),
+                &DefaultPhysicalProtoConverter {},
+            )
             .unwrap_err()
             .to_string();
-        assert!(err.contains("does not know the Ember operator `test.empty`"), "{err}");
+        assert!(
+            err.contains("does not know the Ember operator `test.empty`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let ctx = SessionContext::new();
         let codec = EmberPhysicalCodec::default();
-        assert!(codec.try_decode(&[0xff, 0xff, 0xff], &[], &ctx.task_ctx(), &DefaultPhysicalProtoConverter {}).is_err());
-        assert!(EmberLogicalCodec::default().try_decode(&[0xff, 0x01], &[], &ctx.task_ctx()).is_err());
+        assert!(
+            codec
+                .try_decode(
+                    &[0xff, 0xff, 0xff],
+                    &[],
+                    &ctx.task_ctx(),
+                    &DefaultPhysicalProtoConverter {}
+                )
+                .is_err()
+        );
+        assert!(
+            EmberLogicalCodec::default()
+                .try_decode(&[0xff, 0x01], &[], &ctx.task_ctx())
+                .is_err()
+        );
     }
 }

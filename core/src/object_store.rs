@@ -75,10 +75,7 @@ impl ObjectStoreRegistry for EmberObjectStoreRegistry {
 ///
 /// The `config` is the session's configuration; stores that depend on session
 /// settings read them from there.
-pub fn runtime_env(
-    _config: &SessionConfig,
-    spill_dir: Option<&str>,
-) -> Result<Arc<RuntimeEnv>> {
+pub fn runtime_env(_config: &SessionConfig, spill_dir: Option<&str>) -> Result<Arc<RuntimeEnv>> {
     let mut builder = RuntimeEnvBuilder::new()
         .with_object_store_registry(Arc::new(EmberObjectStoreRegistry::new()));
     if let Some(dir) = spill_dir {

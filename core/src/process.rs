@@ -10,6 +10,29 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Runs a binary's async `main` on [`runtime`] and turns its outcome into an
+/// exit code: success, or failure after printing `{error_prefix}{error}` as
+/// one line on standard error.
+pub fn block_on_main<E: std::fmt::Display>(
+    error_prefix: &str,
+    main: impl std::future::Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    let outcome = match runtime() {
+        Ok(runtime) => runtime.block_on(main).map_err(|e| e.to_string()),
+        Err(e) => Err(format!("cannot start the async runtime: {e}")),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!(
+                "{error_prefix}{}",
+                message.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Resolves when the process is asked to stop: SIGTERM or SIGINT (Ctrl-C).
 /// Returns the signal's name, for the log line that says why the process
 /// stopped.

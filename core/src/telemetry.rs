@@ -7,8 +7,8 @@ use tracing_subscriber::EnvFilter;
 /// `RUST_LOG` wins over `default_filter` when it is set. Calling it twice is
 /// harmless (the second call does nothing).
 pub fn init_tracing(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

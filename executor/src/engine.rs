@@ -40,7 +40,9 @@ pub struct EmberExecutionEngine {
 impl Debug for EmberExecutionEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.rewrites.iter().map(|r| r.name()).collect();
-        f.debug_struct("EmberExecutionEngine").field("rewrites", &names).finish()
+        f.debug_struct("EmberExecutionEngine")
+            .field("rewrites", &names)
+            .finish()
     }
 }
 
@@ -48,7 +50,10 @@ impl EmberExecutionEngine {
     /// An engine that delegates to `inner` (normally Ballista's default
     /// engine) with no rewrites.
     pub fn new(inner: Arc<dyn ExecutionEngine>) -> Self {
-        Self { inner, rewrites: Vec::new() }
+        Self {
+            inner,
+            rewrites: Vec::new(),
+        }
     }
 
     /// An engine over Ballista's default engine.

@@ -92,7 +92,11 @@ pub struct ExecutorOptions {
     #[arg(long, env = "EMBER_EXECUTOR_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
     /// Seconds to keep retrying to reach the scheduler at start-up.
-    #[arg(long, env = "EMBER_EXECUTOR_SCHEDULER_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "EMBER_EXECUTOR_SCHEDULER_CONNECT_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
     pub scheduler_connect_timeout_secs: u16,
     /// Seconds between heartbeats to the scheduler.
     #[arg(long, env = "EMBER_EXECUTOR_HEARTBEAT_SECS", default_value_t = 5)]
@@ -117,12 +121,17 @@ fn free_port(host: &str, wanted: u16) -> Result<u16, ExecutorError> {
     if wanted != 0 {
         return Ok(wanted);
     }
-    let listener = StdTcpListener::bind((host, 0))
-        .map_err(|source| ExecutorError::FreePort { host: host.to_string(), source })?;
+    let listener = StdTcpListener::bind((host, 0)).map_err(|source| ExecutorError::FreePort {
+        host: host.to_string(),
+        source,
+    })?;
     listener
         .local_addr()
         .map(|addr| addr.port())
-        .map_err(|source| ExecutorError::FreePort { host: host.to_string(), source })
+        .map_err(|source| ExecutorError::FreePort {
+            host: host.to_string(),
+            source,
+        })
 }
 
 /// The configuration producer installed on executors.
@@ -160,19 +169,27 @@ impl PreparedExecutor {
     pub fn prepare(options: &ExecutorOptions) -> Result<Self, ExecutorError> {
         let scheduler = SchedulerAddress::parse(&options.scheduler)?;
         if options.cores == Some(0) {
-            return Err(ExecutorError::InvalidFlag { flag: "cores", reason: "must be at least 1".into() });
+            return Err(ExecutorError::InvalidFlag {
+                flag: "cores",
+                reason: "must be at least 1".into(),
+            });
         }
         let work_dir = match &options.work_dir {
             Some(path) => {
-                std::fs::create_dir_all(path)
-                    .map_err(|source| ExecutorError::WorkDir { path: path.clone(), source })?;
+                std::fs::create_dir_all(path).map_err(|source| ExecutorError::WorkDir {
+                    path: path.clone(),
+                    source,
+                })?;
                 WorkDir::Given(path.clone())
             }
             None => WorkDir::Owned(
                 tempfile::Builder::new()
                     .prefix("ember-executor-")
                     .tempdir()
-                    .map_err(|source| ExecutorError::WorkDir { path: std::env::temp_dir(), source })?,
+                    .map_err(|source| ExecutorError::WorkDir {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?,
             ),
         };
         let ports = ExecutorPorts {
@@ -184,7 +201,12 @@ impl PreparedExecutor {
 
         let mut config = ExecutorProcessConfig {
             bind_host: options.bind.clone(),
-            external_host: Some(options.external_host.clone().unwrap_or_else(|| options.bind.clone())),
+            external_host: Some(
+                options
+                    .external_host
+                    .clone()
+                    .unwrap_or_else(|| options.bind.clone()),
+            ),
             port: ports.flight,
             grpc_port: ports.grpc,
             scheduler_host: scheduler.host,
@@ -218,9 +240,14 @@ impl PreparedExecutor {
         config.override_function_registry = Some(ember_core::function_registry(&state));
         config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
         config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));
-        config.override_execution_engine = Some(Arc::new(EmberExecutionEngine::with_default_engine()));
+        config.override_execution_engine =
+            Some(Arc::new(EmberExecutionEngine::with_default_engine()));
 
-        Ok(Self { config, ports, work_dir })
+        Ok(Self {
+            config,
+            ports,
+            work_dir,
+        })
     }
 
     /// The executor's work dir.
@@ -233,7 +260,10 @@ impl PreparedExecutor {
     pub async fn run(self) -> Result<(), ExecutorError> {
         let health_addr = format!("{}:{}", self.config.bind_host, self.ports.health)
             .parse()
-            .map_err(|e| ExecutorError::InvalidFlag { flag: "bind", reason: format!("{e}") })?;
+            .map_err(|e| ExecutorError::InvalidFlag {
+                flag: "bind",
+                reason: format!("{e}"),
+            })?;
         let (health_stop, health_stopped) = tokio::sync::oneshot::channel();
         let health = ballista_executor::health::spawn_health_server(
             health_addr,

@@ -30,13 +30,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match ember_core::process::runtime() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("ember-executor: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     // The executor's contract with scripts and tests: its addresses.
     println!(
         "ember-executor listening on {}:{} (flight), grpc {}, health {}, work dir {}",
@@ -46,11 +39,5 @@ fn main() -> ExitCode {
         prepared.ports.health,
         prepared.work_dir().display()
     );
-    match runtime.block_on(prepared.run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ember-executor: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ember_core::process::block_on_main("ember-executor: ", prepared.run())
 }

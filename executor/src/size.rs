@@ -27,7 +27,9 @@ impl FromStr for ByteSize {
     type Err = ParseByteSizeError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = || ParseByteSizeError { input: input.to_string() };
+        let err = || ParseByteSizeError {
+            input: input.to_string(),
+        };
         let trimmed = input.trim();
         let split = trimmed
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -59,13 +59,26 @@ pub struct SchedulerOptions {
     #[arg(long, env = "EMBER_SCHEDULER_PORT", default_value_t = 50050)]
     pub port: u16,
     /// Host name that executors and clients use to reach this scheduler.
-    #[arg(long, env = "EMBER_SCHEDULER_EXTERNAL_HOST", default_value = "localhost")]
+    #[arg(
+        long,
+        env = "EMBER_SCHEDULER_EXTERNAL_HOST",
+        default_value = "localhost"
+    )]
     pub external_host: String,
     /// How tasks are spread over executors.
-    #[arg(long, env = "EMBER_SCHEDULER_TASK_DISTRIBUTION", value_enum, default_value = "round-robin")]
+    #[arg(
+        long,
+        env = "EMBER_SCHEDULER_TASK_DISTRIBUTION",
+        value_enum,
+        default_value = "round-robin"
+    )]
     pub task_distribution: TaskDistribution,
     /// Seconds without a heartbeat after which an executor is considered dead.
-    #[arg(long, env = "EMBER_SCHEDULER_EXECUTOR_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(
+        long,
+        env = "EMBER_SCHEDULER_EXECUTOR_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
     pub executor_timeout_secs: u64,
     /// Serve query results through the scheduler (Arrow Flight proxy) so
     /// clients need not reach executors directly.
@@ -136,7 +149,10 @@ impl BoundScheduler {
         let addr = format!("{}:{}", options.bind, options.port);
         let listener = TcpListener::bind(&addr)
             .await
-            .map_err(|source| SchedulerError::Bind { addr: addr.clone(), source })?;
+            .map_err(|source| SchedulerError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
         let local = listener
             .local_addr()
             .map_err(|source| SchedulerError::Bind { addr, source })?;
@@ -175,12 +191,21 @@ mod tests {
         let codec = config.override_physical_codec.expect("physical codec");
         assert!(format!("{codec:?}").contains("EmberPhysicalCodec"));
         let produced = (config.override_config_producer.unwrap())();
-        assert!(produced.options().extensions.get::<ember_core::EmberConfig>().is_some());
+        assert!(
+            produced
+                .options()
+                .extensions
+                .get::<ember_core::EmberConfig>()
+                .is_some()
+        );
     }
 
     #[tokio::test]
     async fn binding_port_zero_reports_the_real_port() {
-        let options = SchedulerOptions { port: 0, ..SchedulerOptions::default() };
+        let options = SchedulerOptions {
+            port: 0,
+            ..SchedulerOptions::default()
+        };
         let bound = BoundScheduler::bind(&options).await.unwrap();
         let port = bound.local_addr().unwrap().port();
         assert_ne!(port, 0);

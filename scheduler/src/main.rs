@@ -23,27 +23,17 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     ember_core::telemetry::init_tracing(&cli.log);
-    let runtime = match ember_core::process::runtime() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("ember-scheduler: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli.options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ember-scheduler: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ember_core::process::block_on_main("ember-scheduler: ", run(cli.options))
 }
 
 async fn run(options: SchedulerOptions) -> Result<(), ember_scheduler::SchedulerError> {
     let bound = BoundScheduler::bind(&options).await?;
     let addr = bound
         .local_addr()
-        .map_err(|source| ember_scheduler::SchedulerError::Bind { addr: options.bind.clone(), source })?;
+        .map_err(|source| ember_scheduler::SchedulerError::Bind {
+            addr: options.bind.clone(),
+            source,
+        })?;
     // This line is the scheduler's contract with scripts and tests: they read
     // the address (and so an ephemeral port) from it.
     println!("ember-scheduler listening on {addr}");

@@ -32,7 +32,11 @@ pub fn bin_dir() -> &'static Path {
         }
         // target/<profile>/deps/<test binary> -> target/<profile>
         let exe = std::env::current_exe().expect("test binary path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let mut command = Command::new(cargo);
         // Build as a shell would: the variables cargo and nextest set for a
@@ -44,8 +48,16 @@ pub fn bin_dir() -> &'static Path {
             let keep = key.to_str().is_some_and(|k| {
                 matches!(
                     k,
-                    "PATH" | "HOME" | "USER" | "TMPDIR" | "CARGO_HOME" | "RUSTUP_HOME" | "RUSTUP_TOOLCHAIN"
-                        | "CARGO_TARGET_DIR" | "RUSTFLAGS" | "CARGO_BUILD_JOBS"
+                    "PATH"
+                        | "HOME"
+                        | "USER"
+                        | "TMPDIR"
+                        | "CARGO_HOME"
+                        | "RUSTUP_HOME"
+                        | "RUSTUP_TOOLCHAIN"
+                        | "CARGO_TARGET_DIR"
+                        | "RUSTFLAGS"
+                        | "CARGO_BUILD_JOBS"
                 )
             });
             if keep {
@@ -55,7 +67,10 @@ pub fn bin_dir() -> &'static Path {
         command
             .args(["build", "--quiet", "--workspace", "--bins"])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|name| name == "release") {
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
             command.arg("--release");
         }
         let status = command.status().expect("cargo runs");
@@ -72,7 +87,11 @@ pub fn binary(name: &str) -> PathBuf {
 /// Generates TPC-H at `scale_factor` as Parquet under `dir` (two files per
 /// table, so scans have more than one file to split).
 pub fn generate_tpch(dir: &Path, scale_factor: f64) -> TpchGenerator {
-    let generator = TpchGenerator { scale_factor, parts: 2, ..TpchGenerator::default() };
+    let generator = TpchGenerator {
+        scale_factor,
+        parts: 2,
+        ..TpchGenerator::default()
+    };
     generator.write_all(dir).expect("TPC-H data generates");
     generator
 }
@@ -120,15 +139,29 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<Cell>> {
             .iter()
             .map(|column| {
                 if matches!(column.data_type(), DataType::Float32 | DataType::Float64) {
-                    let floats = datafusion::arrow::compute::cast(column, &DataType::Float64).expect("float cast");
+                    let floats = datafusion::arrow::compute::cast(column, &DataType::Float64)
+                        .expect("float cast");
                     let floats = floats.as_primitive::<Float64Type>();
                     (0..floats.len())
-                        .map(|i| if floats.is_null(i) { Cell::Text(None) } else { Cell::Float(floats.value(i)) })
+                        .map(|i| {
+                            if floats.is_null(i) {
+                                Cell::Text(None)
+                            } else {
+                                Cell::Float(floats.value(i))
+                            }
+                        })
                         .collect()
                 } else {
-                    let formatter = ArrayFormatter::try_new(column.as_ref(), &options).expect("formatter");
+                    let formatter =
+                        ArrayFormatter::try_new(column.as_ref(), &options).expect("formatter");
                     (0..column.len())
-                        .map(|i| Cell::Text(if column.is_null(i) { None } else { Some(formatter.value(i).to_string()) }))
+                        .map(|i| {
+                            Cell::Text(if column.is_null(i) {
+                                None
+                            } else {
+                                Some(formatter.value(i).to_string())
+                            })
+                        })
                         .collect()
                 }
             })
@@ -153,16 +186,26 @@ fn sort_key(row: &[Cell]) -> String {
 /// Compares two results: same column count, same rows, in order when
 /// `ordered`, else as multisets. Returns a description of the first
 /// difference.
-pub fn compare(expected: &[RecordBatch], actual: &[RecordBatch], ordered: bool) -> Result<usize, String> {
+pub fn compare(
+    expected: &[RecordBatch],
+    actual: &[RecordBatch],
+    ordered: bool,
+) -> Result<usize, String> {
     let mut expected_rows = rows(expected);
     let mut actual_rows = rows(actual);
     let expected_columns = expected.first().map(|b| b.num_columns());
     let actual_columns = actual.first().map(|b| b.num_columns());
     if expected_rows.len() != actual_rows.len() {
-        return Err(format!("expected {} rows, got {}", expected_rows.len(), actual_rows.len()));
+        return Err(format!(
+            "expected {} rows, got {}",
+            expected_rows.len(),
+            actual_rows.len()
+        ));
     }
     if !expected_rows.is_empty() && expected_columns != actual_columns {
-        return Err(format!("expected {expected_columns:?} columns, got {actual_columns:?}"));
+        return Err(format!(
+            "expected {expected_columns:?} columns, got {actual_columns:?}"
+        ));
     }
     if !ordered {
         expected_rows.sort_by_key(|r| sort_key(r));
@@ -184,7 +227,10 @@ pub fn is_ordered(sql: &str) -> bool {
 
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Runs `ember` with `args` and returns (exit code, stdout, stderr).
@@ -202,13 +248,22 @@ pub fn run_ember_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, Str
         .args(args)
         .env_remove("EMBER_SCHEDULER")
         .env("RUST_BACKTRACE", "1")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("ember starts");
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("stdin written");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("stdin written");
     }
     let output = child.wait_with_output().expect("ember finishes");
     (
@@ -238,7 +293,10 @@ mod tests {
     #[test]
     fn compare_accepts_view_strings_and_tiny_float_noise() {
         let a = batch(Arc::new(StringArray::from(vec!["x", "y"])), vec![1.0, 2.0]);
-        let b = batch(Arc::new(StringViewArray::from(vec!["x", "y"])), vec![1.0, 2.0 + 1e-13]);
+        let b = batch(
+            Arc::new(StringViewArray::from(vec!["x", "y"])),
+            vec![1.0, 2.0 + 1e-13],
+        );
         assert_eq!(compare(&[a], &[b], true), Ok(2));
     }
 
@@ -246,10 +304,14 @@ mod tests {
     fn compare_catches_differences() {
         let a = batch(Arc::new(StringArray::from(vec!["x", "y"])), vec![1.0, 2.0]);
         let swapped = batch(Arc::new(StringArray::from(vec!["y", "x"])), vec![2.0, 1.0]);
-        let off = batch(Arc::new(StringArray::from(vec!["x", "y"])), vec![1.0, 2.001]);
-        assert!(compare(&[a.clone()], &[swapped.clone()], true).is_err());
-        assert_eq!(compare(&[a.clone()], &[swapped], false), Ok(2));
-        assert!(compare(&[a.clone()], &[off], false).is_err());
-        assert!(compare(&[a.clone()], &[a.slice(0, 1)], false).is_err());
+        let off = batch(
+            Arc::new(StringArray::from(vec!["x", "y"])),
+            vec![1.0, 2.001],
+        );
+        let expected = std::slice::from_ref(&a);
+        assert!(compare(expected, std::slice::from_ref(&swapped), true).is_err());
+        assert_eq!(compare(expected, &[swapped], false), Ok(2));
+        assert!(compare(expected, &[off], false).is_err());
+        assert!(compare(expected, &[a.slice(0, 1)], false).is_err());
     }
 }

@@ -128,11 +128,20 @@ pub struct TpchGenerator {
 
 impl Default for TpchGenerator {
     fn default() -> Self {
-        Self { scale_factor: 0.01, parts: 1, format: DataFormat::Parquet }
+        Self {
+            scale_factor: 0.01,
+            parts: 1,
+            format: DataFormat::Parquet,
+        }
     }
 }
 
-fn reader(table: &str, sf: f64, part: i32, parts: i32) -> Result<Box<dyn RecordBatchReader + Send>, TpchError> {
+fn reader(
+    table: &str,
+    sf: f64,
+    part: i32,
+    parts: i32,
+) -> Result<Box<dyn RecordBatchReader + Send>, TpchError> {
     Ok(match table {
         "region" => Box::new(RegionArrow::new(RegionGenerator::new(sf, part, parts))),
         "nation" => Box::new(NationArrow::new(NationGenerator::new(sf, part, parts))),
@@ -160,13 +169,20 @@ impl TpchGenerator {
 
     /// Writes one table under `dir/<table>/` and returns that directory.
     pub fn write_table(&self, table: &str, dir: &Path) -> Result<PathBuf, TpchError> {
-        if !(self.scale_factor > 0.0) {
+        // Also refuses NaN.
+        if self.scale_factor.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return Err(TpchError::ScaleFactor(self.scale_factor));
         }
         let table_dir = dir.join(table);
-        std::fs::create_dir_all(&table_dir)
-            .map_err(|source| TpchError::Io { path: table_dir.clone(), source })?;
-        let parts = if matches!(table, "nation" | "region") { 1 } else { self.parts.max(1) };
+        std::fs::create_dir_all(&table_dir).map_err(|source| TpchError::Io {
+            path: table_dir.clone(),
+            source,
+        })?;
+        let parts = if matches!(table, "nation" | "region") {
+            1
+        } else {
+            self.parts.max(1)
+        };
         for part in 0..parts {
             let batches = reader(table, self.scale_factor, part as i32 + 1, parts as i32)?;
             let path = table_dir.join(format!("part-{part}.{}", self.format.extension()));
@@ -175,29 +191,51 @@ impl TpchGenerator {
         Ok(table_dir)
     }
 
-    fn write_file(&self, batches: Box<dyn RecordBatchReader + Send>, path: &Path) -> Result<(), TpchError> {
+    fn write_file(
+        &self,
+        batches: Box<dyn RecordBatchReader + Send>,
+        path: &Path,
+    ) -> Result<(), TpchError> {
         let tmp = path.with_extension("tmp");
-        let io = |source| TpchError::Io { path: tmp.clone(), source };
-        let encode = |e: &dyn std::fmt::Display| TpchError::Encode { path: path.to_path_buf(), message: e.to_string() };
+        let io = |source| TpchError::Io {
+            path: tmp.clone(),
+            source,
+        };
+        let encode = |e: &dyn std::fmt::Display| TpchError::Encode {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
         let file = File::create(&tmp).map_err(io)?;
         let schema: SchemaRef = batches.schema();
         match self.format {
             DataFormat::Parquet => {
-                let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-                let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(|e| encode(&e))?;
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .build();
+                let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props))
+                    .map_err(|e| encode(&e))?;
                 for batch in batches {
-                    writer.write(&batch.map_err(|e| encode(&e))?).map_err(|e| encode(&e))?;
+                    writer
+                        .write(&batch.map_err(|e| encode(&e))?)
+                        .map_err(|e| encode(&e))?;
                 }
                 writer.close().map_err(|e| encode(&e))?;
             }
             DataFormat::Csv => {
-                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(file);
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(file);
                 for batch in batches {
-                    writer.write(&batch.map_err(|e| encode(&e))?).map_err(|e| encode(&e))?;
+                    writer
+                        .write(&batch.map_err(|e| encode(&e))?)
+                        .map_err(|e| encode(&e))?;
                 }
             }
         }
-        std::fs::rename(&tmp, path).map_err(|source| TpchError::Io { path: path.to_path_buf(), source })
+        std::fs::rename(&tmp, path).map_err(|source| TpchError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// `CREATE EXTERNAL TABLE` statements for tables written under `dir`.
@@ -237,7 +275,11 @@ mod tests {
     #[test]
     fn generates_parquet_tables() {
         let dir = tempfile::tempdir().unwrap();
-        let generator = TpchGenerator { scale_factor: 0.001, parts: 2, format: DataFormat::Parquet };
+        let generator = TpchGenerator {
+            scale_factor: 0.001,
+            parts: 2,
+            format: DataFormat::Parquet,
+        };
         let tables = generator.write_all(dir.path()).unwrap();
         assert_eq!(tables.len(), 8);
         assert!(dir.path().join("lineitem/part-1.parquet").is_file());
@@ -253,7 +295,13 @@ mod tests {
     #[test]
     fn rejects_bad_scale_factor() {
         let dir = tempfile::tempdir().unwrap();
-        let generator = TpchGenerator { scale_factor: 0.0, ..TpchGenerator::default() };
-        assert!(matches!(generator.write_table("nation", dir.path()), Err(TpchError::ScaleFactor(_))));
+        let generator = TpchGenerator {
+            scale_factor: 0.0,
+            ..TpchGenerator::default()
+        };
+        assert!(matches!(
+            generator.write_table("nation", dir.path()),
+            Err(TpchError::ScaleFactor(_))
+        ));
     }
 }

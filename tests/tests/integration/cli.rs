@@ -11,15 +11,25 @@ fn assert_one_line_error(code: i32, stderr: &str, expected_start: &str) {
     assert_eq!(code, 1, "exit code; stderr: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr}");
-    assert!(lines[0].starts_with(expected_start), "stderr `{}` should start with `{expected_start}`", lines[0]);
-    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert!(
+        lines[0].starts_with(expected_start),
+        "stderr `{}` should start with `{expected_start}`",
+        lines[0]
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn command_prints_a_table() {
     let (code, stdout, stderr) = run_ember(&["sql", "-c", "select 1 as one, 'a' as letter"], None);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, "+-----+--------+\n| one | letter |\n+-----+--------+\n| 1   | a      |\n+-----+--------+\n");
+    assert_eq!(
+        stdout,
+        "+-----+--------+\n| one | letter |\n+-----+--------+\n| 1   | a      |\n+-----+--------+\n"
+    );
     assert_eq!(stderr, "");
 }
 
@@ -30,7 +40,10 @@ fn every_output_format() {
         ("csv", "n,s\n1,x\n2,\n"),
         ("json", "[{\"n\":1,\"s\":\"x\"},{\"n\":2}]\n"),
         ("ndjson", "{\"n\":1,\"s\":\"x\"}\n{\"n\":2}\n"),
-        ("table", "+---+---+\n| n | s |\n+---+---+\n| 1 | x |\n| 2 |   |\n+---+---+\n"),
+        (
+            "table",
+            "+---+---+\n| n | s |\n+---+---+\n| 1 | x |\n| 2 |   |\n+---+---+\n",
+        ),
     ];
     for (format, expected) in cases {
         let (code, stdout, stderr) = run_ember(&["sql", "--format", format, "-c", sql], None);
@@ -53,7 +66,10 @@ fn file_runs_every_statement_in_order() {
         ),
     )
     .unwrap();
-    let (code, stdout, stderr) = run_ember(&["sql", "--format", "csv", "-f", script.to_str().unwrap()], None);
+    let (code, stdout, stderr) = run_ember(
+        &["sql", "--format", "csv", "-f", script.to_str().unwrap()],
+        None,
+    );
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "name\nalan\ngrace\nn\n3\n");
 }
@@ -64,8 +80,14 @@ fn shell_reads_piped_statements_and_commands() {
     let (code, stdout, stderr) = run_ember(&["sql", "--format", "csv"], Some(input));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("\\d NAME"), "help printed: {stdout}");
-    assert!(stdout.contains("catalog,schema,table\ndatafusion,public,t\n"), "{stdout}");
-    assert!(stdout.contains("column,type,nullable\ncolumn1,Int64,false\n"), "{stdout}");
+    assert!(
+        stdout.contains("catalog,schema,table\ndatafusion,public,t\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("column,type,nullable\ncolumn1,Int64,false\n"),
+        "{stdout}"
+    );
     assert!(stdout.contains("total\n6\n"), "{stdout}");
     assert!(!stdout.contains("not reached"), "{stdout}");
 }
@@ -94,7 +116,11 @@ fn malformed_sql_names_file_line_and_column() {
     std::fs::write(&script, "select 1;\n\nselect a\n  form t;\n").unwrap();
     let path = script.to_str().unwrap();
     let (code, stdout, stderr) = run_ember(&["sql", "-f", path], None);
-    assert_one_line_error(code, &stderr, &format!("error: syntax error at {path}:4:8: "));
+    assert_one_line_error(
+        code,
+        &stderr,
+        &format!("error: syntax error at {path}:4:8: "),
+    );
     // The statement before the bad one ran.
     assert!(stdout.contains("| 1        |"), "{stdout}");
 }
@@ -108,12 +134,19 @@ fn malformed_command_names_the_column() {
 #[test]
 fn unknown_table() {
     let (code, _, stderr) = run_ember(&["sql", "-c", "select * from missing_table"], None);
-    assert_one_line_error(code, &stderr, "error: table 'datafusion.public.missing_table' not found");
+    assert_one_line_error(
+        code,
+        &stderr,
+        "error: table 'datafusion.public.missing_table' not found",
+    );
 }
 
 #[test]
 fn unknown_column() {
-    let (code, _, stderr) = run_ember(&["sql", "-c", "select nope from (values (1)) as t(a)"], None);
+    let (code, _, stderr) = run_ember(
+        &["sql", "-c", "select nope from (values (1)) as t(a)"],
+        None,
+    );
     assert_one_line_error(code, &stderr, "error: No field named nope.");
 }
 
@@ -121,7 +154,10 @@ fn unknown_column() {
 fn missing_data_file_names_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent.parquet");
-    let sql = format!("create external table t stored as parquet location '{}'", missing.display());
+    let sql = format!(
+        "create external table t stored as parquet location '{}'",
+        missing.display()
+    );
     let (code, _, stderr) = run_ember(&["sql", "-c", &sql], None);
     assert_one_line_error(code, &stderr, "error: ");
     assert!(stderr.contains("absent.parquet"), "{stderr}");
@@ -130,23 +166,46 @@ fn missing_data_file_names_the_path() {
 #[test]
 fn missing_script_file() {
     let (code, _, stderr) = run_ember(&["sql", "-f", "/nonexistent/ember/script.sql"], None);
-    assert_one_line_error(code, &stderr, "error: cannot read /nonexistent/ember/script.sql: ");
+    assert_one_line_error(
+        code,
+        &stderr,
+        "error: cannot read /nonexistent/ember/script.sql: ",
+    );
 }
 
 #[test]
 fn unreachable_scheduler_fails_fast_naming_the_address() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let started = Instant::now();
     let addr = format!("127.0.0.1:{port}");
     let (code, _, stderr) = run_ember(&["sql", "--scheduler", &addr, "-c", "select 1"], None);
-    assert_one_line_error(code, &stderr, &format!("error: cannot reach the scheduler at {addr}: connection refused"));
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert_one_line_error(
+        code,
+        &stderr,
+        &format!("error: cannot reach the scheduler at {addr}: connection refused"),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn invalid_scheduler_address() {
-    let (code, _, stderr) = run_ember(&["sql", "--scheduler", "host:notaport", "-c", "select 1"], None);
-    assert_one_line_error(code, &stderr, "error: invalid scheduler address `host:notaport`");
+    let (code, _, stderr) = run_ember(
+        &["sql", "--scheduler", "host:notaport", "-c", "select 1"],
+        None,
+    );
+    assert_one_line_error(
+        code,
+        &stderr,
+        "error: invalid scheduler address `host:notaport`",
+    );
 }
 
 #[test]

@@ -21,8 +21,14 @@ fn start_scheduler() -> (Child, String) {
         .spawn()
         .expect("scheduler starts");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("ember-scheduler listening on ").expect("address line").to_string();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("ember-scheduler listening on ")
+        .expect("address line")
+        .to_string();
     (child, addr)
 }
 
@@ -31,8 +37,15 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -59,7 +72,10 @@ fn scheduler_serves_rest_and_health_and_stops_on_sigterm() {
     // Not ready until an executor registers.
     let (status, _) = http_get(&addr, "/readyz");
     assert_ne!(status, 200);
-    assert_eq!(terminate_and_wait(&mut scheduler, Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        terminate_and_wait(&mut scheduler, Duration::from_secs(10)),
+        Some(0)
+    );
 }
 
 #[test]
@@ -67,12 +83,21 @@ fn cluster_without_executors_is_a_clear_error() {
     let (mut scheduler, addr) = start_scheduler();
     let started = Instant::now();
     let (code, _, stderr) = run_ember(
-        &["sql", "--scheduler", &addr, "-c", "set ember.client_executor_wait_secs = 1; select 1"],
+        &[
+            "sql",
+            "--scheduler",
+            &addr,
+            "-c",
+            "set ember.client_executor_wait_secs = 1; select 1",
+        ],
         None,
     );
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with(&format!("error: the cluster at {addr} has no executors")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: the cluster at {addr} has no executors")),
+        "{stderr}"
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // Statements that only touch the client's catalog need no executor.
@@ -84,7 +109,10 @@ fn cluster_without_executors_is_a_clear_error() {
          select table_name from information_schema.tables where table_schema = 'public'",
         csv.display()
     );
-    let (code, stdout, stderr) = run_ember(&["sql", "--scheduler", &addr, "--format", "csv", "-c", &sql], None);
+    let (code, stdout, stderr) = run_ember(
+        &["sql", "--scheduler", &addr, "--format", "csv", "-c", &sql],
+        None,
+    );
     assert_eq!((code, stdout.as_str()), (0, "table_name\nt\n"), "{stderr}");
     terminate_and_wait(&mut scheduler, Duration::from_secs(10));
 }
@@ -92,17 +120,28 @@ fn cluster_without_executors_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executors_register_report_health_and_stop_gracefully() {
     let state = tempfile::tempdir().unwrap();
-    let mut cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path())).await.unwrap();
+    let mut cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path()))
+        .await
+        .unwrap();
     let addr: SchedulerAddress = cluster.address().clone();
     let executors = list_executors(&addr, Duration::from_secs(5)).await.unwrap();
     assert_eq!(executors.len(), 2);
-    assert!(executors.iter().all(|e| e.host == "127.0.0.1" && e.port != 0));
+    assert!(
+        executors
+            .iter()
+            .all(|e| e.host == "127.0.0.1" && e.port != 0)
+    );
     let (status, _) = http_get(&addr.to_string(), "/readyz");
     assert_eq!(status, 200);
     let stopped = cluster.stop(Duration::from_secs(20));
     assert_eq!(stopped.len(), 3);
     for process in stopped {
-        assert_eq!(process.exit, Some(0), "{} stops gracefully on SIGTERM", process.name);
+        assert_eq!(
+            process.exit,
+            Some(0),
+            "{} stops gracefully on SIGTERM",
+            process.name
+        );
     }
 }
 
@@ -122,7 +161,10 @@ fn write_lake(dir: &std::path::Path) {
         "{\"user\":\"ada\",\"clicks\":3}\n{\"user\":\"alan\",\"clicks\":5}\n{\"user\":\"ada\",\"clicks\":2}\n",
     )
     .unwrap();
-    let generator = ember::tpch::TpchGenerator { scale_factor: 0.01, ..Default::default() };
+    let generator = ember::tpch::TpchGenerator {
+        scale_factor: 0.01,
+        ..Default::default()
+    };
     generator.write_table("nation", dir).unwrap();
 }
 
@@ -168,12 +210,26 @@ async fn external_tables_give_the_same_answers_embedded_and_on_a_cluster() {
     assert_eq!(embedded, LAKE_ANSWER);
 
     let state = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path())).await.unwrap();
+    let cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path()))
+        .await
+        .unwrap();
     let addr = cluster.address().to_string();
-    let (code, distributed, stderr) =
-        tokio::task::spawn_blocking(move || run_ember(&["sql", "--scheduler", &addr, "--format", "csv", "-f", &script], None))
-            .await
-            .unwrap();
+    let (code, distributed, stderr) = tokio::task::spawn_blocking(move || {
+        run_ember(
+            &[
+                "sql",
+                "--scheduler",
+                &addr,
+                "--format",
+                "csv",
+                "-f",
+                &script,
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(distributed, LAKE_ANSWER);
 
@@ -188,18 +244,31 @@ async fn external_tables_give_the_same_answers_embedded_and_on_a_cluster() {
     let cause = "Error while parsing value 'x' as type 'Int32' for column 1 at line 2.";
     let (code, _, stderr) = run_ember(&["sql", "-c", &sql], None);
     assert_eq!((code, stderr.lines().count()), (1, 1), "{stderr}");
-    assert!(stderr.starts_with("error: ") && stderr.contains(cause), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(cause),
+        "{stderr}"
+    );
     let addr = cluster.address().to_string();
-    let (code, _, stderr) =
-        tokio::task::spawn_blocking(move || run_ember(&["sql", "--scheduler", &addr, "-c", &sql], None)).await.unwrap();
+    let (code, _, stderr) = tokio::task::spawn_blocking(move || {
+        run_ember(&["sql", "--scheduler", &addr, "-c", &sql], None)
+    })
+    .await
+    .unwrap();
     assert_eq!((code, stderr.lines().count()), (1, 1), "{stderr}");
-    assert!(stderr.starts_with("error: query failed on the cluster (job "), "{stderr}");
+    assert!(
+        stderr.starts_with("error: query failed on the cluster (job "),
+        "{stderr}"
+    );
     assert!(stderr.contains(cause), "{stderr}");
 }
 
 /// Picks a free port on 127.0.0.1.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -229,16 +298,35 @@ fn executor_serves_health_and_both_processes_stop_gracefully() {
     };
     assert!(ready, "executor never became ready");
     assert_eq!(http_get(&health, "/healthz").0, 200);
-    assert_eq!(http_get(&addr, "/readyz").0, 200, "scheduler is ready once an executor registered");
-    assert_eq!(terminate_and_wait(&mut executor, Duration::from_secs(20)), Some(0));
-    assert_eq!(terminate_and_wait(&mut scheduler, Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        http_get(&addr, "/readyz").0,
+        200,
+        "scheduler is ready once an executor registered"
+    );
+    assert_eq!(
+        terminate_and_wait(&mut executor, Duration::from_secs(20)),
+        Some(0)
+    );
+    assert_eq!(
+        terminate_and_wait(&mut scheduler, Duration::from_secs(10)),
+        Some(0)
+    );
 }
 
 #[test]
 fn cluster_local_prints_how_to_connect_and_stops_on_ctrl_c() {
     let state = tempfile::tempdir().unwrap();
     let mut launcher = Command::new(binary("ember"))
-        .args(["cluster", "local", "--executors", "1", "--cores", "1", "--port", "0"])
+        .args([
+            "cluster",
+            "local",
+            "--executors",
+            "1",
+            "--cores",
+            "1",
+            "--port",
+            "0",
+        ])
         .arg("--state-dir")
         .arg(state.path())
         .stdout(Stdio::piped())
@@ -259,7 +347,18 @@ fn cluster_local_prints_how_to_connect_and_stops_on_ctrl_c() {
         printed.push_str(&line);
     }
     let addr = addr.unwrap_or_else(|| panic!("no connect line in: {printed}"));
-    let (code, stdout_sql, stderr) = run_ember(&["sql", "--scheduler", &addr, "--format", "csv", "-c", "select 40 + 2 as answer"], None);
+    let (code, stdout_sql, stderr) = run_ember(
+        &[
+            "sql",
+            "--scheduler",
+            &addr,
+            "--format",
+            "csv",
+            "-c",
+            "select 40 + 2 as answer",
+        ],
+        None,
+    );
     assert_eq!((code, stdout_sql.as_str()), (0, "answer\n42\n"), "{stderr}");
 
     unsafe { libc::kill(launcher.id() as i32, libc::SIGINT) };

@@ -8,7 +8,11 @@ use ember::local_cluster::{LocalCluster, LocalClusterOptions};
 use ember::tpch::{TABLES, TpchGenerator};
 use ember_tests::{bin_dir, compare, repo_root, run_ember_in};
 
-async fn table_rows(ctx: &SessionContext, dir: &Path, table: &str) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
+async fn table_rows(
+    ctx: &SessionContext,
+    dir: &Path,
+    table: &str,
+) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
     let location = format!("{}/", dir.join(table).display());
     ctx.read_parquet(location, ParquetReadOptions::default())
         .await
@@ -22,7 +26,12 @@ async fn table_rows(ctx: &SessionContext, dir: &Path, table: &str) -> Vec<datafu
 async fn sample_data_is_what_the_generator_makes() {
     let committed = repo_root().join("examples/data/tpch-sf0.01");
     let fresh = tempfile::tempdir().unwrap();
-    TpchGenerator { scale_factor: 0.01, ..TpchGenerator::default() }.write_all(fresh.path()).unwrap();
+    TpchGenerator {
+        scale_factor: 0.01,
+        ..TpchGenerator::default()
+    }
+    .write_all(fresh.path())
+    .unwrap();
     let ctx = SessionContext::new();
     for table in TABLES {
         let expected = table_rows(&ctx, fresh.path(), table).await;
@@ -42,18 +51,36 @@ async fn quickstart_gives_the_same_answers_embedded_and_on_a_cluster() {
     .unwrap();
     assert_eq!(code, 0, "{stderr}");
     // Known answers from the sample data.
-    assert!(embedded.contains("| 60175      | 15000  | 1500      |"), "{embedded}");
-    assert!(embedded.contains("| ASIA        | Customer#000001489 | 5408941.28 |"), "{embedded}");
-    assert!(embedded.contains("| 1995-12-01T00:00:00 | 217    | 2204          |"), "{embedded}");
+    assert!(
+        embedded.contains("| 60175      | 15000  | 1500      |"),
+        "{embedded}"
+    );
+    assert!(
+        embedded.contains("| ASIA        | Customer#000001489 | 5408941.28 |"),
+        "{embedded}"
+    );
+    assert!(
+        embedded.contains("| 1995-12-01T00:00:00 | 217    | 2204          |"),
+        "{embedded}"
+    );
     // Six result tables, each drawn with three border lines.
-    let borders = embedded.lines().filter(|line| line.starts_with("+-")).count();
+    let borders = embedded
+        .lines()
+        .filter(|line| line.starts_with("+-"))
+        .count();
     assert_eq!(borders, 18, "six result tables: {embedded}");
 
     let state = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path())).await.unwrap();
+    let cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path()))
+        .await
+        .unwrap();
     let addr = cluster.address().to_string();
     let (code, distributed, stderr) = tokio::task::spawn_blocking(move || {
-        run_ember_in(&root, &["sql", "--scheduler", &addr, "-f", "examples/quickstart.sql"], None)
+        run_ember_in(
+            &root,
+            &["sql", "--scheduler", &addr, "-f", "examples/quickstart.sql"],
+            None,
+        )
     })
     .await
     .unwrap();

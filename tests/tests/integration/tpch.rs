@@ -10,7 +10,12 @@ use ember::local_cluster::{LocalCluster, LocalClusterOptions};
 use ember::tpch::{TpchGenerator, query};
 use ember_tests::{bin_dir, compare, generate_tpch, is_ordered, reference_context};
 
-async fn run_all_queries(ctx: &EmberContext, generator: &TpchGenerator, dir: &std::path::Path, mode: &str) {
+async fn run_all_queries(
+    ctx: &EmberContext,
+    generator: &TpchGenerator,
+    dir: &std::path::Path,
+    mode: &str,
+) {
     for statement in generator.create_table_statements(dir) {
         ctx.run_sql(&statement).await.expect("tables register");
     }
@@ -19,21 +24,38 @@ async fn run_all_queries(ctx: &EmberContext, generator: &TpchGenerator, dir: &st
     let mut total = Duration::ZERO;
     for n in 1..=22 {
         let sql = query(n).expect("query text");
-        let expected = reference.sql(sql).await.expect("reference plans").collect().await.expect("reference runs");
+        let expected = reference
+            .sql(sql)
+            .await
+            .expect("reference plans")
+            .collect()
+            .await
+            .expect("reference runs");
         let started = Instant::now();
         let actual = ctx.run_sql(sql).await;
         let elapsed = started.elapsed();
         total += elapsed;
         match actual {
             Ok(actual) => match compare(&expected, &actual, is_ordered(sql)) {
-                Ok(rows) => println!("{mode} q{n}: {rows} rows match in {:.3}s", elapsed.as_secs_f64()),
+                Ok(rows) => println!(
+                    "{mode} q{n}: {rows} rows match in {:.3}s",
+                    elapsed.as_secs_f64()
+                ),
                 Err(diff) => failures.push(format!("q{n}: {diff}")),
             },
             Err(e) => failures.push(format!("q{n}: failed: {e}")),
         }
     }
-    println!("{mode}: 22 TPC-H queries at SF 0.01 took {:.3}s in all", total.as_secs_f64());
-    assert!(failures.is_empty(), "{mode}: {} queries differ from DataFusion:\n{}", failures.len(), failures.join("\n"));
+    println!(
+        "{mode}: 22 TPC-H queries at SF 0.01 took {:.3}s in all",
+        total.as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{mode}: {} queries differ from DataFusion:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,6 +74,8 @@ async fn tpch_on_two_executor_cluster_matches_datafusion() {
     let cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path()))
         .await
         .expect("cluster starts");
-    let ctx = EmberContext::connect(&cluster.address().to_string()).await.expect("client connects");
+    let ctx = EmberContext::connect(&cluster.address().to_string())
+        .await
+        .expect("client connects");
     run_all_queries(&ctx, &generator, data.path(), "cluster").await;
 }
