@@ -5,6 +5,7 @@
 //! picks up, or fail deep inside a query with a transport error. These checks
 //! turn both into one clear error, within a bounded time.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -50,6 +51,20 @@ fn describe_io(err: &std::io::Error) -> String {
     }
 }
 
+/// The HTTP client for schedulers' REST APIs, built once per process and
+/// shared (with its connection pool) by every check, rather than rebuilt for
+/// each query or poll.
+fn rest_client() -> Result<&'static reqwest::Client> {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client);
+    }
+    let client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| ClientError::Process(format!("cannot build an HTTP client: {e}")))?;
+    Ok(CLIENT.get_or_init(|| client))
+}
+
 /// Lists the executors registered with the scheduler, through its REST API.
 pub async fn list_executors(
     addr: &SchedulerAddress,
@@ -59,12 +74,9 @@ pub async fn list_executors(
         addr: addr.to_string(),
         reason,
     };
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .map_err(|e| ClientError::Process(format!("cannot build an HTTP client: {e}")))?;
-    let response = client
+    let response = rest_client()?
         .get(addr.rest_url("/api/executors"))
+        .timeout(timeout)
         .send()
         .await
         .map_err(|e| ClientError::SchedulerUnreachable {

@@ -3,9 +3,9 @@
 //!
 //! A table location is a URL; the registry maps its scheme (and bucket) to an
 //! [`ObjectStore`]. Local files (`file://`, or a plain path) are served by
-//! [`LocalFileSystem`]. Every other scheme is refused with an error that names
-//! it, so a table on an unsupported store fails at `CREATE EXTERNAL TABLE`
-//! rather than somewhere on an executor. Object stores such as S3 register
+//! `object_store`'s `LocalFileSystem`. Every other scheme is refused with an
+//! error that names it, so a table on an unsupported store fails at
+//! `CREATE EXTERNAL TABLE` rather than somewhere on an executor. Object stores such as S3 register
 //! here: a store resolver per scheme, built from the session's settings.
 
 use std::sync::Arc;
@@ -15,7 +15,6 @@ use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStor
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::SessionConfig;
 use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
 use url::Url;
 
 /// Ember's object-store registry: local files today, one store per scheme
@@ -34,14 +33,12 @@ impl Default for EmberObjectStoreRegistry {
 }
 
 impl EmberObjectStoreRegistry {
-    /// A registry that serves `file://` from the local file system.
+    /// A registry that serves `file://` from the local file system
+    /// (DataFusion's default registry starts with that store).
     pub fn new() -> Self {
-        let stores = DefaultObjectStoreRegistry::new();
-        let local: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
-        // `file://` is always known; registering it again keeps one instance.
-        let file_url = Url::parse("file:///").expect("static URL parses");
-        stores.register_store(&file_url, local);
-        Self { stores }
+        Self {
+            stores: DefaultObjectStoreRegistry::new(),
+        }
     }
 }
 

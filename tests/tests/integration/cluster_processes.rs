@@ -9,8 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ember::cluster::{SchedulerAddress, list_executors};
-use ember::local_cluster::{LocalCluster, LocalClusterOptions};
-use ember_tests::{bin_dir, binary, run_ember};
+use ember_tests::{binary, run_ember, start_cluster};
 
 /// Starts a lone scheduler on a free port; returns it and its address.
 fn start_scheduler() -> (Child, String) {
@@ -119,10 +118,7 @@ fn cluster_without_executors_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executors_register_report_health_and_stop_gracefully() {
-    let state = tempfile::tempdir().unwrap();
-    let mut cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path()))
-        .await
-        .unwrap();
+    let mut cluster = start_cluster(2).await;
     let addr: SchedulerAddress = cluster.address().clone();
     let executors = list_executors(&addr, Duration::from_secs(5)).await.unwrap();
     assert_eq!(executors.len(), 2);
@@ -209,10 +205,7 @@ async fn external_tables_give_the_same_answers_embedded_and_on_a_cluster() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(embedded, LAKE_ANSWER);
 
-    let state = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path()))
-        .await
-        .unwrap();
+    let cluster = start_cluster(2).await;
     let addr = cluster.address().to_string();
     let (code, distributed, stderr) = tokio::task::spawn_blocking(move || {
         run_ember(

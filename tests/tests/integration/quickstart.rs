@@ -4,9 +4,8 @@
 use std::path::Path;
 
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use ember::local_cluster::{LocalCluster, LocalClusterOptions};
 use ember::tpch::{TABLES, TpchGenerator};
-use ember_tests::{bin_dir, compare, repo_root, run_ember_in};
+use ember_tests::{compare, repo_root, run_ember_in, start_cluster};
 
 async fn table_rows(
     ctx: &SessionContext,
@@ -70,10 +69,7 @@ async fn quickstart_gives_the_same_answers_embedded_and_on_a_cluster() {
         .count();
     assert_eq!(borders, 18, "six result tables: {embedded}");
 
-    let state = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path()))
-        .await
-        .unwrap();
+    let cluster = start_cluster(2).await;
     let addr = cluster.address().to_string();
     let (code, distributed, stderr) = tokio::task::spawn_blocking(move || {
         run_ember_in(

@@ -6,9 +6,8 @@
 use std::time::{Duration, Instant};
 
 use ember::EmberContext;
-use ember::local_cluster::{LocalCluster, LocalClusterOptions};
 use ember::tpch::{TpchGenerator, query};
-use ember_tests::{bin_dir, compare, generate_tpch, is_ordered, reference_context};
+use ember_tests::{compare, generate_tpch, is_ordered, reference_context, start_cluster};
 
 async fn run_all_queries(
     ctx: &EmberContext,
@@ -70,10 +69,7 @@ async fn tpch_embedded_matches_datafusion() {
 async fn tpch_on_two_executor_cluster_matches_datafusion() {
     let data = tempfile::tempdir().unwrap();
     let generator = generate_tpch(data.path(), 0.01);
-    let state = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(&LocalClusterOptions::new(bin_dir(), 2, state.path()))
-        .await
-        .expect("cluster starts");
+    let cluster = start_cluster(2).await;
     let ctx = EmberContext::connect(&cluster.address().to_string())
         .await
         .expect("client connects");
