@@ -65,6 +65,57 @@ pub struct SqlArgs {
     /// History file of the interactive shell.
     #[arg(long, value_name = "FILE")]
     pub history_file: Option<PathBuf>,
+    /// How to reach S3.
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// S3 settings of a session. They override the `AWS_*` environment, and
+/// `SET s3.<key>` overrides them; on a cluster they travel with every query.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "S3 (override AWS_* variables)")]
+pub struct S3Args {
+    /// Endpoint of an S3-compatible store, e.g. http://127.0.0.1:9000.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Region, e.g. us-east-1.
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Access key id.
+    #[arg(long, value_name = "ID")]
+    pub s3_access_key_id: Option<String>,
+    /// Secret access key (prefer AWS_SECRET_ACCESS_KEY: flags show in `ps`).
+    #[arg(long, value_name = "SECRET")]
+    pub s3_secret_access_key: Option<String>,
+    /// Allow plain http:// endpoints.
+    #[arg(long)]
+    pub s3_allow_http: bool,
+    /// Use virtual-hosted-style addressing (bucket.host) instead of path style.
+    #[arg(long)]
+    pub s3_virtual_hosted_style: bool,
+}
+
+impl S3Args {
+    /// The session settings (`s3.<key>`, value) these flags set.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        let mut settings = Vec::new();
+        let mut add = |key: &str, value: Option<&String>| {
+            if let Some(value) = value {
+                settings.push((format!("s3.{key}"), value.clone()));
+            }
+        };
+        add("endpoint", self.s3_endpoint.as_ref());
+        add("region", self.s3_region.as_ref());
+        add("access_key_id", self.s3_access_key_id.as_ref());
+        add("secret_access_key", self.s3_secret_access_key.as_ref());
+        if self.s3_allow_http {
+            settings.push(("s3.allow_http".to_string(), "true".to_string()));
+        }
+        if self.s3_virtual_hosted_style {
+            settings.push(("s3.virtual_hosted_style".to_string(), "true".to_string()));
+        }
+        settings
+    }
 }
 
 /// `ember cluster ...`.
@@ -131,6 +182,9 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn run_sql(args: SqlArgs) -> Result<()> {
     let context = EmberContext::new(args.scheduler.as_deref()).await?;
+    for (key, value) in args.s3.settings() {
+        context.set_option(&key, &value)?;
+    }
     let mut runner = StatementRunner {
         context,
         format: args.format,

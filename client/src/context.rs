@@ -1,5 +1,6 @@
 //! [`EmberContext`]: where queries run, embedded or on a cluster.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ballista::prelude::SessionContextExt;
@@ -8,6 +9,11 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
 use ember_core::EmberConfig;
+use ember_core::object_store::{EmberObjectStoreRegistry, runtime_env_with_registry};
+use ember_core::s3::S3Settings;
+
+use crate::statement::{PreparedStatement, prepare_statement};
+use crate::write::PendingWrite;
 
 use crate::cluster::{SchedulerAddress, check_reachable, wait_for_executors};
 use crate::error::{ClientError, Result};
@@ -32,6 +38,9 @@ pub enum ExecutionMode {
 pub struct EmberContext {
     session: SessionContext,
     mode: ExecutionMode,
+    /// The client's object stores: used to plan (listing files, inferring
+    /// schemas) and to remove a failed write's staged files.
+    stores: Arc<EmberObjectStoreRegistry>,
 }
 
 impl std::fmt::Debug for EmberContext {
@@ -46,11 +55,13 @@ impl EmberContext {
     /// A context that runs everything in this process.
     pub fn embedded() -> Result<Self> {
         let config = ember_core::session_config();
-        let runtime = ember_core::runtime_env(&config, None)?;
+        let stores = Arc::new(EmberObjectStoreRegistry::new(S3Settings::default()));
+        let runtime = runtime_env_with_registry(stores.clone(), None)?;
         let state = ember_core::session_state(config, runtime)?;
         Ok(Self {
             session: SessionContext::new_with_state(state),
             mode: ExecutionMode::Embedded,
+            stores,
         })
     }
 
@@ -69,12 +80,14 @@ impl EmberContext {
             Duration::from_secs(settings.client_connect_timeout_secs),
         )
         .await?;
-        let runtime = ember_core::runtime_env(&config, None)?;
+        let stores = Arc::new(EmberObjectStoreRegistry::new(S3Settings::default()));
+        let runtime = runtime_env_with_registry(stores.clone(), None)?;
         let state = ember_core::session_state(config, runtime)?;
         let session = SessionContext::remote_with_state(&addr.ballista_url(), state).await?;
         Ok(Self {
             session,
             mode: ExecutionMode::Cluster(addr),
+            stores,
         })
     }
 
@@ -111,22 +124,83 @@ impl EmberContext {
         Ok(())
     }
 
+    /// Sets one session setting, as `SET key = value` does (for example
+    /// `s3.endpoint`); on a cluster it travels with every query.
+    pub fn set_option(&self, key: &str, value: &str) -> Result<()> {
+        self.session
+            .state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .set(key, value)
+            .map_err(ClientError::from_datafusion)?;
+        self.sync_object_stores();
+        Ok(())
+    }
+
+    /// Points the client's object stores at the session's current `s3.*`
+    /// settings.
+    fn sync_object_stores(&self) {
+        let settings = S3Settings::from_session_config(&self.session.copied_config());
+        self.stores.set_s3_settings(settings);
+    }
+
     /// Plans one SQL statement. DDL and `SET` take effect here; a query
     /// returns a lazy [`DataFrame`] that runs when collected.
+    ///
+    /// S3 options given to `CREATE EXTERNAL TABLE` or `COPY`
+    /// (`OPTIONS ('s3.endpoint' '…')`) become the session's settings for
+    /// that bucket, so that the scheduler and executors reach it the same way.
     pub async fn sql(&self, statement: &str) -> Result<DataFrame> {
-        self.session
-            .sql(statement)
+        let state = self.session.state();
+        let PreparedStatement {
+            statement,
+            bucket_settings,
+        } = prepare_statement(&state, statement)?;
+        for (key, value) in &bucket_settings {
+            self.set_option(key, value)?;
+        }
+        self.sync_object_stores();
+        let state = self.session.state();
+        let plan = state
+            .statement_to_plan(statement)
             .await
-            .map_err(ClientError::from_datafusion)
+            .map_err(ClientError::from_datafusion)?;
+        let frame = self
+            .session
+            .execute_logical_plan(plan)
+            .await
+            .map_err(ClientError::from_datafusion)?;
+        // A `SET s3.…` took effect while planning.
+        self.sync_object_stores();
+        Ok(frame)
     }
 
     /// Plans and runs one SQL statement and collects its result.
+    ///
+    /// A write (`COPY`, `INSERT INTO`) that fails leaves nothing at its
+    /// destination: its staged files are removed before the error returns.
     pub async fn run_sql(&self, statement: &str) -> Result<Vec<RecordBatch>> {
         let frame = self.sql(statement).await?;
+        self.collect(frame).await
+    }
+
+    /// Runs a planned frame and collects its result, removing a failed
+    /// write's staged files.
+    pub async fn collect(&self, frame: DataFrame) -> Result<Vec<RecordBatch>> {
         if is_query(&frame) {
             self.check_executors().await?;
         }
-        frame.collect().await.map_err(ClientError::from_datafusion)
+        let (frame, write) = PendingWrite::prepare(frame)?;
+        match frame.collect().await {
+            Ok(batches) => Ok(batches),
+            Err(err) => {
+                if let Some(write) = write {
+                    write.abort(&self.session.runtime_env()).await;
+                }
+                Err(ClientError::from_datafusion(err))
+            }
+        }
     }
 }
 

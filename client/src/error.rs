@@ -138,10 +138,13 @@ pub fn describe(err: &DataFusionError) -> String {
         DataFusionError::Execution(m) => simplify_job_error(m).unwrap_or_else(|| m.clone()),
         DataFusionError::Plan(m) | DataFusionError::Configuration(m) => m.clone(),
         DataFusionError::SchemaError(e, _) => e.to_string(),
-        DataFusionError::ObjectStore(e) => e.to_string(),
+        DataFusionError::ObjectStore(e) => object_store_message(e),
         DataFusionError::IoError(e) => e.to_string(),
         DataFusionError::ArrowError(e, _) => e.to_string(),
-        DataFusionError::External(e) => e.to_string(),
+        DataFusionError::External(e) => match e.downcast_ref::<object_store::Error>() {
+            Some(store_error) => object_store_message(store_error),
+            None => e.to_string(),
+        },
         DataFusionError::Shared(e) => describe(e),
         DataFusionError::Diagnostic(_, inner) => describe(inner),
         DataFusionError::Collection(errors) => errors
@@ -157,9 +160,33 @@ pub fn describe(err: &DataFusionError) -> String {
 /// `Job ID failed: Job failed due to stage N failed: Task failed due to
 /// runtime execution error: DataFusionError(Shared(External(...("cause"))))`,
 /// into `query failed on the cluster (job ID): cause`.
+/// An object store's error: Ember's S3 messages as they are (they name the
+/// bucket, key and endpoint), others as `object_store` words them.
+fn object_store_message(err: &object_store::Error) -> String {
+    use ember_core::s3::S3AccessError;
+    match err {
+        object_store::Error::Generic { source, .. }
+        | object_store::Error::NotFound { source, .. } => {
+            match source.downcast_ref::<S3AccessError>() {
+                Some(s3) => s3.to_string(),
+                None => err.to_string(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
 fn simplify_job_error(message: &str) -> Option<String> {
     let rest = message.strip_prefix("Job ")?;
     let (job_id, rest) = rest.split_once(" failed: ")?;
+    // Ember's S3 messages are complete sentences; take them whole.
+    if let Some(at) = rest.find(ember_core::s3::S3AccessError::MARKER) {
+        let cause = rest[at..]
+            .trim_end_matches(|c: char| matches!(c, ')' | '}' | '"') || c.is_whitespace());
+        return Some(format!(
+            "query failed on the cluster (job {job_id}): {cause}"
+        ));
+    }
     let mut cause = rest;
     for marker in ["runtime execution error: ", "failed due to ", ": "] {
         if let Some((_, after)) = cause.rsplit_once(marker) {
@@ -224,6 +251,11 @@ mod tests {
         assert_eq!(
             describe(&DataFusionError::Execution(raw.to_string())),
             "query failed on the cluster (job 038G3BTJGA000): Error while parsing value 'x' as type 'Int32' for column 1 at line 2. Row data: '[bob,x]'"
+        );
+        let s3 = "Job 7 failed: Job failed due to stage 1 failed: Task failed due to runtime execution error: DataFusionError(ObjectStore(Generic { store: \"S3\", source: S3: access denied to s3://lake/t at http://127.0.0.1:9000: check the S3 credentials }))";
+        assert_eq!(
+            describe(&DataFusionError::Execution(s3.to_string())),
+            "query failed on the cluster (job 7): S3: access denied to s3://lake/t at http://127.0.0.1:9000: check the S3 credentials"
         );
         let plain = "Job 1 failed: executor lost";
         assert_eq!(

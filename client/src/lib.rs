@@ -25,7 +25,9 @@ pub mod local_cluster;
 pub mod repl;
 pub mod runner;
 pub mod script;
+pub mod statement;
 pub mod tpch;
+pub mod write;
 
 pub use context::{EmberContext, ExecutionMode};
 pub use error::{ClientError, Result};

@@ -33,6 +33,9 @@ pub struct LocalClusterOptions {
     pub log_filter: String,
     /// How long to wait for the scheduler to listen and executors to register.
     pub startup_timeout: Duration,
+    /// Extra environment variables for every process (for example the
+    /// `AWS_*` variables that point them at an S3 store).
+    pub env: Vec<(String, String)>,
 }
 
 impl LocalClusterOptions {
@@ -48,6 +51,7 @@ impl LocalClusterOptions {
             work_dir: state_dir.join("work"),
             log_filter: "info".to_string(),
             startup_timeout: Duration::from_secs(60),
+            env: Vec::new(),
         }
     }
 }
@@ -129,6 +133,7 @@ impl LocalCluster {
                 &options.scheduler_port.to_string(),
             ])
             .args(["--log", &options.log_filter])
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file(&options.log_dir, "scheduler.stderr.log")?)
@@ -176,6 +181,7 @@ impl LocalCluster {
                 .arg("--work-dir")
                 .arg(&work_dir)
                 .args(["--log", &options.log_filter])
+                .envs(options.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log_file(&options.log_dir, &format!("executor-{n}.log"))?)
                 .stderr(log_file(

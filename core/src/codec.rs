@@ -74,7 +74,10 @@ impl Default for EmberPhysicalCodec {
     fn default() -> Self {
         Self {
             ballista: Arc::new(BallistaPhysicalExtensionCodec::default()),
-            operators: Vec::new(),
+            operators: vec![
+                Arc::new(crate::write::StagedWriteCodec),
+                Arc::new(crate::write::WriteCommitCodec),
+            ],
         }
     }
 }
@@ -351,7 +354,10 @@ mod tests {
     #[test]
     fn ember_operators_travel_in_their_envelope() {
         let codec = EmberPhysicalCodec::default().with_operator(Arc::new(EmptyOperator));
-        assert_eq!(codec.operator_names(), ["test.empty"]);
+        assert_eq!(
+            codec.operator_names(),
+            ["ember.staged_write", "ember.write_commit", "test.empty"]
+        );
         let node: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(schema()));
         let mut buf = Vec::new();
         codec

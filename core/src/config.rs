@@ -9,28 +9,126 @@
 use std::sync::Arc;
 
 use ballista_core::extension::SessionConfigExt;
-use datafusion::common::extensions_options;
-use datafusion::config::ConfigExtension;
+use std::any::Any;
+
+use datafusion::common::config_err;
+use datafusion::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::error::Result as DFResult;
 use datafusion::prelude::SessionConfig;
 
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
+use crate::s3::S3Settings;
 
-extensions_options! {
-    /// Ember's own settings, under the `ember.` prefix.
-    ///
-    /// They can be changed per session with `SET ember.<key> = <value>`; on a
-    /// cluster they travel with every query to the scheduler and executors.
-    pub struct EmberConfig {
-        /// Seconds the client waits to reach the scheduler before giving up.
-        pub client_connect_timeout_secs: u64, default = 5
-        /// Seconds the client waits for at least one executor to be registered
-        /// with the scheduler before it fails a query. 0 fails at once.
-        pub client_executor_wait_secs: u64, default = 10
+/// Ember's own settings, under the `ember.` prefix.
+///
+/// They can be changed per session with `SET ember.<key> = <value>`; on a
+/// cluster they travel with every query to the scheduler and executors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmberConfig {
+    /// Seconds the client waits to reach the scheduler before giving up.
+    pub client_connect_timeout_secs: u64,
+    /// Seconds the client waits for at least one executor to be registered
+    /// with the scheduler before it fails a query. 0 fails at once.
+    pub client_executor_wait_secs: u64,
+    /// The id of the write the next statement performs: its files are
+    /// staged under `<destination>/_temporary/<write_id>/` until the job
+    /// commits. The client sets it per statement, so that it can remove the
+    /// staged files of a job that fails; empty means "pick one".
+    pub write_id: String,
+}
+
+impl Default for EmberConfig {
+    fn default() -> Self {
+        Self {
+            client_connect_timeout_secs: 5,
+            client_executor_wait_secs: 10,
+            write_id: String::new(),
+        }
     }
 }
 
+/// The keys of [`EmberConfig`], with their descriptions.
+const EMBER_KEYS: &[(&str, &str)] = &[
+    (
+        "client_connect_timeout_secs",
+        "Seconds the client waits to reach the scheduler",
+    ),
+    (
+        "client_executor_wait_secs",
+        "Seconds the client waits for an executor to register",
+    ),
+    ("write_id", "Id of the next write's staging directory"),
+];
+
 impl ConfigExtension for EmberConfig {
     const PREFIX: &'static str = "ember";
+}
+
+impl ExtensionOptions for EmberConfig {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> DFResult<()> {
+        let key = key.strip_prefix("ember.").unwrap_or(key);
+        let seconds = |value: &str| {
+            value.trim().parse::<u64>().or_else(|_| {
+                config_err!("`ember.{key}` must be a whole number of seconds, not `{value}`")
+            })
+        };
+        match key {
+            "client_connect_timeout_secs" => self.client_connect_timeout_secs = seconds(value)?,
+            "client_executor_wait_secs" => self.client_executor_wait_secs = seconds(value)?,
+            "write_id" => {
+                let id = value.trim();
+                if !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return config_err!("`ember.write_id` may hold only letters, digits, - and _");
+                }
+                self.write_id = id.to_string();
+            }
+            _ => {
+                return config_err!(
+                    "unknown setting `ember.{key}`; known settings: {}",
+                    EMBER_KEYS
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries carry their full `ember.` key, so that they survive the trip
+    /// to the scheduler and executors (which set them back by key).
+    fn entries(&self) -> Vec<ConfigEntry> {
+        let values = [
+            self.client_connect_timeout_secs.to_string(),
+            self.client_executor_wait_secs.to_string(),
+            self.write_id.clone(),
+        ];
+        EMBER_KEYS
+            .iter()
+            .zip(values)
+            .map(|((key, description), value)| ConfigEntry {
+                key: format!("ember.{key}"),
+                value: Some(value),
+                description,
+            })
+            .collect()
+    }
 }
 
 impl EmberConfig {
@@ -61,6 +159,7 @@ pub fn session_config() -> SessionConfig {
     SessionConfig::new()
         .with_information_schema(true)
         .with_option_extension(EmberConfig::default())
+        .with_option_extension(S3Settings::default())
         .with_ballista_logical_extension_codec(Arc::new(EmberLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(EmberPhysicalCodec::default()))
 }
@@ -75,6 +174,14 @@ pub fn session_config() -> SessionConfig {
 /// `SessionStateExt::upgrade_for_ballista`.
 pub fn distributed_session_config() -> SessionConfig {
     session_config().upgrade_for_ballista()
+}
+
+/// Whether the session setting `key` holds a secret (S3 credentials) whose
+/// value must not be shown: not in logs, errors, `EXPLAIN` or the
+/// scheduler's REST API. Such settings still travel to the cluster, which
+/// needs them.
+pub fn is_secret_setting(key: &str) -> bool {
+    S3Settings::is_secret_key(key)
 }
 
 #[cfg(test)]
@@ -106,6 +213,27 @@ mod tests {
             .set("ember.no_such_setting", "1")
             .expect_err("unknown keys are refused");
         assert!(err.to_string().contains("no_such_setting"), "{err}");
+    }
+
+    #[test]
+    fn settings_survive_the_trip_to_the_cluster() {
+        use ballista_core::extension::SessionConfigHelperExt;
+        let mut client = session_config();
+        client.options_mut().set("ember.write_id", "w-1").unwrap();
+        client
+            .options_mut()
+            .set("s3.bucket.lake.endpoint", "http://127.0.0.1:9000")
+            .unwrap();
+        let pairs = client.to_key_value_pairs();
+        let executor = distributed_session_config().update_from_key_value_pair(&pairs);
+        assert_eq!(EmberConfig::from_session_config(&executor).write_id, "w-1");
+        assert_eq!(
+            S3Settings::from_session_config(&executor)
+                .for_bucket("lake")
+                .endpoint
+                .as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
     }
 
     #[test]

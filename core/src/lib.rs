@@ -10,8 +10,11 @@
 //!   with Ballista's settings and Ember's `ember.*` extension ([`EmberConfig`]);
 //! * [`session`]: the session state (functions, planners) and the function
 //!   registry that executors resolve functions from;
-//! * [`object_store`]: the runtime environment and the object-store registry
-//!   that maps `file://` (and later `s3://`) locations to stores;
+//! * [`object_store`] and [`s3`]: the runtime environment and the
+//!   object-store registry that maps `file://` and `s3://` locations to
+//!   stores, configured from the `AWS_*` environment and `s3.*` settings;
+//! * [`write`]: distributed, atomic `COPY` and `INSERT` (staged part files
+//!   per task, one commit per job);
 //! * [`codec`]: the logical and physical extension codecs that wrap Ballista's,
 //!   so Ember's own operators can travel between processes.
 //!
@@ -24,12 +27,14 @@ pub mod config;
 pub mod error;
 pub mod object_store;
 pub mod process;
+pub mod s3;
 pub mod session;
 pub mod telemetry;
+pub mod write;
 
 pub use address::SchedulerAddress;
 pub use codec::{EmberLogicalCodec, EmberPhysicalCodec};
-pub use config::{EmberConfig, distributed_session_config, session_config};
+pub use config::{EmberConfig, distributed_session_config, is_secret_setting, session_config};
 pub use error::{EmberError, Result};
 pub use object_store::{EmberObjectStoreRegistry, runtime_env};
 pub use session::{function_registry, session_state};

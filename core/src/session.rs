@@ -12,10 +12,13 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;
 
+use crate::write::EmberQueryPlanner;
+
 /// Builds a session state from a configuration and a runtime environment.
 ///
 /// The state has DataFusion's default planners, functions and table formats,
-/// plus the functions Ballista adds. Ember's own functions are registered here
+/// plus the functions Ballista adds, and Ember's query planner (which turns
+/// file writes into distributed, atomic ones). Ember's own functions are registered here
 /// too, so that the client (which plans), the scheduler (which re-plans
 /// physically) and the executors (which decode plans) resolve the same names.
 pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<SessionState> {
@@ -26,6 +29,7 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<
         .with_scalar_functions(ballista_scalar_functions())
         .with_aggregate_functions(ballista_aggregate_functions())
         .with_window_functions(ballista_window_functions())
+        .with_query_planner(Arc::new(EmberQueryPlanner))
         .build();
     Ok(state)
 }

@@ -237,6 +237,11 @@ impl PreparedExecutor {
         config.override_runtime_producer = Some(Arc::new(move |session_config: &SessionConfig| {
             ember_core::runtime_env(session_config, Some(&work_dir_str))
         }));
+        // Build each task's runtime from that task's settings: a session may
+        // change its `s3.*` settings between queries, and a runtime cached
+        // per session would keep the old ones. S3 clients themselves are
+        // cached per process (see `ember_core::s3`), so this costs little.
+        config.session_runtime_cache_capacity = 0;
         config.override_function_registry = Some(ember_core::function_registry(&state));
         config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
         config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));

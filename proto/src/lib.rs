@@ -13,6 +13,6 @@ pub mod v1 {
 }
 
 pub use v1::{
-    ExtensionOperator, LogicalExtensionEnvelope, PhysicalExtensionEnvelope,
-    logical_extension_envelope, physical_extension_envelope,
+    ExtensionOperator, LogicalExtensionEnvelope, PhysicalExtensionEnvelope, StagedWrite,
+    WriteCommit, logical_extension_envelope, physical_extension_envelope, staged_write,
 };

@@ -9,15 +9,18 @@
 //! executors do.
 //!
 //! The same port serves gRPC (clients and executors), Ballista's REST API
-//! (`/api/state`, `/api/executors`, `/api/jobs`, ...) and the health probes
-//! (`/healthz`, `/readyz`).
+//! (`/api/state`, `/api/executors`, `/api/jobs`, ...) with secret session
+//! settings masked, and the health probes (`/healthz`, `/readyz`); the
+//! `server` module composes them.
+
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
-use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use ballista_scheduler::scheduler_process::create_scheduler;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use ember_core::{EmberLogicalCodec, EmberPhysicalCodec};
@@ -34,9 +37,12 @@ pub enum SchedulerError {
         /// Why binding failed.
         source: std::io::Error,
     },
-    /// Ballista refused the configuration or failed while serving.
+    /// Ballista refused the configuration or failed to start.
     #[error("scheduler failed: {0}")]
     Ballista(#[from] ballista_core::error::BallistaError),
+    /// Serving the port failed.
+    #[error("scheduler stopped serving: {0}")]
+    Serve(std::io::Error),
 }
 
 /// How tasks are spread over executor slots.
@@ -174,8 +180,9 @@ impl BoundScheduler {
         let cluster = BallistaCluster::new_from_config(&config).await?;
         let scheduler =
             create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config).await?;
-        start_grpc_service_with_listener(self.listener, scheduler).await?;
-        Ok(())
+        server::serve(self.listener, scheduler)
+            .await
+            .map_err(SchedulerError::Serve)
     }
 }
 

@@ -7,6 +7,8 @@
 //! [`ember::local_cluster::LocalCluster`]), stopped when the test ends, also
 //! when it fails.
 
+pub mod s3_server;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -106,14 +108,17 @@ impl std::ops::DerefMut for TestCluster {
 /// Starts a scheduler and `executors` executors from this build's binaries
 /// and waits until every executor has registered.
 pub async fn start_cluster(executors: usize) -> TestCluster {
+    start_cluster_with_env(executors, Vec::new()).await
+}
+
+/// [`start_cluster`], with extra environment variables for every process.
+pub async fn start_cluster_with_env(executors: usize, env: Vec<(String, String)>) -> TestCluster {
     let state = tempfile::tempdir().expect("state dir");
-    let cluster = LocalCluster::start(&LocalClusterOptions::new(
-        bin_dir(),
-        executors,
-        state.path(),
-    ))
-    .await
-    .expect("local cluster starts");
+    let mut options = LocalClusterOptions::new(bin_dir(), executors, state.path());
+    options.env = env;
+    let cluster = LocalCluster::start(&options)
+        .await
+        .expect("local cluster starts");
     TestCluster {
         cluster,
         _state: state,
@@ -312,6 +317,26 @@ pub fn run_ember_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, Str
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// A plain HTTP/1.0 GET of `path` from `addr` (`host:port`); returns the
+/// status code (0 when none could be read) and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 #[cfg(test)]

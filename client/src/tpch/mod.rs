@@ -240,14 +240,19 @@ impl TpchGenerator {
 
     /// `CREATE EXTERNAL TABLE` statements for tables written under `dir`.
     pub fn create_table_statements(&self, dir: &Path) -> Vec<String> {
+        self.create_table_statements_at(&dir.display().to_string())
+    }
+
+    /// `CREATE EXTERNAL TABLE` statements for the tables stored under
+    /// `base`, a directory or a URL such as `s3://bucket/tpch`.
+    pub fn create_table_statements_at(&self, base: &str) -> Vec<String> {
+        let base = base.trim_end_matches('/');
         TABLES
             .iter()
             .map(|table| {
-                let location = dir.join(table);
                 let mut sql = format!(
-                    "CREATE EXTERNAL TABLE {table} STORED AS {} LOCATION '{}/'",
+                    "CREATE EXTERNAL TABLE {table} STORED AS {} LOCATION '{base}/{table}/'",
                     self.format.stored_as(),
-                    location.display()
                 );
                 if self.format == DataFormat::Csv {
                     sql.push_str(" OPTIONS ('format.has_header' 'true')");

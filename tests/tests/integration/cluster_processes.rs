@@ -3,13 +3,13 @@
 //! CLI against a cluster (tables with hive-style partitions, CSV, NDJSON,
 //! Parquet) giving the same answers as embedded.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ember::cluster::{SchedulerAddress, list_executors};
-use ember_tests::{binary, run_ember, start_cluster};
+use ember_tests::{binary, http_get, run_ember, start_cluster};
 
 /// Starts a lone scheduler on a free port; returns it and its address.
 fn start_scheduler() -> (Child, String) {
@@ -29,23 +29,6 @@ fn start_scheduler() -> (Child, String) {
         .expect("address line")
         .to_string();
     (child, addr)
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connects");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn terminate_and_wait(child: &mut Child, within: Duration) -> Option<i32> {

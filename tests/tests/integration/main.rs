@@ -4,4 +4,5 @@
 mod cli;
 mod cluster_processes;
 mod quickstart;
+mod s3;
 mod tpch;

@@ -1,0 +1,90 @@
+//! The client's side of a distributed write: it names the write (so it knows
+//! where the write stages its files) and, when the job fails, removes what
+//! the tasks staged, so that nothing is left at the destination.
+
+use datafusion::catalog::default_table_source::source_as_provider;
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::listing::{ListingTable, ListingTableUrl};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
+use ember_core::write::StagingArea;
+
+use crate::error::{ClientError, Result};
+
+/// A write about to run: its destination and id.
+#[derive(Debug, Clone)]
+pub struct PendingWrite {
+    destination: ListingTableUrl,
+    write_id: String,
+}
+
+impl PendingWrite {
+    /// If `frame` writes files (`COPY`, `INSERT INTO` a listing table),
+    /// gives the write a fresh id (the `ember.write_id` setting of the
+    /// frame's session) and returns the frame with it.
+    pub fn prepare(frame: DataFrame) -> Result<(DataFrame, Option<PendingWrite>)> {
+        let Some(destination) = write_destination(frame.logical_plan())? else {
+            return Ok((frame, None));
+        };
+        let write_id = uuid::Uuid::new_v4().simple().to_string();
+        let (mut state, plan) = frame.into_parts();
+        state
+            .config_mut()
+            .options_mut()
+            .set("ember.write_id", &write_id)
+            .map_err(ClientError::from_datafusion)?;
+        Ok((
+            DataFrame::new(state, plan),
+            Some(PendingWrite {
+                destination,
+                write_id,
+            }),
+        ))
+    }
+
+    /// The write's id.
+    pub fn write_id(&self) -> &str {
+        &self.write_id
+    }
+
+    /// Removes whatever the failed write staged. Failures to remove are
+    /// logged, not returned: the write's own error is the one to report.
+    pub async fn abort(&self, runtime: &RuntimeEnv) {
+        // The staging area sits in the destination directory, or beside a
+        // single-file destination; the id is unique, so clean both.
+        for single_file in [false, true] {
+            let area = StagingArea::new(&self.destination, single_file, &self.write_id);
+            match area.remove(runtime).await {
+                Ok(0) => {}
+                Ok(files) => tracing::info!(
+                    destination = %self.destination,
+                    files,
+                    "removed the staged files of a failed write"
+                ),
+                Err(e) => tracing::warn!(
+                    destination = %self.destination,
+                    "cannot remove the staged files of a failed write: {e}"
+                ),
+            }
+        }
+    }
+}
+
+/// Where `plan` writes files, if it does.
+fn write_destination(plan: &LogicalPlan) -> Result<Option<ListingTableUrl>> {
+    let url = match plan {
+        LogicalPlan::Copy(copy) => Some(copy.output_url.clone()),
+        LogicalPlan::Dml(DmlStatement {
+            op: WriteOp::Insert(_),
+            target,
+            ..
+        }) => source_as_provider(target).ok().and_then(|provider| {
+            provider
+                .downcast_ref::<ListingTable>()
+                .and_then(|table| table.table_paths().first().map(|p| p.to_string()))
+        }),
+        _ => None,
+    };
+    url.map(|u| ListingTableUrl::parse(&u).map_err(ClientError::from_datafusion))
+        .transpose()
+}

@@ -1,0 +1,178 @@
+//! The scheduler's one port: gRPC for clients and executors (and the Flight
+//! proxy when enabled), Ballista's REST API, and the health probes.
+//!
+//! Ballista's own server serves the same routes, but its REST API returns a
+//! job's session settings verbatim from `/api/job/{id}/config`, and those
+//! carry the S3 credentials a client set with `SET s3.…` or table
+//! `OPTIONS`. Executors need them, so they cannot be dropped from the job;
+//! instead this router passes every REST response through
+//! [`redact_job_config`], which masks secret values before they leave the
+//! process.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ballista_core::flight_proxy_service::BallistaFlightProxyService;
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+use ballista_scheduler::api::get_routes;
+use ballista_scheduler::scheduler_server::SchedulerServer;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use tokio::net::TcpListener;
+use tonic::service::RoutesBuilder;
+
+/// The scheduler as Ballista builds it with Ember's codecs.
+pub(crate) type EmberSchedulerServer = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
+
+/// What a redacted setting's value is replaced with.
+pub(crate) const REDACTED: &str = "****";
+
+/// The largest job configuration the REST API will redact and return.
+const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
+
+/// Builds the router that serves gRPC, REST and health on one port.
+pub(crate) fn router(scheduler: EmberSchedulerServer) -> Router {
+    let config = scheduler.state.config.clone();
+    let max_decoding = config.grpc_server_max_decoding_message_size as usize;
+    let max_encoding = config.grpc_server_max_encoding_message_size as usize;
+
+    let mut grpc = RoutesBuilder::default();
+    grpc.add_service(
+        SchedulerGrpcServer::new(scheduler.clone())
+            .max_decoding_message_size(max_decoding)
+            .max_encoding_message_size(max_encoding),
+    );
+    if config.enable_embedded_flight_proxy {
+        let proxy =
+            BallistaFlightProxyService::new(max_decoding, max_encoding, config.use_tls, None);
+        grpc.add_service(
+            FlightServiceServer::new(proxy)
+                .max_decoding_message_size(max_decoding)
+                .max_encoding_message_size(max_encoding),
+        );
+    }
+    let grpc = grpc.routes().into_axum_router();
+
+    let scheduler = Arc::new(scheduler);
+    let rest = get_routes(scheduler.clone()).layer(axum::middleware::from_fn(redact_job_config));
+    let health = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(scheduler);
+    rest.merge(grpc).merge(health)
+}
+
+/// Serves [`router`] on `listener` until serving fails.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    scheduler: EmberSchedulerServer,
+) -> std::io::Result<()> {
+    let app = router(scheduler).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).await
+}
+
+/// Ready once the executors the configuration asks for have registered.
+async fn readyz(State(scheduler): State<Arc<EmberSchedulerServer>>) -> Response {
+    if scheduler.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let required = scheduler.state.config.min_ready_executors;
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: fewer than {required} executors registered\n"),
+        )
+            .into_response()
+    }
+}
+
+/// Whether `path` is `/api/job/{id}/config`.
+fn is_job_config_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    matches!(segments.as_slice(), ["api", "job", id, "config"] if !id.is_empty())
+}
+
+/// Masks secret values in the settings a job's configuration returns; any
+/// other response passes through. A configuration that cannot be read as
+/// settings is withheld rather than passed on unredacted.
+async fn redact_job_config(request: Request, next: Next) -> Response {
+    let is_config = is_job_config_path(request.uri().path());
+    let response = next.run(request).await;
+    if !is_config || !response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let redacted = match axum::body::to_bytes(body, MAX_CONFIG_BYTES).await {
+        Ok(bytes) => redact_settings_json(&bytes),
+        Err(e) => Err(e.to_string()),
+    };
+    match redacted {
+        Ok(json) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(json))
+        }
+        Err(reason) => {
+            tracing::warn!(
+                reason,
+                "withholding a job configuration that could not be redacted"
+            );
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Parses a JSON object of settings and masks the values of secret keys;
+/// the keys come back sorted.
+fn redact_settings_json(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut settings: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    for (key, value) in settings.iter_mut() {
+        if ember_core::is_secret_setting(key) {
+            *value = serde_json::Value::String(REDACTED.to_string());
+        }
+    }
+    serde_json::to_vec(&settings).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_job_config_paths() {
+        assert!(is_job_config_path("/api/job/abc123/config"));
+        assert!(is_job_config_path("/api/job/abc123/config/"));
+        assert!(!is_job_config_path("/api/job/abc123"));
+        assert!(!is_job_config_path("/api/job//config"));
+        assert!(!is_job_config_path("/api/jobs"));
+        assert!(!is_job_config_path("/api/job/abc/stages"));
+    }
+
+    #[test]
+    fn masks_secret_values_and_keeps_the_rest() {
+        let json = br#"{
+            "s3.secret_access_key": "top",
+            "s3.bucket.data.session_token": "tok",
+            "s3.access_key_id": "AKID",
+            "datafusion.execution.batch_size": "8192"
+        }"#;
+        let out: BTreeMap<String, String> =
+            serde_json::from_slice(&redact_settings_json(json).unwrap()).unwrap();
+        assert_eq!(out["s3.secret_access_key"], REDACTED);
+        assert_eq!(out["s3.bucket.data.session_token"], REDACTED);
+        assert_eq!(out["s3.access_key_id"], "AKID");
+        assert_eq!(out["datafusion.execution.batch_size"], "8192");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        assert!(redact_settings_json(b"not json").is_err());
+    }
+}
