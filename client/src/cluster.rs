@@ -129,6 +129,99 @@ pub async fn wait_for_executors(
     }
 }
 
+/// One job as the scheduler's REST API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobInfo {
+    /// The job's id.
+    pub id: String,
+    /// The name it was submitted with (`ballista.job.name`).
+    pub name: String,
+    /// `Queued`, `Running`, `Completed`, `Failed` or `Invalid`.
+    pub status: String,
+}
+
+impl JobInfo {
+    /// Whether the job may still run tasks.
+    pub fn is_unfinished(&self) -> bool {
+        matches!(self.status.as_str(), "Queued" | "Running")
+    }
+}
+
+/// Lists the scheduler's jobs, through its REST API.
+pub async fn list_jobs(addr: &SchedulerAddress, timeout: Duration) -> Result<Vec<JobInfo>> {
+    let unreachable = |reason: String| ClientError::SchedulerUnreachable {
+        addr: addr.to_string(),
+        reason,
+    };
+    let body: Value = rest_client()?
+        .get(addr.rest_url("/api/jobs"))
+        .timeout(timeout)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| unreachable(e.to_string()))?
+        .json()
+        .await
+        .map_err(|e| unreachable(format!("GET /api/jobs returned no JSON list: {e}")))?;
+    Ok(body
+        .as_array()
+        .map(|jobs| {
+            jobs.iter()
+                .map(|j| JobInfo {
+                    id: j["job_id"].as_str().unwrap_or_default().to_string(),
+                    name: j["job_name"].as_str().unwrap_or_default().to_string(),
+                    status: j["status"].as_str().unwrap_or_default().to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Cancels the scheduler's unfinished jobs named `job_name` and waits, for
+/// at most `wait`, until none of them runs any more. Returns the jobs that
+/// were cancelled.
+///
+/// A job whose submission was still on its way may appear a moment later,
+/// so the name is looked for during the first second of `wait` too.
+pub async fn cancel_jobs_named(
+    addr: &SchedulerAddress,
+    job_name: &str,
+    wait: Duration,
+) -> Result<Vec<String>> {
+    let started = Instant::now();
+    let mut cancelled: Vec<String> = Vec::new();
+    loop {
+        let named: Vec<JobInfo> = list_jobs(addr, Duration::from_secs(5))
+            .await?
+            .into_iter()
+            .filter(|job| job.name == job_name)
+            .collect();
+        for job in named.iter().filter(|job| job.is_unfinished()) {
+            if cancelled.contains(&job.id) {
+                continue;
+            }
+            let response = rest_client()?
+                .patch(addr.rest_url(&format!("/api/job/{}", job.id)))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            match response {
+                Ok(_) => {
+                    tracing::info!(job = %job.id, "cancelled the job");
+                    cancelled.push(job.id.clone());
+                }
+                Err(e) => tracing::warn!(job = %job.id, "cannot cancel the job: {e}"),
+            }
+        }
+        let running = named.iter().any(JobInfo::is_unfinished);
+        let may_still_arrive = named.is_empty() && started.elapsed() < Duration::from_secs(1);
+        if (!running && !may_still_arrive) || started.elapsed() >= wait {
+            return Ok(cancelled);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use ember_core::s3::S3Settings;
 use crate::statement::{PreparedStatement, prepare_statement};
 use crate::write::PendingWrite;
 
-use crate::cluster::{SchedulerAddress, check_reachable, wait_for_executors};
+use crate::cluster::{SchedulerAddress, cancel_jobs_named, check_reachable, wait_for_executors};
 use crate::error::{ClientError, Result};
 
 /// Where an [`EmberContext`] runs its queries.
@@ -185,24 +185,115 @@ impl EmberContext {
         self.collect(frame).await
     }
 
+    /// [`EmberContext::run_sql`], cancelled when `cancel` resolves first
+    /// (see [`EmberContext::collect_until`]).
+    pub async fn run_sql_until<S: std::fmt::Display>(
+        &self,
+        statement: &str,
+        cancel: impl Future<Output = S>,
+    ) -> Result<Vec<RecordBatch>> {
+        let frame = self.sql(statement).await?;
+        self.collect_until(frame, cancel).await
+    }
+
     /// Runs a planned frame and collects its result, removing a failed
     /// write's staged files.
     pub async fn collect(&self, frame: DataFrame) -> Result<Vec<RecordBatch>> {
+        self.collect_until(frame, std::future::pending::<&str>())
+            .await
+    }
+
+    /// Runs a planned frame and collects its result, unless `cancel`
+    /// resolves first (for example on Ctrl-C): then the query stops, its
+    /// job on a cluster is cancelled and waited for, a write's staged files
+    /// are removed, and [`ClientError::Cancelled`] names what `cancel`
+    /// returned.
+    ///
+    /// A failed write's staged files are removed too. A write whose commit
+    /// had already finished when the cancellation arrived keeps its output.
+    pub async fn collect_until<S: std::fmt::Display>(
+        &self,
+        frame: DataFrame,
+        cancel: impl Future<Output = S>,
+    ) -> Result<Vec<RecordBatch>> {
         if is_query(&frame) {
             self.check_executors().await?;
         }
         let (frame, write) = PendingWrite::prepare(frame)?;
-        match frame.collect().await {
-            Ok(batches) => Ok(batches),
-            Err(err) => {
+        let (frame, job_name) = self.name_job(frame)?;
+        let outcome = tokio::select! {
+            result = frame.collect() => Ok(result),
+            signal = cancel => Err(signal.to_string()),
+        };
+        match outcome {
+            Ok(Ok(batches)) => Ok(batches),
+            Ok(Err(err)) => {
                 if let Some(write) = write {
                     write.abort(&self.session.runtime_env()).await;
                 }
                 Err(ClientError::from_datafusion(err))
             }
+            Err(signal) => {
+                tracing::info!(%signal, "cancelling the running statement");
+                if let (ExecutionMode::Cluster(addr), Some(name)) = (&self.mode, &job_name) {
+                    let wait = Duration::from_secs(JOB_CANCEL_WAIT_SECS);
+                    if let Err(e) = cancel_jobs_named(addr, name, wait).await {
+                        tracing::warn!("cannot cancel the job on the cluster: {e}");
+                    }
+                }
+                if let Some(write) = write {
+                    let runtime = self.session.runtime_env();
+                    write.abort(&runtime).await;
+                    // Tasks stop at their next await point: a file opened in
+                    // the meantime is removed by a second pass.
+                    tokio::time::sleep(Duration::from_millis(LATE_FILE_GRACE_MILLIS)).await;
+                    write.abort(&runtime).await;
+                }
+                Err(ClientError::Cancelled { signal })
+            }
         }
     }
+
+    /// On a cluster, gives the frame's job a name of its own (the
+    /// `ballista.job.name` setting, after any name the session set), by
+    /// which it can be found and cancelled.
+    fn name_job(&self, frame: DataFrame) -> Result<(DataFrame, Option<String>)> {
+        if self.mode == ExecutionMode::Embedded {
+            return Ok((frame, None));
+        }
+        let (mut state, plan) = frame.into_parts();
+        let given = state
+            .config()
+            .options()
+            .entries()
+            .into_iter()
+            .find(|entry| entry.key == JOB_NAME_KEY)
+            .and_then(|entry| entry.value)
+            .unwrap_or_default();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let name = if given.is_empty() {
+            format!("ember-{id}")
+        } else {
+            format!("{given} (ember-{id})")
+        };
+        state
+            .config_mut()
+            .options_mut()
+            .set(JOB_NAME_KEY, &name)
+            .map_err(ClientError::from_datafusion)?;
+        Ok((DataFrame::new(state, plan), Some(name)))
+    }
 }
+
+/// The session setting that names a cluster job.
+const JOB_NAME_KEY: &str = "ballista.job.name";
+
+/// How long a cancelled statement waits for its cluster job to stop.
+const JOB_CANCEL_WAIT_SECS: u64 = 10;
+
+/// How long after a cancelled write's first clean-up its staging area is
+/// cleaned again.
+const LATE_FILE_GRACE_MILLIS: u64 = 500;
 
 /// Whether running this frame needs executors: it executes a plan (DDL and
 /// `SET` took effect while planning) that reads more than the client's own

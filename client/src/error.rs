@@ -66,6 +66,13 @@ pub enum ClientError {
     /// A local process could not be started or supervised.
     #[error("{0}")]
     Process(String),
+    /// A statement was stopped before it finished (Ctrl-C, SIGTERM). A write
+    /// it had started left nothing at its destination.
+    #[error("the statement was cancelled by {signal}")]
+    Cancelled {
+        /// What cancelled it.
+        signal: String,
+    },
 }
 
 impl ClientError {

@@ -37,7 +37,10 @@ impl StatementRunner {
     /// Runs one statement and writes its result to `out`.
     pub async fn run_statement(&self, statement: &str, out: &mut dyn Write) -> Result<()> {
         let started = Instant::now();
-        let batches = self.context.run_sql(statement).await?;
+        let batches = self
+            .context
+            .run_sql_until(statement, ember_core::process::shutdown_signal())
+            .await?;
         write_batches(out, &batches, self.format)?;
         if self.timing {
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();

@@ -1,6 +1,7 @@
 //! Ember's cross-process integration tests, in one test binary (each test
 //! still runs in its own process under nextest).
 
+mod cancel;
 mod cli;
 mod cluster_processes;
 mod quickstart;
