@@ -12,6 +12,7 @@ use ember_core::EmberConfig;
 use ember_core::object_store::{EmberObjectStoreRegistry, runtime_env_with_registry};
 use ember_core::s3::S3Settings;
 
+use crate::copy_options::fold_copy_options;
 use crate::statement::{PreparedStatement, prepare_statement};
 use crate::write::PendingWrite;
 
@@ -166,6 +167,7 @@ impl EmberContext {
             .statement_to_plan(statement)
             .await
             .map_err(ClientError::from_datafusion)?;
+        let plan = fold_copy_options(&state, plan)?;
         let frame = self
             .session
             .execute_logical_plan(plan)

@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod context;
+pub mod copy_options;
 pub mod error;
 pub mod format;
 pub mod local_cluster;

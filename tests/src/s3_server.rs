@@ -37,6 +37,57 @@ struct Fault {
 struct FaultInjector {
     faults: Mutex<Vec<Fault>>,
     injected: AtomicUsize,
+    /// Every request received, in order.
+    log: Mutex<Vec<S3Request>>,
+}
+
+/// One request the server received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Request {
+    /// `GET`, `PUT`, `HEAD`, ...
+    pub method: String,
+    /// The decoded path: `/bucket` for a listing, `/bucket/key` for an
+    /// object.
+    pub path: String,
+    /// The byte range asked for (`Range: bytes=a-b`), inclusive.
+    pub range: Option<(u64, u64)>,
+}
+
+impl S3Request {
+    /// How many bytes a ranged request asked for.
+    pub fn range_len(&self) -> Option<u64> {
+        self.range.map(|(first, last)| last + 1 - first)
+    }
+}
+
+/// Decodes `%XX` escapes (object keys arrive percent-encoded).
+fn percent_decode(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| path.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses `bytes=a-b`; other forms (suffixes, open ends) are not needed.
+fn parse_range(header: &str) -> Option<(u64, u64)> {
+    let (first, last) = header.strip_prefix("bytes=")?.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
 }
 
 impl FaultInjector {
@@ -155,6 +206,24 @@ impl S3TestServer {
             });
     }
 
+    /// The requests received so far, in order.
+    pub fn requests(&self) -> Vec<S3Request> {
+        self.faults
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets the requests received so far.
+    pub fn clear_requests(&self) {
+        self.faults
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// How many failures have been injected so far.
     pub fn injected_failures(&self) -> usize {
         self.faults.injected.load(Ordering::Relaxed)
@@ -230,6 +299,21 @@ async fn serve(
             async move {
                 let method = request.method().as_str().to_string();
                 let path = request.uri().path().to_string();
+                let decoded = percent_decode(&path);
+                let range = request
+                    .headers()
+                    .get(http::header::RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_range);
+                faults
+                    .log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(S3Request {
+                        method: method.clone(),
+                        path: decoded,
+                        range,
+                    });
                 if faults.should_fail(&method, &path) {
                     return Ok(slow_down());
                 }
