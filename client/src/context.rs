@@ -13,6 +13,7 @@ use ember_core::object_store::{EmberObjectStoreRegistry, runtime_env_with_regist
 use ember_core::s3::S3Settings;
 
 use crate::copy_options::fold_copy_options;
+use crate::s3_glob::expand_s3_globs;
 use crate::statement::{PreparedStatement, prepare_statement};
 use crate::write::PendingWrite;
 
@@ -155,13 +156,14 @@ impl EmberContext {
     pub async fn sql(&self, statement: &str) -> Result<DataFrame> {
         let state = self.session.state();
         let PreparedStatement {
-            statement,
+            mut statement,
             bucket_settings,
         } = prepare_statement(&state, statement)?;
         for (key, value) in &bucket_settings {
             self.set_option(key, value)?;
         }
         self.sync_object_stores();
+        expand_s3_globs(&mut statement, &self.session.runtime_env()).await?;
         let state = self.session.state();
         let plan = state
             .statement_to_plan(statement)

@@ -25,6 +25,7 @@ pub mod format;
 pub mod local_cluster;
 pub mod repl;
 pub mod runner;
+pub mod s3_glob;
 pub mod script;
 pub mod statement;
 pub mod tpch;

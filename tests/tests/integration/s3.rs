@@ -567,7 +567,7 @@ async fn same_answer(ctx: &EmberContext, reference: &SessionContext, sql: &str, 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_from_s3_prune_partitions_and_row_groups() {
+async fn reads_from_s3_prune_partitions_and_row_groups_and_follow_globs() {
     let data = tempfile::tempdir().unwrap();
     let (server, parquet, _) = server_with_tpch(data.path()).await;
     let cluster = start_cluster_with_env(2, server.env()).await;
@@ -639,4 +639,47 @@ async fn reads_from_s3_prune_partitions_and_row_groups() {
         filtered > 0 && filtered * 4 < unfiltered,
         "row groups pruned: {filtered} bytes fetched filtered, {unfiltered} unfiltered"
     );
+
+    // Globs pick files under a prefix: part-1 alone, on the cluster too.
+    let local_part = data.path().join("parquet/lineitem/part-1.parquet");
+    reference
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE part_one STORED AS PARQUET LOCATION '{}'",
+            local_part.display()
+        ))
+        .await
+        .unwrap();
+    ctx.run_sql(
+        "CREATE EXTERNAL TABLE globbed STORED AS PARQUET \
+         LOCATION 's3://tpch/parquet/lineitem/part-1*.parquet'",
+    )
+    .await
+    .unwrap();
+    let count = "SELECT count(*) AS n, sum(l_quantity) AS q FROM {t}";
+    let expected = reference
+        .sql(&count.replace("{t}", "part_one"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let actual = ctx.run_sql(&count.replace("{t}", "globbed")).await.unwrap();
+    compare(&expected, &actual, false).unwrap_or_else(|d| panic!("glob: {d}"));
+    let everything = ctx
+        .run_sql(&count.replace("{t}", "lineitem"))
+        .await
+        .unwrap();
+    assert!(
+        compare(&everything, &actual, false).is_err(),
+        "the glob leaves part-0 out"
+    );
+    let err = ctx
+        .run_sql(
+            "CREATE EXTERNAL TABLE nothing STORED AS PARQUET \
+             LOCATION 's3://tpch/parquet/lineitem/*.csv'",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "no files match `s3://tpch/parquet/lineitem/*.csv`");
 }
