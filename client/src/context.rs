@@ -169,12 +169,23 @@ impl EmberContext {
             .statement_to_plan(statement)
             .await
             .map_err(ClientError::from_datafusion)?;
-        let plan = fold_copy_options(&state, plan)?;
-        let frame = self
+        let (plan, statement_settings) = fold_copy_options(&state, plan)?;
+        let mut frame = self
             .session
             .execute_logical_plan(plan)
             .await
             .map_err(ClientError::from_datafusion)?;
+        if !statement_settings.is_empty() {
+            let (mut state, plan) = frame.into_parts();
+            for (key, value) in &statement_settings {
+                state
+                    .config_mut()
+                    .options_mut()
+                    .set(key, value)
+                    .map_err(ClientError::from_datafusion)?;
+            }
+            frame = DataFrame::new(state, plan);
+        }
         // A `SET s3.…` took effect while planning.
         self.sync_object_stores();
         Ok(frame)

@@ -28,29 +28,49 @@ use crate::error::{ClientError, Result};
 
 /// `COPY` options that configure the sink rather than the format; DataFusion
 /// reads them from the plan's options, so they stay there.
-const SINK_OPTIONS: &[&str] = &["single_file_output", "execution.keep_partition_by_columns"];
+const SINK_OPTIONS: &[&str] = &["single_file_output", KEEP_PARTITION_BY_COLUMNS];
+
+/// The sink option that has a session setting of the same meaning.
+const KEEP_PARTITION_BY_COLUMNS: &str = "execution.keep_partition_by_columns";
 
 /// Resolves a `COPY` plan's format options, with the session's defaults,
 /// into its file format; any other plan is returned unchanged.
-pub fn fold_copy_options(state: &SessionState, plan: LogicalPlan) -> Result<LogicalPlan> {
+///
+/// `'execution.keep_partition_by_columns'`, which the plan's encoding would
+/// drop as well, comes back as a session setting for the statement, the
+/// second value returned.
+pub fn fold_copy_options(
+    state: &SessionState,
+    plan: LogicalPlan,
+) -> Result<(LogicalPlan, Vec<(String, String)>)> {
     let LogicalPlan::Copy(copy) = plan else {
-        return Ok(plan);
+        return Ok((plan, Vec::new()));
     };
     let (sink_options, format_options): (HashMap<_, _>, HashMap<_, _>) = copy
         .options
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .partition(|(key, _)| SINK_OPTIONS.contains(&key.as_str()));
-    let Some(file_type) = resolved_file_type(state, &copy.file_type, &format_options)? else {
-        return Ok(LogicalPlan::Copy(copy));
-    };
-    Ok(LogicalPlan::Copy(CopyTo::new(
+    let settings: Vec<(String, String)> = sink_options
+        .get(KEEP_PARTITION_BY_COLUMNS)
+        .map(|v| {
+            (
+                format!("datafusion.{KEEP_PARTITION_BY_COLUMNS}"),
+                v.trim().to_string(),
+            )
+        })
+        .into_iter()
+        .collect();
+    let file_type = resolved_file_type(state, &copy.file_type, &format_options)?
+        .unwrap_or_else(|| copy.file_type.clone());
+    let folded = LogicalPlan::Copy(CopyTo::new(
         copy.input,
         copy.output_url,
         copy.partition_by,
         file_type,
         sink_options,
-    )))
+    ));
+    Ok((folded, settings))
 }
 
 /// The file type with `options` resolved into it, for the formats whose
@@ -118,7 +138,14 @@ mod tests {
         )
         .await;
         assert_eq!(parquet_options(&plan), None, "DataFusion keeps them aside");
-        let folded = fold_copy_options(&ctx.state(), plan).unwrap();
+        let (folded, settings) = fold_copy_options(&ctx.state(), plan).unwrap();
+        assert_eq!(
+            settings,
+            vec![(
+                "datafusion.execution.keep_partition_by_columns".to_string(),
+                "true".to_string()
+            )]
+        );
         let options = parquet_options(&folded).expect("options in the format");
         assert_eq!(options.global.max_row_group_size, 4096);
         assert_eq!(
@@ -143,7 +170,7 @@ mod tests {
         let ctx = SessionContext::new();
         let plan = ctx.state().create_logical_plan("SELECT 1").await.unwrap();
         let folded = fold_copy_options(&ctx.state(), plan.clone()).unwrap();
-        assert_eq!(folded, plan);
+        assert_eq!(folded, (plan, Vec::new()));
     }
 
     #[tokio::test]
