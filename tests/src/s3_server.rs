@@ -49,6 +49,8 @@ pub struct S3Request {
     /// The decoded path: `/bucket` for a listing, `/bucket/key` for an
     /// object.
     pub path: String,
+    /// The query string (`uploads`, `partNumber=1&uploadId=…`, ...).
+    pub query: String,
     /// The byte range asked for (`Range: bytes=a-b`), inclusive.
     pub range: Option<(u64, u64)>,
 }
@@ -312,6 +314,7 @@ async fn serve(
                     .push(S3Request {
                         method: method.clone(),
                         path: decoded,
+                        query: request.uri().query().unwrap_or_default().to_string(),
                         range,
                     });
                 if faults.should_fail(&method, &path) {

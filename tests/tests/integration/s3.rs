@@ -359,6 +359,43 @@ async fn writes_embedded_to_s3_and_local_directories_read_back_equal() {
         .await
         .unwrap();
     compare(&expected, &counted, true).unwrap();
+
+    // A file larger than the writer's 10 MiB buffer is uploaded in parts.
+    server.clear_requests();
+    ctx.run_sql(
+        "COPY (SELECT l.*, k FROM lineitem l CROSS JOIN (VALUES (1), (2), (3)) v(k)) \
+         TO 's3://out/big.csv' STORED AS CSV",
+    )
+    .await
+    .unwrap();
+    let requests = server.requests();
+    let started = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.query.starts_with("uploads"))
+        .count();
+    let parts = requests
+        .iter()
+        .filter(|r| r.method == "PUT" && r.query.contains("partNumber="))
+        .count();
+    assert!(
+        started >= 1 && parts >= 2,
+        "{started} multipart uploads, {parts} parts"
+    );
+    ctx.run_sql(
+        "CREATE EXTERNAL TABLE big STORED AS CSV LOCATION 's3://out/big.csv' \
+         OPTIONS ('format.has_header' 'true')",
+    )
+    .await
+    .unwrap();
+    let counted = ctx
+        .run_sql("SELECT count(*) AS n, sum(k) AS k FROM big")
+        .await
+        .unwrap();
+    let expected = ctx
+        .run_sql("SELECT count(*) * 3 AS n, count(*) * 6 AS k FROM lineitem")
+        .await
+        .unwrap();
+    compare(&expected, &counted, false).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
