@@ -65,17 +65,20 @@ fn rest_client() -> Result<&'static reqwest::Client> {
     Ok(CLIENT.get_or_init(|| client))
 }
 
-/// Lists the executors registered with the scheduler, through its REST API.
-pub async fn list_executors(
+/// GETs `path` from the scheduler's REST API and returns the JSON list it
+/// answers with. Failing to connect is [`ClientError::SchedulerUnreachable`];
+/// any other answer is [`ClientError::NotAScheduler`].
+async fn get_json_list(
     addr: &SchedulerAddress,
+    path: &str,
     timeout: Duration,
-) -> Result<Vec<ExecutorInfo>> {
+) -> Result<Vec<Value>> {
     let not_scheduler = |reason: String| ClientError::NotAScheduler {
         addr: addr.to_string(),
         reason,
     };
     let response = rest_client()?
-        .get(addr.rest_url("/api/executors"))
+        .get(addr.rest_url(path))
         .timeout(timeout)
         .send()
         .await
@@ -85,18 +88,27 @@ pub async fn list_executors(
         })?;
     if !response.status().is_success() {
         return Err(not_scheduler(format!(
-            "GET /api/executors returned {}",
+            "GET {path} returned {}",
             response.status()
         )));
     }
     let body: Value = response
         .json()
         .await
-        .map_err(|e| not_scheduler(format!("GET /api/executors returned no JSON list: {e}")))?;
-    let list = body
-        .as_array()
-        .ok_or_else(|| not_scheduler("GET /api/executors returned no JSON list".to_string()))?;
-    Ok(list
+        .map_err(|e| not_scheduler(format!("GET {path} returned no JSON list: {e}")))?;
+    match body {
+        Value::Array(list) => Ok(list),
+        _ => Err(not_scheduler(format!("GET {path} returned no JSON list"))),
+    }
+}
+
+/// Lists the executors registered with the scheduler, through its REST API.
+pub async fn list_executors(
+    addr: &SchedulerAddress,
+    timeout: Duration,
+) -> Result<Vec<ExecutorInfo>> {
+    Ok(get_json_list(addr, "/api/executors", timeout)
+        .await?
         .iter()
         .map(|e| ExecutorInfo {
             id: e["id"].as_str().unwrap_or_default().to_string(),
@@ -149,32 +161,15 @@ impl JobInfo {
 
 /// Lists the scheduler's jobs, through its REST API.
 pub async fn list_jobs(addr: &SchedulerAddress, timeout: Duration) -> Result<Vec<JobInfo>> {
-    let unreachable = |reason: String| ClientError::SchedulerUnreachable {
-        addr: addr.to_string(),
-        reason,
-    };
-    let body: Value = rest_client()?
-        .get(addr.rest_url("/api/jobs"))
-        .timeout(timeout)
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| unreachable(e.to_string()))?
-        .json()
-        .await
-        .map_err(|e| unreachable(format!("GET /api/jobs returned no JSON list: {e}")))?;
-    Ok(body
-        .as_array()
-        .map(|jobs| {
-            jobs.iter()
-                .map(|j| JobInfo {
-                    id: j["job_id"].as_str().unwrap_or_default().to_string(),
-                    name: j["job_name"].as_str().unwrap_or_default().to_string(),
-                    status: j["status"].as_str().unwrap_or_default().to_string(),
-                })
-                .collect()
+    Ok(get_json_list(addr, "/api/jobs", timeout)
+        .await?
+        .iter()
+        .map(|j| JobInfo {
+            id: j["job_id"].as_str().unwrap_or_default().to_string(),
+            name: j["job_name"].as_str().unwrap_or_default().to_string(),
+            status: j["status"].as_str().unwrap_or_default().to_string(),
         })
-        .unwrap_or_default())
+        .collect())
 }
 
 /// Cancels the scheduler's unfinished jobs named `job_name` and waits, for

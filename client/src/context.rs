@@ -170,22 +170,12 @@ impl EmberContext {
             .await
             .map_err(ClientError::from_datafusion)?;
         let (plan, statement_settings) = fold_copy_options(&state, plan)?;
-        let mut frame = self
+        let frame = self
             .session
             .execute_logical_plan(plan)
             .await
             .map_err(ClientError::from_datafusion)?;
-        if !statement_settings.is_empty() {
-            let (mut state, plan) = frame.into_parts();
-            for (key, value) in &statement_settings {
-                state
-                    .config_mut()
-                    .options_mut()
-                    .set(key, value)
-                    .map_err(ClientError::from_datafusion)?;
-            }
-            frame = DataFrame::new(state, plan);
-        }
+        let frame = with_settings(frame, &statement_settings)?;
         // A `SET s3.…` took effect while planning.
         self.sync_object_stores();
         Ok(frame)
@@ -276,9 +266,9 @@ impl EmberContext {
         if self.mode == ExecutionMode::Embedded {
             return Ok((frame, None));
         }
-        let (mut state, plan) = frame.into_parts();
-        let given = state
-            .config()
+        let given = frame
+            .task_ctx()
+            .session_config()
             .options()
             .entries()
             .into_iter()
@@ -291,13 +281,27 @@ impl EmberContext {
         } else {
             format!("{given} (ember-{id})")
         };
+        let frame = with_settings(frame, &[(JOB_NAME_KEY.to_string(), name.clone())])?;
+        Ok((frame, Some(name)))
+    }
+}
+
+/// The frame with `settings` (`(key, value)`) set in its own session
+/// configuration, which travels with its job; the context's session is
+/// left as it is.
+pub(crate) fn with_settings(frame: DataFrame, settings: &[(String, String)]) -> Result<DataFrame> {
+    if settings.is_empty() {
+        return Ok(frame);
+    }
+    let (mut state, plan) = frame.into_parts();
+    for (key, value) in settings {
         state
             .config_mut()
             .options_mut()
-            .set(JOB_NAME_KEY, &name)
+            .set(key, value)
             .map_err(ClientError::from_datafusion)?;
-        Ok((DataFrame::new(state, plan), Some(name)))
     }
+    Ok(DataFrame::new(state, plan))
 }
 
 /// The session setting that names a cluster job.

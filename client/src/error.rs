@@ -163,10 +163,6 @@ pub fn describe(err: &DataFusionError) -> String {
     one_line(&text)
 }
 
-/// Rewrites the error of a failed cluster job, which Ballista reports as
-/// `Job ID failed: Job failed due to stage N failed: Task failed due to
-/// runtime execution error: DataFusionError(Shared(External(...("cause"))))`,
-/// into `query failed on the cluster (job ID): cause`.
 /// An object store's error: Ember's S3 messages as they are (they name the
 /// bucket, key and endpoint), others as `object_store` words them.
 fn object_store_message(err: &object_store::Error) -> String {
@@ -183,6 +179,10 @@ fn object_store_message(err: &object_store::Error) -> String {
     }
 }
 
+/// Rewrites the error of a failed cluster job, which Ballista reports as
+/// `Job ID failed: Job failed due to stage N failed: Task failed due to
+/// runtime execution error: DataFusionError(Shared(External(...("cause"))))`,
+/// into `query failed on the cluster (job ID): cause`.
 fn simplify_job_error(message: &str) -> Option<String> {
     let rest = message.strip_prefix("Job ")?;
     let (job_id, rest) = rest.split_once(" failed: ")?;

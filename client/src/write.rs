@@ -9,6 +9,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use ember_core::write::StagingArea;
 
+use crate::context::with_settings;
 use crate::error::{ClientError, Result};
 
 /// A write about to run: its destination and id.
@@ -27,14 +28,9 @@ impl PendingWrite {
             return Ok((frame, None));
         };
         let write_id = uuid::Uuid::new_v4().simple().to_string();
-        let (mut state, plan) = frame.into_parts();
-        state
-            .config_mut()
-            .options_mut()
-            .set("ember.write_id", &write_id)
-            .map_err(ClientError::from_datafusion)?;
+        let frame = with_settings(frame, &[("ember.write_id".to_string(), write_id.clone())])?;
         Ok((
-            DataFrame::new(state, plan),
+            frame,
             Some(PendingWrite {
                 destination,
                 write_id,

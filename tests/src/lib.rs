@@ -319,6 +319,28 @@ pub fn run_ember_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, Str
     )
 }
 
+/// Every file below `dir` (recursively), as paths relative to it, sorted;
+/// empty when `dir` does not exist.
+pub fn files_below(dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, base, out);
+            } else if let Ok(relative) = path.strip_prefix(base) {
+                out.push(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files);
+    files.sort();
+    files
+}
+
 /// A plain HTTP/1.0 GET of `path` from `addr` (`host:port`); returns the
 /// status code (0 when none could be read) and the body.
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {

@@ -233,25 +233,10 @@ impl S3TestServer {
 
     /// The files under a bucket's `prefix`, relative to the bucket, sorted.
     pub fn list_files(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let base = self.bucket_dir(bucket);
-        let mut files = Vec::new();
-        collect_files(&base.join(prefix), &base, &mut files);
-        files.sort();
-        files
-    }
-}
-
-fn collect_files(dir: &Path, base: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect_files(&path, base, out);
-        } else if let Ok(relative) = path.strip_prefix(base) {
-            out.push(relative.to_string_lossy().into_owned());
-        }
+        crate::files_below(&self.bucket_dir(bucket).join(prefix))
+            .into_iter()
+            .map(|file| Path::new(prefix).join(file).to_string_lossy().into_owned())
+            .collect()
     }
 }
 
@@ -361,9 +346,7 @@ impl S3TestServer {
     pub async fn upload_dir(&self, bucket: &str, prefix: &str, dir: &Path) {
         use object_store::ObjectStoreExt;
         let client = self.client(bucket);
-        let mut files = Vec::new();
-        collect_files(dir, dir, &mut files);
-        for file in files {
+        for file in crate::files_below(dir) {
             let bytes = std::fs::read(dir.join(&file)).expect("a generated file");
             let key = object_store::path::Path::from(format!("{prefix}/{file}"));
             client

@@ -3,36 +3,16 @@
 //! commit, and nothing is left at the destination, embedded and on a
 //! cluster.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ember_tests::{binary, generate_tpch, http_get, start_cluster};
+use ember_tests::{binary, files_below, generate_tpch, http_get, start_cluster};
 
 /// A write that takes many seconds: every lineitem row times 2,000.
 const SLOW_COPY: &str = "COPY (SELECT a.l_orderkey, a.l_comment, b.l_linenumber \
      FROM lineitem a CROSS JOIN (SELECT l_linenumber FROM lineitem LIMIT 2000) b) \
      TO '{out}' STORED AS CSV";
-
-/// Every file below `dir`, relative to it.
-fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.push(path.strip_prefix(dir).unwrap().to_path_buf());
-            }
-        }
-    }
-    found
-}
 
 /// Starts `ember sql` running the slow write to `out`, on `scheduler` or
 /// embedded.
@@ -96,7 +76,7 @@ fn ctrl_c_during_an_embedded_write_leaves_nothing() {
     let client = start_slow_write(&data, &out, None);
     let (code, stderr) = interrupt_once_staging(client, &out);
     assert_cancelled(code, &stderr);
-    assert_eq!(files_below(&out), Vec::<PathBuf>::new());
+    assert_eq!(files_below(&out), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +109,7 @@ async fn ctrl_c_during_a_cluster_write_cancels_the_job_and_leaves_nothing() {
     assert_eq!(copy["status"], "Failed", "{copy}");
 
     // Nothing at the destination, and nothing arrives later either.
-    assert_eq!(files_below(&out), Vec::<PathBuf>::new());
+    assert_eq!(files_below(&out), Vec::<String>::new());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(files_below(&out), Vec::<PathBuf>::new());
+    assert_eq!(files_below(&out), Vec::<String>::new());
 }
