@@ -86,6 +86,7 @@ impl EmberContext {
         let runtime = runtime_env_with_registry(stores.clone(), None)?;
         let state = ember_core::session_state(config, runtime)?;
         let session = SessionContext::remote_with_state(&addr.ballista_url(), state).await?;
+        ember_core::apply_cluster_defaults(session.state_ref().write().config_mut());
         Ok(Self {
             session,
             mode: ExecutionMode::Cluster(addr),

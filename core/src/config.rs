@@ -167,13 +167,38 @@ pub fn session_config() -> SessionConfig {
 /// The session configuration of the cluster side: [`session_config`] with
 /// Ballista's settings registered and its distributed defaults applied (no
 /// round-robin repartitioning, view types off for Flight, sort-merge joins,
-/// no dynamic filter pushdown across stages, broadcast-join thresholds).
+/// no dynamic filter pushdown across stages, broadcast-join thresholds),
+/// then Ember's own cluster defaults ([`apply_cluster_defaults`]).
 ///
 /// The scheduler and the executors produce their configuration with this
 /// function; a remote client gets the same through
-/// `SessionStateExt::upgrade_for_ballista`.
+/// `SessionStateExt::upgrade_for_ballista` followed by
+/// [`apply_cluster_defaults`].
 pub fn distributed_session_config() -> SessionConfig {
-    session_config().upgrade_for_ballista()
+    let mut config = session_config().upgrade_for_ballista();
+    apply_cluster_defaults(&mut config);
+    config
+}
+
+/// The Ballista setting that chooses the adaptive (AQE) stage planner.
+pub const ADAPTIVE_PLANNER_SETTING: &str = "ballista.planner.adaptive.enabled";
+
+/// Ember's defaults for Ballista settings where Ballista's own default is
+/// not what Ember can stand behind. Applied once, when a configuration is
+/// upgraded for a cluster; a later `SET` still overrides them.
+///
+/// * [`ADAPTIVE_PLANNER_SETTING`] is `false`: Ballista 55's adaptive planner
+///   loses track of a job when an executor holding finished shuffle output
+///   dies mid-job (the job stays `Running` for ever: its status update for
+///   the rolled-back stage is refused with "Can't find active stage").
+///   The static stage planner reruns the lost map stage and the job
+///   completes with the right answer; `deploy/test-compose.sh` and the
+///   executor-loss test under `tests/` check exactly that.
+pub fn apply_cluster_defaults(config: &mut SessionConfig) {
+    // Registered by `upgrade_for_ballista`; setting it cannot fail then.
+    if let Err(e) = config.options_mut().set(ADAPTIVE_PLANNER_SETTING, "false") {
+        tracing::warn!("cannot turn off Ballista's adaptive planner: {e}");
+    }
 }
 
 /// Whether the session setting `key` holds a secret (S3 credentials) whose
@@ -203,6 +228,16 @@ mod tests {
             EmberConfig::from_session_config(&config).client_executor_wait_secs,
             3
         );
+    }
+
+    #[test]
+    fn cluster_configs_use_the_static_stage_planner() {
+        use ballista_core::extension::SessionConfigExt;
+        let config = distributed_session_config();
+        assert!(!config.ballista_config().adaptive_query_planner_enabled());
+        // A plain Ballista upgrade would have left it on.
+        let plain = session_config().upgrade_for_ballista();
+        assert!(plain.ballista_config().adaptive_query_planner_enabled());
     }
 
     #[test]

@@ -67,7 +67,8 @@ pub struct ExecutorOptions {
     #[arg(long, env = "EMBER_EXECUTOR_BIND", default_value = "127.0.0.1")]
     pub bind: String,
     /// Host name the scheduler, other executors and clients use to reach this
-    /// executor (defaults to the bind address).
+    /// executor (defaults to the bind address, or to the machine's host name
+    /// when binding every interface, as in a container).
     #[arg(long, env = "EMBER_EXECUTOR_EXTERNAL_HOST")]
     pub external_host: Option<String>,
     /// Arrow Flight port, serving shuffle data and results (0 picks a free port).
@@ -104,6 +105,39 @@ pub struct ExecutorOptions {
     /// Largest gRPC message, in bytes.
     #[arg(long, env = "EMBER_EXECUTOR_GRPC_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub grpc_max_message_bytes: u32,
+}
+
+/// The host name this executor advertises: `--external-host` if given;
+/// otherwise the bind address, unless that is a wildcard (`0.0.0.0`, `::`),
+/// which no peer can dial: then the machine's host name, which container
+/// networks (compose, Kubernetes with a headless service) resolve.
+fn advertised_host(options: &ExecutorOptions) -> String {
+    if let Some(host) = &options.external_host {
+        return host.clone();
+    }
+    let wildcard = options
+        .bind
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    if wildcard && let Some(name) = machine_host_name() {
+        return name;
+    }
+    options.bind.clone()
+}
+
+/// The machine's host name, if it has a usable one.
+fn machine_host_name() -> Option<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for `buffer.len()` bytes; gethostname
+    // writes at most that many and we stop at the first NUL.
+    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    let name = String::from_utf8_lossy(&buffer[..end]).trim().to_string();
+    (!name.is_empty()).then_some(name)
 }
 
 /// The ports an executor listens on, with `0`s replaced by free ports.
@@ -201,12 +235,7 @@ impl PreparedExecutor {
 
         let mut config = ExecutorProcessConfig {
             bind_host: options.bind.clone(),
-            external_host: Some(
-                options
-                    .external_host
-                    .clone()
-                    .unwrap_or_else(|| options.bind.clone()),
-            ),
+            external_host: Some(advertised_host(options)),
             port: ports.flight,
             grpc_port: ports.grpc,
             scheduler_host: scheduler.host,
@@ -333,6 +362,20 @@ mod tests {
             err,
             "--scheduler: invalid scheduler address `nowhere:x`: expected host:port (for example localhost:50050)"
         );
+    }
+
+    #[test]
+    fn advertised_host_is_the_external_host_then_a_dialable_bind_address() {
+        let mut opts = options();
+        assert_eq!(advertised_host(&opts), "127.0.0.1");
+        opts.external_host = Some("executor-7".into());
+        assert_eq!(advertised_host(&opts), "executor-7");
+        opts.external_host = None;
+        for wildcard in ["0.0.0.0", "::", "[::]"] {
+            opts.bind = wildcard.into();
+            let host = advertised_host(&opts);
+            assert_eq!(Some(host), machine_host_name(), "bind {wildcard}");
+        }
     }
 
     #[test]

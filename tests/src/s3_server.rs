@@ -4,6 +4,9 @@
 //!
 //! It can also inject transient failures: the next N requests that match a
 //! method and a path fragment answer `503 SlowDown`, as a throttled S3 does.
+//!
+//! [`S3TestServerOptions`] serve a kept directory on any address with other
+//! credentials: that is how the compose cluster's development store runs.
 
 use std::io;
 use std::net::SocketAddr;
@@ -37,7 +40,9 @@ struct Fault {
 struct FaultInjector {
     faults: Mutex<Vec<Fault>>,
     injected: AtomicUsize,
-    /// Every request received, in order.
+    /// Whether requests are recorded in `log`.
+    record: bool,
+    /// Every request received, in order (when `record` is on).
     log: Mutex<Vec<S3Request>>,
 }
 
@@ -107,30 +112,93 @@ impl FaultInjector {
     }
 }
 
+/// How to start an [`S3TestServer`]; the defaults are the tests': an
+/// ephemeral port on 127.0.0.1, a temporary directory, the test
+/// credentials and every request recorded.
+#[derive(Debug, Clone)]
+pub struct S3TestServerOptions {
+    /// Address to listen on (port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// Directory to serve; `None` makes a temporary one, removed on drop.
+    pub data_dir: Option<PathBuf>,
+    /// The access key id the server accepts.
+    pub access_key_id: String,
+    /// The secret access key the server accepts.
+    pub secret_access_key: String,
+    /// Whether to keep a log of every request ([`S3TestServer::requests`]);
+    /// a long-running store turns it off so memory stays flat.
+    pub record_requests: bool,
+}
+
+impl Default for S3TestServerOptions {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: None,
+            access_key_id: ACCESS_KEY_ID.to_string(),
+            secret_access_key: SECRET_ACCESS_KEY.to_string(),
+            record_requests: true,
+        }
+    }
+}
+
+/// Where a server keeps its buckets.
+enum DataDir {
+    /// A temporary directory, removed when the server is dropped.
+    Temporary(tempfile::TempDir),
+    /// A directory the caller owns and keeps.
+    Kept(PathBuf),
+}
+
+impl DataDir {
+    fn path(&self) -> &Path {
+        match self {
+            DataDir::Temporary(dir) => dir.path(),
+            DataDir::Kept(path) => path,
+        }
+    }
+}
+
 /// A running S3-compatible server; stopped when dropped.
 pub struct S3TestServer {
     address: SocketAddr,
-    root: tempfile::TempDir,
+    root: DataDir,
+    access_key_id: String,
+    secret_access_key: String,
     faults: Arc<FaultInjector>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl S3TestServer {
-    /// Starts a server over a new temporary directory.
+    /// Starts a server over a new temporary directory on 127.0.0.1.
     pub fn start() -> io::Result<Self> {
-        let root = tempfile::tempdir()?;
-        Self::start_in(root)
+        Self::start_with(S3TestServerOptions::default())
     }
 
-    fn start_in(root: tempfile::TempDir) -> io::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// Starts a server as `options` say.
+    pub fn start_with(options: S3TestServerOptions) -> io::Result<Self> {
+        let root = match options.data_dir {
+            Some(path) => {
+                std::fs::create_dir_all(&path)?;
+                DataDir::Kept(path)
+            }
+            None => DataDir::Temporary(tempfile::tempdir()?),
+        };
+        let listener = std::net::TcpListener::bind(options.bind)?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
-        let faults = Arc::new(FaultInjector::default());
+        let faults = Arc::new(FaultInjector {
+            record: options.record_requests,
+            ..FaultInjector::default()
+        });
         let (stop, stopped) = oneshot::channel();
         let fs =
             s3s_fs::FileSystem::new(root.path()).map_err(|e| io::Error::other(format!("{e:?}")))?;
+        let auth = SimpleAuth::from_single(
+            options.access_key_id.as_str(),
+            options.secret_access_key.as_str(),
+        );
         let thread_faults = faults.clone();
         let thread = std::thread::Builder::new()
             .name("s3-test-server".into())
@@ -140,15 +208,22 @@ impl S3TestServer {
                     .enable_all()
                     .build()
                     .expect("a runtime for the S3 server");
-                runtime.block_on(serve(listener, fs, thread_faults, stopped));
+                runtime.block_on(serve(listener, fs, auth, thread_faults, stopped));
             })?;
         Ok(Self {
             address,
             root,
+            access_key_id: options.access_key_id,
+            secret_access_key: options.secret_access_key,
             faults,
             stop: Some(stop),
             thread: Some(thread),
         })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
     }
 
     /// The endpoint URL, e.g. `http://127.0.0.1:41234`.
@@ -170,8 +245,8 @@ impl S3TestServer {
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ENDPOINT_URL", self.endpoint()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_string()),
+            ("AWS_ACCESS_KEY_ID", self.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_access_key.clone()),
             ("AWS_REGION", "us-east-1".to_string()),
             ("AWS_ALLOW_HTTP", "true".to_string()),
         ]
@@ -185,8 +260,8 @@ impl S3TestServer {
     pub fn session_settings(&self) -> Vec<(String, String)> {
         [
             ("s3.endpoint", self.endpoint()),
-            ("s3.access_key_id", ACCESS_KEY_ID.to_string()),
-            ("s3.secret_access_key", SECRET_ACCESS_KEY.to_string()),
+            ("s3.access_key_id", self.access_key_id.clone()),
+            ("s3.secret_access_key", self.secret_access_key.clone()),
             ("s3.region", "us-east-1".to_string()),
         ]
         .into_iter()
@@ -254,12 +329,13 @@ impl Drop for S3TestServer {
 async fn serve(
     listener: std::net::TcpListener,
     fs: s3s_fs::FileSystem,
+    auth: SimpleAuth,
     faults: Arc<FaultInjector>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let service = {
         let mut builder = S3ServiceBuilder::new(fs);
-        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY_ID, SECRET_ACCESS_KEY));
+        builder.set_auth(auth);
         builder.build()
     };
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -292,16 +368,18 @@ async fn serve(
                     .get(http::header::RANGE)
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_range);
-                faults
-                    .log
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(S3Request {
-                        method: method.clone(),
-                        path: decoded,
-                        query: request.uri().query().unwrap_or_default().to_string(),
-                        range,
-                    });
+                if faults.record {
+                    faults
+                        .log
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(S3Request {
+                            method: method.clone(),
+                            path: decoded,
+                            query: request.uri().query().unwrap_or_default().to_string(),
+                            range,
+                        });
+                }
                 if faults.should_fail(&method, &path) {
                     return Ok(slow_down());
                 }
@@ -334,8 +412,8 @@ impl S3TestServer {
             .with_bucket_name(bucket)
             .with_endpoint(self.endpoint())
             .with_region("us-east-1")
-            .with_access_key_id(ACCESS_KEY_ID)
-            .with_secret_access_key(SECRET_ACCESS_KEY)
+            .with_access_key_id(&self.access_key_id)
+            .with_secret_access_key(&self.secret_access_key)
             .with_allow_http(true)
             .build()
             .expect("an S3 client for the test server");

@@ -4,6 +4,7 @@
 mod cancel;
 mod cli;
 mod cluster_processes;
+mod executor_loss;
 mod quickstart;
 mod s3;
 mod tpch;

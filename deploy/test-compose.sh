@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# End-to-end test of the compose cluster (deploy/docker-compose.yml), with
+# real containers: it builds the images, starts the stack on free host ports,
+# loads TPC-H into the S3 store and checks query answers against the same
+# queries run embedded on the same data, through the host's `ember` and the
+# CLI container. It kills an executor during a running query, scales the
+# executors up and down, writes partitioned Parquet to the store and reads
+# it back. The stack is torn down at the end, also on failure.
+#
+# Usage: deploy/test-compose.sh [--debug] [--skip-build] [--keep]
+#
+#   --debug        images from dev-profile binaries (what CI uses)
+#   --skip-build   use the binaries already built
+#   --keep         leave the stack running at the end (to look around)
+#
+# Environment: EMBER_TPCH_SF (default 0.1), CARGO_TARGET_DIR.
+# Without a Docker engine it prints why and exits 0 (skipped).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile=release
+keep=false
+image_args=()
+for arg in "$@"; do
+    case "$arg" in
+        --debug) profile=debug; image_args+=(--debug) ;;
+        --skip-build) image_args+=(--skip-build) ;;
+        --keep) keep=true ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "test-compose: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+say() { echo "test-compose: $*"; }
+fail() { echo "test-compose: FAILED: $*" >&2; exit 1; }
+
+if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
+    say "skipped: no Docker engine answers on this machine"
+    exit 0
+fi
+if docker compose version >/dev/null 2>&1; then
+    compose_cmd=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+    compose_cmd=(docker-compose)
+else
+    say "skipped: neither 'docker compose' nor 'docker-compose' is installed"
+    exit 0
+fi
+
+started=$(date +%s)
+sf="${EMBER_TPCH_SF:-0.1}"
+target_dir="${CARGO_TARGET_DIR:-target}"
+ember="$target_dir/$profile/ember"
+work="$(mktemp -d /tmp/ember-compose-test.XXXXXX)"
+project="ember-test-$$"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+export EMBER_COMPOSE_SCHEDULER_PORT="$(free_port)"
+export EMBER_COMPOSE_S3_PORT="$(free_port)"
+export EMBER_EXECUTORS=2
+# Executors silent for 20 s are declared lost (the scheduler sweeps every 15 s).
+export EMBER_EXECUTOR_TIMEOUT_SECS=20
+scheduler="127.0.0.1:$EMBER_COMPOSE_SCHEDULER_PORT"
+
+compose() { "${compose_cmd[@]}" -p "$project" -f deploy/docker-compose.yml "$@"; }
+
+# Executors' anonymous work-dir volumes outlive a scale-down; remember them
+# so that the teardown removes them too.
+remember_volumes() {
+    local id
+    for id in $(compose ps -q executor 2>/dev/null); do
+        docker inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' "$id" \
+            >> "$work/volumes.txt" 2>/dev/null || true
+    done
+}
+
+cleanup() {
+    local status=$?
+    if [ "$status" != 0 ]; then
+        say "logs of the failed run:"
+        compose logs --no-color --tail=60 2>&1 | sed 's/^/  | /' >&2 || true
+    fi
+    if $keep; then
+        say "stack left running: ${compose_cmd[*]} -p $project -f deploy/docker-compose.yml down -v"
+    else
+        remember_volumes
+        compose --profile cli down -v --remove-orphans >/dev/null 2>&1 || true
+        # shellcheck disable=SC2046
+        docker volume rm $(tr ' ' '\n' < "$work/volumes.txt" 2>/dev/null | sort -u) >/dev/null 2>&1 || true
+        say "stack removed"
+    fi
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "building images ($profile)"
+deploy/docker/build-images.sh "${image_args[@]}"
+[ -x "$ember" ] || fail "$ember is missing"
+
+say "starting the stack (project $project, scheduler on $scheduler)"
+compose up -d >/dev/null 2>&1 || { compose up -d; fail "docker compose up"; }
+
+# Host-side client settings: the store as the host sees it.
+export AWS_ENDPOINT_URL="http://127.0.0.1:$EMBER_COMPOSE_S3_PORT"
+export AWS_ALLOW_HTTP=true AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=ember-dev-key AWS_SECRET_ACCESS_KEY=ember-dev-secret
+export EMBER_LOG=ember=warn
+
+# The number of executors the scheduler lists.
+executor_count() {
+    curl -fsS "http://$scheduler/api/executors" 2>/dev/null \
+        | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0
+}
+wait_for_executors() {
+    local want="$1" deadline=$(( $(date +%s) + ${2:-120} ))
+    while [ "$(executor_count)" != "$want" ]; do
+        [ "$(date +%s)" -lt "$deadline" ] || fail "the scheduler lists $(executor_count) executors, not $want"
+        sleep 1
+    done
+}
+wait_for_executors 2
+say "scheduler up with 2 executors"
+
+say "generating TPC-H SF $sf and loading it into the S3 store"
+"$ember" datagen tpch --scale-factor "$sf" --parts 4 --output "$work/tpch" >/dev/null
+tables="region nation supplier customer part partsupp orders lineitem"
+{
+    for t in $tables; do
+        echo "CREATE EXTERNAL TABLE local_$t STORED AS PARQUET LOCATION '$work/tpch/$t/';"
+        echo "COPY local_$t TO 's3://ember/tpch/$t/' STORED AS PARQUET;"
+    done
+} > "$work/load.sql"
+"$ember" sql --format csv -f "$work/load.sql" >/dev/null
+
+# Table definitions: one script over local files (the reference), one over
+# the store (what the cluster reads).
+for t in $tables; do
+    echo "CREATE EXTERNAL TABLE $t STORED AS PARQUET LOCATION '$work/tpch/$t/';" >> "$work/local-tables.sql"
+    echo "CREATE EXTERNAL TABLE $t STORED AS PARQUET LOCATION 's3://ember/tpch/$t/';" >> "$work/s3-tables.sql"
+done
+
+# run_query N SCRIPT [ember args...]: prints query N's answer as CSV.
+run_query() {
+    local n="$1" tables_sql="$2"; shift 2
+    cat "$tables_sql" "client/src/tpch/queries/q$n.sql" > "$work/q$n-run.sql"
+    "$ember" sql --format csv "$@" -f "$work/q$n-run.sql"
+}
+
+say "reference answers: the 22 queries embedded over local files"
+mkdir -p "$work/expected" "$work/actual"
+for n in $(seq 1 22); do
+    run_query "$n" "$work/local-tables.sql" > "$work/expected/q$n.csv"
+    [ -s "$work/expected/q$n.csv" ] || fail "q$n: the embedded reference printed nothing"
+done
+
+say "the 22 queries on the compose cluster, from the host"
+for n in $(seq 1 22); do
+    run_query "$n" "$work/s3-tables.sql" --scheduler "$scheduler" > "$work/actual/q$n.csv" \
+        || fail "q$n failed on the cluster"
+    cmp -s "$work/expected/q$n.csv" "$work/actual/q$n.csv" \
+        || { diff "$work/expected/q$n.csv" "$work/actual/q$n.csv" | head -20 >&2; fail "q$n: cluster answer differs from embedded"; }
+done
+say "22 of 22 answers equal"
+
+say "queries through the CLI container"
+for n in 1 6 13; do
+    cat "$work/s3-tables.sql" "client/src/tpch/queries/q$n.sql" \
+        | compose run --rm -T ember sql --format csv \
+        > "$work/actual/cli-q$n.csv" 2> "$work/cli-q$n.err" \
+        || { cat "$work/cli-q$n.err" >&2; fail "q$n failed in the CLI container"; }
+    cmp -s "$work/expected/q$n.csv" "$work/actual/cli-q$n.csv" \
+        || { diff "$work/expected/q$n.csv" "$work/actual/cli-q$n.csv" | head -20 >&2; fail "q$n: CLI container answer differs"; }
+done
+say "CLI container answers equal"
+
+say "killing an executor during a running query"
+# A self-join of lineitem: two shuffle stages feed a join stage that runs
+# for seconds. The executor is killed once a shuffle stage has completed, so
+# its shuffle files are lost and the scheduler must recompute them.
+cat > "$work/kill-query.sql" <<'SQL'
+SELECT l1.l_returnflag, count(*) AS pairs, sum(l1.l_quantity * l2.l_quantity) AS q
+  FROM lineitem l1 JOIN lineitem l2 ON l1.l_partkey = l2.l_partkey
+  GROUP BY l1.l_returnflag ORDER BY l1.l_returnflag;
+SQL
+cat "$work/local-tables.sql" "$work/kill-query.sql" > "$work/kill-local.sql"
+cat "$work/s3-tables.sql" "$work/kill-query.sql" > "$work/kill-s3.sql"
+"$ember" sql --format csv -f "$work/kill-local.sql" > "$work/expected/kill.csv"
+"$ember" sql --format csv --scheduler "$scheduler" -f "$work/kill-s3.sql" \
+    > "$work/actual/kill.csv" 2> "$work/kill.err" &
+query_pid=$!
+# Wait until a job runs with at least one completed stage.
+python3 - "$scheduler" "$query_pid" <<'PY' || fail "the query ended before a stage completed; nothing to kill mid-query"
+import json, os, sys, time, urllib.request
+scheduler, pid = sys.argv[1], int(sys.argv[2])
+deadline = time.time() + 120
+while time.time() < deadline:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(1)
+    try:
+        with urllib.request.urlopen(f"http://{scheduler}/api/jobs", timeout=2) as r:
+            jobs = json.load(r)
+    except OSError:
+        jobs = []
+    if any(j.get("status") == "Running" and j.get("completed_stages", 0) >= 1 for j in jobs):
+        sys.exit(0)
+    time.sleep(0.05)
+sys.exit(1)
+PY
+victim="$(compose ps -q executor | head -1)"
+victim_host="$(docker inspect -f '{{.Config.Hostname}}' "$victim")"
+docker kill "$victim" >/dev/null
+killed_at=$(date +%s)
+say "killed executor $victim_host after the job's first stage completed"
+wait "$query_pid" || { cat "$work/kill.err" >&2; fail "the query failed after an executor was killed"; }
+say "the query finished $(( $(date +%s) - killed_at ))s after the kill"
+cmp -s "$work/expected/kill.csv" "$work/actual/kill.csv" \
+    || { diff "$work/expected/kill.csv" "$work/actual/kill.csv" | head -20 >&2; fail "the answer differs after executor loss"; }
+wait_for_executors 1 60
+# The scheduler must have noticed the loss itself (heartbeats stopped).
+compose logs --no-color scheduler > "$work/scheduler.log" 2>&1 || true
+grep -q "heartbeat timed out" "$work/scheduler.log" \
+    || fail "the scheduler never reported the killed executor's heartbeat timing out"
+say "the query completed with the right answer on the surviving executor"
+
+say "scaling executors up to 3, then down to 1"
+compose up -d --scale executor=3 --no-recreate >/dev/null 2>&1
+wait_for_executors 3
+run_query 5 "$work/s3-tables.sql" --scheduler "$scheduler" > "$work/actual/scaled-q5.csv"
+cmp -s "$work/expected/q5.csv" "$work/actual/scaled-q5.csv" || fail "q5 differs with 3 executors"
+remember_volumes
+compose up -d --scale executor=1 --no-recreate >/dev/null 2>&1
+wait_for_executors 1
+run_query 3 "$work/s3-tables.sql" --scheduler "$scheduler" > "$work/actual/scaled-q3.csv"
+cmp -s "$work/expected/q3.csv" "$work/actual/scaled-q3.csv" || fail "q3 differs with 1 executor"
+compose up -d --scale executor=2 --no-recreate >/dev/null 2>&1
+wait_for_executors 2
+say "answers equal with 3 and with 1 executors"
+
+say "writing partitioned Parquet to the store and reading it back"
+cat > "$work/write.sql" <<SQL
+$(cat "$work/s3-tables.sql")
+COPY (SELECT o_orderkey, o_custkey, o_totalprice, o_orderpriority FROM orders)
+  TO 's3://ember/out/orders_by_priority/' STORED AS PARQUET PARTITIONED BY (o_orderpriority);
+CREATE EXTERNAL TABLE written STORED AS PARQUET PARTITIONED BY (o_orderpriority)
+  LOCATION 's3://ember/out/orders_by_priority/';
+SELECT o_orderpriority, count(*) AS orders, sum(o_totalprice) AS total
+  FROM written GROUP BY o_orderpriority ORDER BY o_orderpriority;
+SQL
+cat > "$work/write-expected.sql" <<SQL
+$(cat "$work/local-tables.sql")
+SELECT o_orderpriority, count(*) AS orders, sum(o_totalprice) AS total
+  FROM orders GROUP BY o_orderpriority ORDER BY o_orderpriority;
+SQL
+"$ember" sql --format csv --scheduler "$scheduler" -f "$work/write.sql" > "$work/actual/write.csv"
+"$ember" sql --format csv -f "$work/write-expected.sql" > "$work/expected/write.csv"
+# The COPY prints its row count first; the last query's rows end the output.
+tail -n 6 "$work/actual/write.csv" > "$work/actual/write-tail.csv"
+tail -n 6 "$work/expected/write.csv" > "$work/expected/write-tail.csv"
+cmp -s "$work/expected/write-tail.csv" "$work/actual/write-tail.csv" \
+    || { diff "$work/expected/write-tail.csv" "$work/actual/write-tail.csv" >&2; fail "the written table reads back differently"; }
+compose exec -T s3 sh -c 'ls /var/lib/ember/s3/ember/out/orders_by_priority' > "$work/partitions.txt"
+[ "$(grep -c '^o_orderpriority=' "$work/partitions.txt")" = 5 ] \
+    || { cat "$work/partitions.txt" >&2; fail "expected 5 o_orderpriority= partitions in the store"; }
+grep -q '^_SUCCESS$' "$work/partitions.txt" || fail "the write left no _SUCCESS marker"
+say "5 partitions written, committed and read back equal"
+
+say "passed in $(( $(date +%s) - started ))s"
