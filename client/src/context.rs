@@ -60,6 +60,11 @@ impl EmberContext {
         let stores = Arc::new(EmberObjectStoreRegistry::new(S3Settings::default()));
         let runtime = runtime_env_with_registry(stores.clone(), None)?;
         let state = ember_core::session_state(config, runtime)?;
+        // Embedded plans go through the same GPU placement as an
+        // executor's stages (it does nothing without a GPU).
+        let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+            .with_physical_optimizer_rule(Arc::new(ember_core::gpu::GpuPlacementRule))
+            .build();
         Ok(Self {
             session: SessionContext::new_with_state(state),
             mode: ExecutionMode::Embedded,

@@ -16,6 +16,8 @@ use datafusion::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::error::Result as DFResult;
 use datafusion::prelude::SessionConfig;
 
+use ember_gpu::GpuMode;
+
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
 use crate::s3::S3Settings;
 
@@ -35,6 +37,13 @@ pub struct EmberConfig {
     /// commits. The client sets it per statement, so that it can remove the
     /// staged files of a job that fails; empty means "pick one".
     pub write_id: String,
+    /// Whether operators run on a GPU: `off`, `auto` (where a GPU is present
+    /// and the operator is supported) or `force` (a missing GPU is an
+    /// error).
+    pub gpu: GpuMode,
+    /// Fewest input rows for which a partition's operator runs on the GPU;
+    /// below it the CPU is quicker than the copy to the device.
+    pub gpu_min_rows: u64,
 }
 
 impl Default for EmberConfig {
@@ -43,6 +52,8 @@ impl Default for EmberConfig {
             client_connect_timeout_secs: 5,
             client_executor_wait_secs: 10,
             write_id: String::new(),
+            gpu: GpuMode::Auto,
+            gpu_min_rows: 1_000_000,
         }
     }
 }
@@ -58,6 +69,14 @@ const EMBER_KEYS: &[(&str, &str)] = &[
         "Seconds the client waits for an executor to register",
     ),
     ("write_id", "Id of the next write's staging directory"),
+    (
+        "gpu",
+        "Run supported operators on a GPU: off, auto or force",
+    ),
+    (
+        "gpu_min_rows",
+        "Fewest rows of a partition for which an operator runs on the GPU",
+    ),
 ];
 
 impl ConfigExtension for EmberConfig {
@@ -97,6 +116,16 @@ impl ExtensionOptions for EmberConfig {
                 }
                 self.write_id = id.to_string();
             }
+            "gpu" => {
+                self.gpu = value
+                    .parse()
+                    .map_err(|e: String| datafusion::error::DataFusionError::Configuration(e))?
+            }
+            "gpu_min_rows" => {
+                self.gpu_min_rows = value.trim().parse().or_else(|_| {
+                    config_err!("`ember.gpu_min_rows` must be a whole number, not `{value}`")
+                })?
+            }
             _ => {
                 return config_err!(
                     "unknown setting `ember.{key}`; known settings: {}",
@@ -118,6 +147,8 @@ impl ExtensionOptions for EmberConfig {
             self.client_connect_timeout_secs.to_string(),
             self.client_executor_wait_secs.to_string(),
             self.write_id.clone(),
+            self.gpu.to_string(),
+            self.gpu_min_rows.to_string(),
         ];
         EMBER_KEYS
             .iter()

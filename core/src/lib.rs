@@ -25,6 +25,7 @@ pub mod address;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod gpu;
 pub mod object_store;
 pub mod process;
 pub mod s3;

@@ -29,6 +29,33 @@ pub trait StagePlanRewrite: Debug + Send + Sync {
     ) -> Result<Arc<dyn ExecutionPlan>>;
 }
 
+/// Places supported operators of each stage on this executor's GPU, as
+/// the session's `ember.gpu` allows (`force` without a GPU fails the task
+/// with a clear error). The rewritten stage still ends in the same shuffle
+/// writer, so the scheduler and the other executors see no difference.
+#[derive(Debug, Default)]
+pub struct GpuStageRewrite;
+
+impl StagePlanRewrite for GpuStageRewrite {
+    fn name(&self) -> &str {
+        "gpu_placement"
+    }
+
+    fn rewrite(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        config: &SessionConfig,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let settings = ember_core::EmberConfig::from_session_config(config);
+        match ember_core::gpu::gpu_for(settings.gpu)? {
+            Some(device) => {
+                ember_core::gpu::rewrite_for_gpu(plan, Some(device), settings.gpu_min_rows)
+            }
+            None => Ok(plan),
+        }
+    }
+}
+
 /// Ember's [`ExecutionEngine`]: applies its [`StagePlanRewrite`]s to every
 /// stage plan, then hands it to Ballista's default engine (which wires the
 /// shuffle readers and writers), so shuffle behaves exactly as in Ballista.

@@ -274,8 +274,10 @@ impl PreparedExecutor {
         config.override_function_registry = Some(ember_core::function_registry(&state));
         config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
         config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));
-        config.override_execution_engine =
-            Some(Arc::new(EmberExecutionEngine::with_default_engine()));
+        config.override_execution_engine = Some(Arc::new(
+            EmberExecutionEngine::with_default_engine()
+                .with_rewrite(Arc::new(engine::GpuStageRewrite)),
+        ));
 
         Ok(Self {
             config,

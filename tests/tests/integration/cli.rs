@@ -214,3 +214,40 @@ fn usage_errors_exit_2() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("xml"), "{stderr}");
 }
+
+#[test]
+fn gpu_force_without_a_gpu_is_one_clear_error_and_auto_runs_on_the_cpu() {
+    let sql = "SELECT sum(x), count(*) FROM (VALUES (1), (2), (3)) AS t(x)";
+    if ember_core::gpu::process_gpu().is_some() {
+        println!("skipped: this machine has a GPU");
+        return;
+    }
+    let (code, _, stderr) = run_ember(&["sql", "-c", "SET ember.gpu = 'force'", "-c", sql], None);
+    assert_one_line_error(code, &stderr, "error: ");
+    assert!(
+        stderr.contains(
+            "ember.gpu = force, but no GPU: the NVIDIA driver library (libcuda) was not found"
+        ),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run_ember(
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "-c",
+            "SET ember.gpu = 'auto'",
+            "-c",
+            sql,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.ends_with("6,3\n"), "{stdout}");
+    let (code, _, stderr) = run_ember(&["sql", "-c", "SET ember.gpu = 'sometimes'"], None);
+    assert_one_line_error(code, &stderr, "error: ");
+    assert!(
+        stderr.contains("invalid ember.gpu value `sometimes`: expected off, auto or force"),
+        "{stderr}"
+    );
+}

@@ -81,13 +81,14 @@ async fn query_survives_losing_an_executor(loss: Loss) {
         .await
         .expect("reference runs");
 
-    // A silent executor is declared lost 5 s after its last heartbeat (the
-    // scheduler sweeps every 15 s); live ones beat every second, so a busy
-    // machine does not make the survivor look lost too.
+    // A silent executor is declared lost 10 s after its last heartbeat (the
+    // scheduler sweeps every 15 s); live ones beat every second, so that a
+    // machine busy with other tests does not make the survivor look lost
+    // too (a live executor wrongly declared lost can stall the job).
     let mut cluster = start_cluster_with_env(
         2,
         [
-            ("EMBER_SCHEDULER_EXECUTOR_TIMEOUT_SECS", "5"),
+            ("EMBER_SCHEDULER_EXECUTOR_TIMEOUT_SECS", "10"),
             ("EMBER_EXECUTOR_HEARTBEAT_SECS", "1"),
         ]
         .into_iter()
@@ -129,6 +130,19 @@ async fn query_survives_losing_an_executor(loss: Loss) {
         // SAFETY: as above; the stopped process is killed when the cluster
         // is dropped, and a stopped process cannot handle SIGTERM.
         unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    }
+    if outcome.is_err() {
+        // Show what the scheduler saw before failing.
+        let log =
+            std::fs::read_to_string(cluster.log_dir().join("scheduler.log")).unwrap_or_default();
+        let notable: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("Job"))
+            .collect();
+        eprintln!(
+            "scheduler log:\n{}",
+            notable[notable.len().saturating_sub(60)..].join("\n")
+        );
     }
     let actual = outcome
         .expect("the job finished within 180 s of losing an executor")
