@@ -301,11 +301,7 @@ pub(crate) fn evaluate(
         GpuExpr::Int { value, .. } => Some(Value::Int(*value as i128)),
         GpuExpr::Float(v) => Some(Value::Float(*v)),
         GpuExpr::Arithmetic { op, left, right } => {
-            let (lt, rt) = (left.data_type(types)?, right.data_type(types)?);
-            let (Some(l), Some(r)) = (
-                evaluate(left, types, row, column)?,
-                evaluate(right, types, row, column)?,
-            ) else {
+            let Some((l, r, lt, rt)) = operands(left, right, types, row, column)? else {
                 return Ok(None);
             };
             match (l, r, lt, rt) {
@@ -317,15 +313,13 @@ pub(crate) fn evaluate(
                 ) => {
                     let value = match op {
                         ArithmeticOp::Mul => l * r,
-                        _ => {
-                            let target = ls.max(rs);
-                            let l = fits_i64(l * pow10(target - ls))?;
-                            let r = fits_i64(r * pow10(target - rs))?;
-                            if *op == ArithmeticOp::Add {
-                                l + r
-                            } else {
-                                l - r
-                            }
+                        ArithmeticOp::Add => {
+                            let (l, r) = align_scales(l, ls, r, rs)?;
+                            l + r
+                        }
+                        ArithmeticOp::Sub => {
+                            let (l, r) = align_scales(l, ls, r, rs)?;
+                            l - r
                         }
                     };
                     Some(Value::Int(fits_i64(value)?))
@@ -342,11 +336,7 @@ pub(crate) fn evaluate(
             }
         }
         GpuExpr::Compare { op, left, right } => {
-            let (lt, rt) = (left.data_type(types)?, right.data_type(types)?);
-            let (Some(l), Some(r)) = (
-                evaluate(left, types, row, column)?,
-                evaluate(right, types, row, column)?,
-            ) else {
+            let Some((l, r, lt, rt)) = operands(left, right, types, row, column)? else {
                 return Ok(None);
             };
             Some(Value::Bool(match (l, r, lt, rt) {
@@ -356,9 +346,7 @@ pub(crate) fn evaluate(
                     GpuType::Int { scale: ls },
                     GpuType::Int { scale: rs },
                 ) => {
-                    let target = ls.max(rs);
-                    let l = fits_i64(l * pow10(target - ls))?;
-                    let r = fits_i64(r * pow10(target - rs))?;
+                    let (l, r) = align_scales(l, ls, r, rs)?;
                     op.holds(l, r)
                 }
                 _ => op.holds(as_float(l, lt), as_float(r, rt)),
@@ -385,6 +373,39 @@ pub(crate) fn evaluate(
         GpuExpr::Not(e) => as_bool(evaluate(e, types, row, column)?).map(|b| Value::Bool(!b)),
         GpuExpr::IsNull(e) => Some(Value::Bool(evaluate(e, types, row, column)?.is_none())),
     })
+}
+
+/// Both operands of a binary expression with their types, or `None` when
+/// either is NULL.
+type Operands = (Value, Value, GpuType, GpuType);
+
+fn operands(
+    left: &GpuExpr,
+    right: &GpuExpr,
+    types: &[GpuType],
+    row: usize,
+    column: &dyn Fn(usize, usize) -> Option<Value>,
+) -> Result<Option<Operands>, GpuError> {
+    let (lt, rt) = (left.data_type(types)?, right.data_type(types)?);
+    Ok(
+        match (
+            evaluate(left, types, row, column)?,
+            evaluate(right, types, row, column)?,
+        ) {
+            (Some(l), Some(r)) => Some((l, r, lt, rt)),
+            _ => None,
+        },
+    )
+}
+
+/// Two decimals brought to the larger of their scales, as the device does
+/// (64-bit, overflow reported).
+fn align_scales(l: i128, ls: i8, r: i128, rs: i8) -> Result<(i128, i128), GpuError> {
+    let target = ls.max(rs);
+    Ok((
+        fits_i64(l * pow10(target - ls))?,
+        fits_i64(r * pow10(target - rs))?,
+    ))
 }
 
 fn as_float(value: Value, ty: GpuType) -> f64 {

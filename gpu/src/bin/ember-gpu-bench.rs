@@ -171,6 +171,20 @@ fn q6_cpu_all_cores(batch: &HostBatch) -> i128 {
     })
 }
 
+/// Seconds each of `runs` calls of `f` took.
+fn time_runs<E: std::fmt::Display>(
+    runs: usize,
+    mut f: impl FnMut() -> Result<(), E>,
+) -> Result<Vec<f64>, String> {
+    (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            f().map_err(|e| e.to_string())?;
+            Ok(started.elapsed().as_secs_f64())
+        })
+        .collect()
+}
+
 fn median(mut seconds: Vec<f64>) -> f64 {
     seconds.sort_by(f64::total_cmp);
     seconds[seconds.len() / 2]
@@ -207,16 +221,11 @@ fn run(options: &Options) -> Result<(), String> {
     let mut target = stream
         .alloc_zeros::<u64>(words)
         .map_err(|e| e.to_string())?;
-    let mut copies = Vec::new();
-    for _ in 0..options.iterations.max(3) {
-        stream.synchronize().map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        stream
-            .memcpy_dtod(&source, &mut target)
-            .map_err(|e| e.to_string())?;
-        stream.synchronize().map_err(|e| e.to_string())?;
-        copies.push(started.elapsed().as_secs_f64());
-    }
+    stream.synchronize().map_err(|e| e.to_string())?;
+    let copies = time_runs(options.iterations.max(3), || {
+        stream.memcpy_dtod(&source, &mut target)?;
+        stream.synchronize()
+    })?;
     let copy_bandwidth = gib_per_s(2 << 30, median(copies));
     println!("device copy (read + write): {copy_bandwidth:.0} GiB/s");
     drop((source, target));
@@ -226,15 +235,10 @@ fn run(options: &Options) -> Result<(), String> {
     let mut on_device = stream
         .alloc_zeros::<u64>(words)
         .map_err(|e| e.to_string())?;
-    let mut pageable = Vec::new();
-    for _ in 0..3 {
-        let started = Instant::now();
-        stream
-            .memcpy_htod(&host, &mut on_device)
-            .map_err(|e| e.to_string())?;
-        stream.synchronize().map_err(|e| e.to_string())?;
-        pageable.push(started.elapsed().as_secs_f64());
-    }
+    let pageable = time_runs(3, || {
+        stream.memcpy_htod(&host, &mut on_device)?;
+        stream.synchronize()
+    })?;
     // SAFETY: the pinned buffer is fully written before it is read.
     let mut pinned =
         unsafe { device.context().alloc_pinned::<u64>(words) }.map_err(|e| e.to_string())?;
@@ -242,15 +246,10 @@ fn run(options: &Options) -> Result<(), String> {
         .as_mut_slice()
         .map_err(|e| e.to_string())?
         .copy_from_slice(&host);
-    let mut pinned_times = Vec::new();
-    for _ in 0..3 {
-        let started = Instant::now();
-        stream
-            .memcpy_htod(&pinned, &mut on_device)
-            .map_err(|e| e.to_string())?;
-        stream.synchronize().map_err(|e| e.to_string())?;
-        pinned_times.push(started.elapsed().as_secs_f64());
-    }
+    let pinned_times = time_runs(3, || {
+        stream.memcpy_htod(&pinned, &mut on_device)?;
+        stream.synchronize()
+    })?;
     println!(
         "host to device: pageable {:.1} GiB/s, pinned {:.1} GiB/s",
         gib_per_s(1 << 30, median(pageable)),
