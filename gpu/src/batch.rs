@@ -76,14 +76,8 @@ impl HostColumn {
         let rows: usize = arrays.iter().map(|a| a.len()).sum();
         let any_nulls = arrays.iter().any(|a| a.null_count() > 0);
         let mut validity = any_nulls.then(|| vec![0u32; rows.div_ceil(32)]);
-        let gpu_type = match &data_type {
-            DataType::Int32 | DataType::Int64 | DataType::Date32 => GpuType::Int { scale: 0 },
-            DataType::Decimal128(_, scale) => GpuType::Int { scale: *scale },
-            DataType::Float32 | DataType::Float64 => GpuType::Float,
-            other => {
-                return Err(GpuError::Unsupported(format!("columns of type {other}")));
-            }
-        };
+        let gpu_type = GpuType::from_arrow(&data_type)
+            .ok_or_else(|| GpuError::Unsupported(format!("columns of type {data_type}")))?;
         let mut ints = Vec::new();
         let mut floats = Vec::new();
         let mut row = 0usize;

@@ -28,6 +28,21 @@ pub enum GpuType {
     Bool,
 }
 
+impl GpuType {
+    /// The GPU type holding values of Arrow type `data_type`: integers and
+    /// dates as `Int`, decimals as `Int` with their scale, floats as `Float`;
+    /// `None` for every other type.
+    pub fn from_arrow(data_type: &arrow::datatypes::DataType) -> Option<GpuType> {
+        use arrow::datatypes::DataType;
+        match data_type {
+            DataType::Int32 | DataType::Int64 | DataType::Date32 => Some(GpuType::Int { scale: 0 }),
+            DataType::Decimal128(_, scale) => Some(GpuType::Int { scale: *scale }),
+            DataType::Float32 | DataType::Float64 => Some(GpuType::Float),
+            _ => None,
+        }
+    }
+}
+
 /// Arithmetic operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArithmeticOp {

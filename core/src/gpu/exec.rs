@@ -189,10 +189,8 @@ impl ExecutionPlan for GpuFusedAggregateExec {
             cpu_rows.add(rows);
             let memory: Arc<dyn ExecutionPlan> =
                 MemorySourceConfig::try_new_exec(&[batches], input_schema, None)?;
-            let plan = replace_leaf(&original, &leaf, memory)?;
-            let plan =
-                datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec::new(plan);
-            collect(Arc::new(plan), context).await
+            // `collect` merges the plan's partitions, if it has several.
+            collect(replace_leaf(&original, &leaf, memory)?, context).await
         })
         .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
         .try_flatten();
@@ -213,12 +211,10 @@ fn run_on_gpu(
         .iter()
         .map(|b| columns.iter().map(|&c| Arc::clone(b.column(c))).collect())
         .collect();
-    let host = if selected.is_empty() {
+    if selected.is_empty() {
         return Err(GpuError::Unsupported("an empty partition".to_string()));
-    } else {
-        HostBatch::from_arrow(&selected)?
-    };
-    let on_device = host.upload(device)?;
+    }
+    let on_device = HostBatch::from_arrow(&selected)?.upload(device)?;
     query.run_gpu(device, &on_device)
 }
 

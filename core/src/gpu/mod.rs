@@ -26,12 +26,20 @@ use translate::{UsedColumns, translate};
 
 use crate::config::EmberConfig;
 
-/// This process's GPU, detected once (`None` where there is none).
+/// This process's GPU, or why it has none; detected once.
+fn detected_gpu() -> &'static std::result::Result<Arc<GpuDevice>, String> {
+    static DEVICE: OnceLock<std::result::Result<Arc<GpuDevice>, String>> = OnceLock::new();
+    DEVICE.get_or_init(|| {
+        GpuDevice::open(0).map_err(|e| {
+            tracing::debug!("GPU path off: {e}");
+            e.to_string()
+        })
+    })
+}
+
+/// This process's GPU (`None` where there is none).
 pub fn process_gpu() -> Option<Arc<GpuDevice>> {
-    static DEVICE: OnceLock<Option<Arc<GpuDevice>>> = OnceLock::new();
-    DEVICE
-        .get_or_init(|| GpuDevice::detect(GpuMode::Auto).unwrap_or(None))
-        .clone()
+    detected_gpu().as_ref().ok().cloned()
 }
 
 /// The GPU to plan for under `mode`: `None` for `off` or where none is
@@ -40,14 +48,10 @@ pub fn gpu_for(mode: GpuMode) -> Result<Option<Arc<GpuDevice>>> {
     match mode {
         GpuMode::Off => Ok(None),
         GpuMode::Auto => Ok(process_gpu()),
-        GpuMode::Force => match process_gpu() {
-            Some(device) => Ok(Some(device)),
-            None => Err(DataFusionError::Configuration(format!(
-                "ember.gpu = force, but {}",
-                GpuDevice::detect(GpuMode::Force).err().map_or_else(
-                    || "this process has no usable GPU".to_string(),
-                    |e| e.to_string()
-                )
+        GpuMode::Force => match detected_gpu() {
+            Ok(device) => Ok(Some(Arc::clone(device))),
+            Err(reason) => Err(DataFusionError::Configuration(format!(
+                "ember.gpu = force, but {reason}"
             ))),
         },
     }

@@ -33,15 +33,6 @@ impl UsedColumns {
     }
 }
 
-fn supported_column_type(data_type: &DataType) -> Option<i8> {
-    match data_type {
-        DataType::Int32 | DataType::Int64 | DataType::Date32 => Some(0),
-        DataType::Decimal128(_, scale) => Some(*scale),
-        DataType::Float32 | DataType::Float64 => Some(-1),
-        _ => None,
-    }
-}
-
 /// Translates `expr`, whose column indices refer to the scan's schema
 /// through `projection` (`projection[i]` is the scan column of input
 /// column `i`; `None` when the input is the scan itself).
@@ -61,7 +52,7 @@ pub(crate) fn translate(
         let data_type = scan_types
             .get(scan_column)
             .ok_or_else(|| format!("column {scan_column} outside the scan"))?;
-        supported_column_type(data_type)
+        GpuType::from_arrow(data_type)
             .ok_or_else(|| format!("column `{}` of type {data_type}", column.name()))?;
         return Ok(GpuExpr::col(used.gpu_index(scan_column)));
     }
@@ -118,11 +109,7 @@ pub(crate) fn translate(
 pub(crate) fn gpu_types(used: &UsedColumns, scan_types: &[DataType]) -> Vec<GpuType> {
     used.scan
         .iter()
-        .map(|&c| match supported_column_type(&scan_types[c]) {
-            Some(-1) => GpuType::Float,
-            Some(scale) => GpuType::Int { scale },
-            None => GpuType::Bool,
-        })
+        .map(|&c| GpuType::from_arrow(&scan_types[c]).unwrap_or(GpuType::Bool))
         .collect()
 }
 
