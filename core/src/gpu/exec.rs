@@ -178,10 +178,16 @@ impl ExecutionPlan for GpuFusedAggregateExec {
             let batches: Vec<RecordBatch> = input.try_collect().await?;
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             if let Some(device) = device.filter(|_| rows as u64 >= min_rows) {
-                match run_on_gpu(&device, &query, &columns, &batches) {
-                    Ok(values) => {
+                // A value the plan's state type cannot hold falls back too.
+                let attempt = run_on_gpu(&device, &query, &columns, &batches)
+                    .map_err(|e| e.to_string())
+                    .and_then(|values| {
+                        state_batch(&out_schema, &values).map_err(|e| e.to_string())
+                    });
+                match attempt {
+                    Ok(state) => {
                         gpu_rows.add(rows);
-                        return Ok(vec![state_batch(&out_schema, &values)?]);
+                        return Ok(vec![state]);
                     }
                     Err(e) => tracing::debug!("GPU aggregate falls back to the CPU: {e}"),
                 }
@@ -269,6 +275,33 @@ fn scalar(data_type: &DataType, value: &AggregateValue) -> Result<ScalarValue> {
             ScalarValue::Date32(Some(i32::try_from(*value).map_err(|_| mismatch())?))
         }
         (DataType::Float64, AggregateValue::Float(v)) => ScalarValue::Float64(Some(*v)),
+        // MIN/MAX of a Float32 column: its values widened exactly to f64.
+        (DataType::Float32, AggregateValue::Float(v)) => ScalarValue::Float32(Some(*v as f32)),
         _ => return Err(mismatch()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_values_take_the_plan_types_or_are_refused() {
+        let float = AggregateValue::Float(1.5);
+        assert_eq!(
+            scalar(&DataType::Float32, &float).unwrap(),
+            ScalarValue::Float32(Some(1.5))
+        );
+        let decimal = AggregateValue::Int {
+            value: 175,
+            scale: 2,
+        };
+        assert_eq!(
+            scalar(&DataType::Decimal128(38, 4), &decimal).unwrap(),
+            ScalarValue::Decimal128(Some(17500), 38, 4)
+        );
+        // A state type of fewer digits than the value would lose them.
+        assert!(scalar(&DataType::Decimal128(38, 1), &decimal).is_err());
+        assert!(scalar(&DataType::Utf8, &decimal).is_err());
+    }
 }
