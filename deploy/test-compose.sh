@@ -33,6 +33,11 @@ done
 
 say() { echo "test-compose: $*"; }
 fail() { echo "test-compose: FAILED: $*" >&2; exit 1; }
+# same_answer EXPECTED ACTUAL WHAT: fails, showing the first differences,
+# unless the two files are byte for byte equal.
+same_answer() {
+    cmp -s "$1" "$2" || { diff "$1" "$2" | head -20 >&2; fail "$3"; }
+}
 
 if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
     say "skipped: no Docker engine answers on this machine"
@@ -161,8 +166,7 @@ say "the 22 queries on the compose cluster, from the host"
 for n in $(seq 1 22); do
     run_query "$n" "$work/s3-tables.sql" --scheduler "$scheduler" > "$work/actual/q$n.csv" \
         || fail "q$n failed on the cluster"
-    cmp -s "$work/expected/q$n.csv" "$work/actual/q$n.csv" \
-        || { diff "$work/expected/q$n.csv" "$work/actual/q$n.csv" | head -20 >&2; fail "q$n: cluster answer differs from embedded"; }
+    same_answer "$work/expected/q$n.csv" "$work/actual/q$n.csv" "q$n: cluster answer differs from embedded"
 done
 say "22 of 22 answers equal"
 
@@ -172,8 +176,7 @@ for n in 1 6 13; do
         | compose run --rm -T ember sql --format csv \
         > "$work/actual/cli-q$n.csv" 2> "$work/cli-q$n.err" \
         || { cat "$work/cli-q$n.err" >&2; fail "q$n failed in the CLI container"; }
-    cmp -s "$work/expected/q$n.csv" "$work/actual/cli-q$n.csv" \
-        || { diff "$work/expected/q$n.csv" "$work/actual/cli-q$n.csv" | head -20 >&2; fail "q$n: CLI container answer differs"; }
+    same_answer "$work/expected/q$n.csv" "$work/actual/cli-q$n.csv" "q$n: CLI container answer differs"
 done
 say "CLI container answers equal"
 
@@ -219,8 +222,7 @@ killed_at=$(date +%s)
 say "killed executor $victim_host after the job's first stage completed"
 wait "$query_pid" || { cat "$work/kill.err" >&2; fail "the query failed after an executor was killed"; }
 say "the query finished $(( $(date +%s) - killed_at ))s after the kill"
-cmp -s "$work/expected/kill.csv" "$work/actual/kill.csv" \
-    || { diff "$work/expected/kill.csv" "$work/actual/kill.csv" | head -20 >&2; fail "the answer differs after executor loss"; }
+same_answer "$work/expected/kill.csv" "$work/actual/kill.csv" "the answer differs after executor loss"
 wait_for_executors 1 60
 # The scheduler must have noticed the loss itself (heartbeats stopped).
 compose logs --no-color scheduler > "$work/scheduler.log" 2>&1 || true
@@ -232,12 +234,12 @@ say "scaling executors up to 3, then down to 1"
 compose up -d --scale executor=3 --no-recreate >/dev/null 2>&1
 wait_for_executors 3
 run_query 5 "$work/s3-tables.sql" --scheduler "$scheduler" > "$work/actual/scaled-q5.csv"
-cmp -s "$work/expected/q5.csv" "$work/actual/scaled-q5.csv" || fail "q5 differs with 3 executors"
+same_answer "$work/expected/q5.csv" "$work/actual/scaled-q5.csv" "q5 differs with 3 executors"
 remember_volumes
 compose up -d --scale executor=1 --no-recreate >/dev/null 2>&1
 wait_for_executors 1
 run_query 3 "$work/s3-tables.sql" --scheduler "$scheduler" > "$work/actual/scaled-q3.csv"
-cmp -s "$work/expected/q3.csv" "$work/actual/scaled-q3.csv" || fail "q3 differs with 1 executor"
+same_answer "$work/expected/q3.csv" "$work/actual/scaled-q3.csv" "q3 differs with 1 executor"
 compose up -d --scale executor=2 --no-recreate >/dev/null 2>&1
 wait_for_executors 2
 say "answers equal with 3 and with 1 executors"
@@ -262,8 +264,7 @@ SQL
 # The COPY prints its row count first; the last query's rows end the output.
 tail -n 6 "$work/actual/write.csv" > "$work/actual/write-tail.csv"
 tail -n 6 "$work/expected/write.csv" > "$work/expected/write-tail.csv"
-cmp -s "$work/expected/write-tail.csv" "$work/actual/write-tail.csv" \
-    || { diff "$work/expected/write-tail.csv" "$work/actual/write-tail.csv" >&2; fail "the written table reads back differently"; }
+same_answer "$work/expected/write-tail.csv" "$work/actual/write-tail.csv" "the written table reads back differently"
 compose exec -T s3 sh -c 'ls /var/lib/ember/s3/ember/out/orders_by_priority' > "$work/partitions.txt"
 [ "$(grep -c '^o_orderpriority=' "$work/partitions.txt")" = 5 ] \
     || { cat "$work/partitions.txt" >&2; fail "expected 5 o_orderpriority= partitions in the store"; }
