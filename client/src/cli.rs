@@ -257,6 +257,10 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
     options.scheduler_port = args.port;
     eprintln!("Starting a scheduler and {} executor(s)...", args.executors);
     let mut cluster = LocalCluster::start(&options).await?;
+    // One shutdown future, its handlers installed before the prompt below,
+    // and kept across the loop so that no Ctrl-C falls between two polls.
+    let shutdown = ember_core::process::shutdown_signal();
+    tokio::pin!(shutdown);
     let addr = cluster.address().clone();
     println!(
         "Ember cluster running: scheduler at {addr}, {} executor(s).",
@@ -271,7 +275,7 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
     let mut watchdog = tokio::time::interval(Duration::from_millis(500));
     let outcome = loop {
         tokio::select! {
-            signal = ember_core::process::shutdown_signal() => {
+            signal = &mut shutdown => {
                 eprintln!("Received {signal}; stopping the cluster...");
                 break Ok(());
             }

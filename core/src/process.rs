@@ -36,24 +36,41 @@ pub fn block_on_main<E: std::fmt::Display>(
 /// Resolves when the process is asked to stop: SIGTERM or SIGINT (Ctrl-C).
 /// Returns the signal's name, for the log line that says why the process
 /// stopped.
-pub async fn shutdown_signal() -> &'static str {
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: a caller that announces it is ready (a "listening" line, a
+/// "Press Ctrl-C" prompt) after calling it cannot be killed by a signal
+/// that arrives before its first poll. Call it once and keep the future;
+/// must be called inside a Tokio runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = &'static str> + Send {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = interrupt.recv() => "SIGINT",
+                },
+                (Ok(mut term), Err(_)) => {
+                    term.recv().await;
+                    "SIGTERM"
+                }
+                (Err(_), Ok(mut interrupt)) => {
+                    interrupt.recv().await;
+                    "SIGINT"
+                }
+                (Err(_), Err(_)) => std::future::pending().await,
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }

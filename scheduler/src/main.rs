@@ -34,13 +34,16 @@ async fn run(options: SchedulerOptions) -> Result<(), ember_scheduler::Scheduler
             addr: options.bind.clone(),
             source,
         })?;
+    // Signal handlers first: once the line below is out, a SIGTERM must stop
+    // the scheduler gracefully, not kill it.
+    let shutdown = ember_core::process::shutdown_signal();
     // This line is the scheduler's contract with scripts and tests: they read
     // the address (and so an ephemeral port) from it.
     println!("ember-scheduler listening on {addr}");
     tracing::info!(%addr, version = ember_core::EMBER_VERSION, "ember-scheduler started");
     tokio::select! {
         result = bound.serve() => result,
-        signal = ember_core::process::shutdown_signal() => {
+        signal = shutdown => {
             tracing::info!(signal, "ember-scheduler shutting down");
             Ok(())
         }
