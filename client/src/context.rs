@@ -7,6 +7,7 @@ use ballista::prelude::SessionContextExt;
 use ballista_core::planner::scans_only_information_schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
+use datafusion::datasource::listing::ListingTable;
 use datafusion::prelude::SessionContext;
 use ember_core::EmberConfig;
 use ember_core::object_store::{EmberObjectStoreRegistry, runtime_env_with_registry};
@@ -14,7 +15,9 @@ use ember_core::s3::S3Settings;
 
 use crate::copy_options::fold_copy_options;
 use crate::s3_glob::expand_s3_globs;
-use crate::statement::{PreparedStatement, prepare_statement};
+use crate::statement::{
+    PreparedStatement, gpu_cache_statement, prepare_statement, with_cached_locations,
+};
 use crate::write::PendingWrite;
 
 use crate::cluster::{SchedulerAddress, cancel_jobs_named, check_reachable, wait_for_executors};
@@ -160,6 +163,9 @@ impl EmberContext {
     /// (`OPTIONS ('s3.endpoint' '…')`) become the session's settings for
     /// that bucket, so that the scheduler and executors reach it the same way.
     pub async fn sql(&self, statement: &str) -> Result<DataFrame> {
+        if let Some(table) = gpu_cache_statement(statement) {
+            return self.cache_table_on_gpu(&table).await;
+        }
         let state = self.session.state();
         let PreparedStatement {
             mut statement,
@@ -185,6 +191,34 @@ impl EmberContext {
         // A `SET s3.…` took effect while planning.
         self.sync_object_stores();
         Ok(frame)
+    }
+
+    /// `CACHE TABLE <name> ON GPU`: adds the table's locations to
+    /// `ember.gpu_cache_tables`, so that GPU operators keep its columns in
+    /// device memory from the next query that reads it on.
+    async fn cache_table_on_gpu(&self, name: &str) -> Result<DataFrame> {
+        let provider = self
+            .session
+            .table_provider(name)
+            .await
+            .map_err(ClientError::from_datafusion)?;
+        let Some(listing) = provider.downcast_ref::<ListingTable>() else {
+            return Err(ClientError::Process(format!(
+                "CACHE TABLE {name} ON GPU: only tables of files can be cached on the GPU"
+            )));
+        };
+        let locations: Vec<String> = listing
+            .table_paths()
+            .iter()
+            .map(|url| url.as_str().to_string())
+            .collect();
+        let current = EmberConfig::from_session_config(&self.session.copied_config());
+        let setting = with_cached_locations(&current.gpu_cache_tables, &locations);
+        self.set_option("ember.gpu_cache_tables", &setting)?;
+        tracing::debug!("GPU cache: ember.gpu_cache_tables = {setting}");
+        self.session
+            .read_empty()
+            .map_err(ClientError::from_datafusion)
     }
 
     /// Plans and runs one SQL statement and collects its result.

@@ -76,6 +76,44 @@ pub fn prepare_statement(state: &SessionState, sql: &str) -> Result<PreparedStat
     })
 }
 
+/// `CACHE TABLE <name> ON GPU` (Ember's statement): the table's name, or
+/// `None` for any other statement.
+pub fn gpu_cache_statement(sql: &str) -> Option<String> {
+    let words: Vec<&str> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .collect();
+    match words.as_slice() {
+        [cache, table, name, on, gpu]
+            if cache.eq_ignore_ascii_case("cache")
+                && table.eq_ignore_ascii_case("table")
+                && on.eq_ignore_ascii_case("on")
+                && gpu.eq_ignore_ascii_case("gpu") =>
+        {
+            Some(name.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// `current` (a comma-separated `ember.gpu_cache_tables`) with `locations`
+/// added, each once.
+pub fn with_cached_locations(current: &str, locations: &[String]) -> String {
+    let mut entries: Vec<String> = current
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect();
+    for location in locations {
+        if !entries.contains(location) {
+            entries.push(location.clone());
+        }
+    }
+    entries.join(",")
+}
+
 fn value_text(value: &Value) -> String {
     match value {
         Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
@@ -116,6 +154,20 @@ mod tests {
         };
         let keys: Vec<_> = create.options.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, vec!["format.has_header"]);
+    }
+
+    #[test]
+    fn cache_table_on_gpu_is_recognised_and_adds_locations_once() {
+        assert_eq!(
+            gpu_cache_statement(" cache TABLE lineitem on gpu; "),
+            Some("lineitem".to_string())
+        );
+        assert_eq!(gpu_cache_statement("CACHE TABLE lineitem"), None);
+        assert_eq!(gpu_cache_statement("SELECT 1"), None);
+        assert_eq!(
+            with_cached_locations("file:///a/", &["file:///b/".into(), "file:///a/".into()]),
+            "file:///a/,file:///b/"
+        );
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct EmberConfig {
     /// Fewest input rows for which a partition's operator runs on the GPU;
     /// below it the CPU is quicker than the copy to the device.
     pub gpu_min_rows: u64,
+    /// Tables whose columns GPU operators keep in device memory between
+    /// queries: comma-separated locations (path or URL prefixes), or `*`.
+    /// Empty keeps none.
+    pub gpu_cache_tables: String,
 }
 
 impl Default for EmberConfig {
@@ -54,6 +58,7 @@ impl Default for EmberConfig {
             write_id: String::new(),
             gpu: GpuMode::Auto,
             gpu_min_rows: 1_000_000,
+            gpu_cache_tables: String::new(),
         }
     }
 }
@@ -76,6 +81,10 @@ const EMBER_KEYS: &[(&str, &str)] = &[
     (
         "gpu_min_rows",
         "Fewest rows of a partition for which an operator runs on the GPU",
+    ),
+    (
+        "gpu_cache_tables",
+        "Table locations (or *) whose columns stay in GPU memory between queries",
     ),
 ];
 
@@ -126,6 +135,7 @@ impl ExtensionOptions for EmberConfig {
                     config_err!("`ember.gpu_min_rows` must be a whole number, not `{value}`")
                 })?
             }
+            "gpu_cache_tables" => self.gpu_cache_tables = value.trim().to_string(),
             _ => {
                 return config_err!(
                     "unknown setting `ember.{key}`; known settings: {}",
@@ -149,6 +159,7 @@ impl ExtensionOptions for EmberConfig {
             self.write_id.clone(),
             self.gpu.to_string(),
             self.gpu_min_rows.to_string(),
+            self.gpu_cache_tables.clone(),
         ];
         EMBER_KEYS
             .iter()

@@ -2,8 +2,15 @@
 //! column plus an optional validity bitmap, on the host ([`HostBatch`],
 //! coalesced from any number of Arrow batches) and on the device
 //! ([`DeviceBatch`]).
+//!
+//! String columns (Utf8, LargeUtf8, Utf8View and dictionaries of them) are
+//! dictionary-coded on the host: the device sees integer codes, usable as
+//! GROUP BY keys, and the strings stay on the host for the results.
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type,
 };
@@ -32,9 +39,46 @@ pub struct HostColumn {
     /// Bit `i` (LSB first, 32 per word) is set when row `i` is valid;
     /// `None` when every row is.
     pub validity: Option<Vec<u32>>,
+    /// For a dictionary-coded string column, the strings the codes
+    /// (`Int` values `0..len`) stand for.
+    pub dictionary: Option<Arc<StringArray>>,
 }
 
 impl HostColumn {
+    /// An integer, date or decimal column without a dictionary.
+    pub fn ints(data_type: GpuType, values: Vec<i64>, validity: Option<Vec<u32>>) -> Self {
+        Self {
+            data_type,
+            values: ColumnValues::Int(values),
+            validity,
+            dictionary: None,
+        }
+    }
+
+    /// The smallest and largest valid value of an `Int` column (`None` for
+    /// floats, or when no value is valid).
+    pub fn int_range(&self) -> Option<(i64, i64)> {
+        let ColumnValues::Int(values) = &self.values else {
+            return None;
+        };
+        let mut range: Option<(i64, i64)> = None;
+        match &self.validity {
+            None => {
+                for &v in values {
+                    range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+                }
+            }
+            Some(_) => {
+                for (row, &v) in values.iter().enumerate() {
+                    if self.is_valid(row) {
+                        range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+                    }
+                }
+            }
+        }
+        range
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         match &self.values {
@@ -73,6 +117,9 @@ impl HostColumn {
             return Err(GpuError::Unsupported("a column of no arrays".to_string()));
         };
         let data_type = first.data_type().clone();
+        if is_string(&data_type) {
+            return Self::dictionary_coded(arrays);
+        }
         let rows: usize = arrays.iter().map(|a| a.len()).sum();
         let any_nulls = arrays.iter().any(|a| a.null_count() > 0);
         let mut validity = any_nulls.then(|| vec![0u32; rows.div_ceil(32)]);
@@ -147,7 +194,65 @@ impl HostColumn {
             data_type: gpu_type,
             values,
             validity,
+            dictionary: None,
         })
+    }
+
+    /// Codes string arrays (all of one string type) against a dictionary
+    /// of their distinct values, in first-seen order.
+    fn dictionary_coded(arrays: &[ArrayRef]) -> Result<HostColumn, GpuError> {
+        let rows: usize = arrays.iter().map(|a| a.len()).sum();
+        let mut codes = Vec::with_capacity(rows);
+        let mut validity: Option<Vec<u32>> = None;
+        let mut strings: Vec<String> = Vec::new();
+        let mut index: HashMap<String, i64> = HashMap::new();
+        let mut code_of = |s: &str| -> i64 {
+            if let Some(&code) = index.get(s) {
+                return code;
+            }
+            let code = strings.len() as i64;
+            strings.push(s.to_string());
+            index.insert(s.to_string(), code);
+            code
+        };
+        for array in arrays {
+            let array = arrow::compute::cast(array, &DataType::Utf8)
+                .map_err(|e| GpuError::Unsupported(format!("a string column: {e}")))?;
+            let array = array.as_string::<i32>();
+            for i in 0..array.len() {
+                if array.is_valid(i) {
+                    codes.push(code_of(array.value(i)));
+                } else {
+                    let row = codes.len();
+                    let bits = validity.get_or_insert_with(|| {
+                        let mut bits = vec![u32::MAX; rows.div_ceil(32)];
+                        if !rows.is_multiple_of(32)
+                            && let Some(last) = bits.last_mut()
+                        {
+                            *last = (1u32 << (rows % 32)) - 1;
+                        }
+                        bits
+                    });
+                    bits[row / 32] &= !(1 << (row % 32));
+                    codes.push(0);
+                }
+            }
+        }
+        Ok(HostColumn {
+            data_type: GpuType::Int { scale: 0 },
+            values: ColumnValues::Int(codes),
+            validity,
+            dictionary: Some(Arc::new(StringArray::from(strings))),
+        })
+    }
+}
+
+/// Whether columns of `data_type` are dictionary-coded strings on the GPU.
+pub fn is_string(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, values) => is_string(values),
+        _ => false,
     }
 }
 
@@ -213,11 +318,14 @@ impl HostBatch {
                     Some(bits) => Some(stream.clone_htod(bits)?),
                     None => None,
                 };
-                Ok(DeviceColumn {
+                Ok(Arc::new(DeviceColumn {
                     data_type: c.data_type,
                     values,
                     validity,
-                })
+                    rows: c.len(),
+                    range: c.int_range(),
+                    dictionary: c.dictionary.clone(),
+                }))
             })
             .collect::<Result<Vec<_>, GpuError>>()?;
         Ok(DeviceBatch {
@@ -243,17 +351,42 @@ pub struct DeviceColumn {
     pub values: DeviceValues,
     /// The validity bitmap, if any row is NULL.
     pub validity: Option<CudaSlice<u32>>,
+    /// Number of rows.
+    pub rows: usize,
+    /// The smallest and largest valid value of an `Int` column.
+    pub range: Option<(i64, i64)>,
+    /// For a dictionary-coded string column, what its codes stand for.
+    pub dictionary: Option<Arc<StringArray>>,
 }
 
-/// Columns resident in device memory: what a GPU-cached table holds.
+impl DeviceColumn {
+    /// Bytes this column takes on the device.
+    pub fn device_bytes(&self) -> usize {
+        self.rows * 8 + self.validity.as_ref().map_or(0, |v| v.len() * 4)
+    }
+}
+
+/// Columns resident in device memory. Columns are shared, so a cached
+/// table's columns serve any query reading a subset of them.
 pub struct DeviceBatch {
     /// The columns.
-    pub columns: Vec<DeviceColumn>,
+    pub columns: Vec<Arc<DeviceColumn>>,
     /// Number of rows.
     pub rows: usize,
 }
 
 impl DeviceBatch {
+    /// A batch of `columns`, which must have equal lengths.
+    pub fn new(columns: Vec<Arc<DeviceColumn>>) -> Result<DeviceBatch, GpuError> {
+        let rows = columns.first().map_or(0, |c| c.rows);
+        if columns.iter().any(|c| c.rows != rows) {
+            return Err(GpuError::Unsupported(
+                "device columns of different lengths".to_string(),
+            ));
+        }
+        Ok(DeviceBatch { columns, rows })
+    }
+
     /// The columns' types.
     pub fn types(&self) -> Vec<GpuType> {
         self.columns.iter().map(|c| c.data_type).collect()

@@ -11,19 +11,26 @@
 //! * [`FusedAggregate`] is filter + arithmetic + aggregates without GROUP
 //!   BY in one pass, generated as one kernel from [`GpuExpr`] trees; its
 //!   [`FusedAggregate::run_cpu`] is the reference with the same semantics.
+//! * [`GroupedAggregate`] is the same with GROUP BY over integer, date and
+//!   dictionary-coded string keys: a hash aggregation emitting one
+//!   [`AggregateState`] per group and aggregate.
 
 mod batch;
 mod device;
 mod error;
 mod expr;
 mod fused;
+mod grouped;
 mod mode;
 
-pub use batch::{ColumnValues, DeviceBatch, DeviceColumn, DeviceValues, HostBatch, HostColumn};
+pub use batch::{
+    ColumnValues, DeviceBatch, DeviceColumn, DeviceValues, HostBatch, HostColumn, is_string,
+};
 pub use device::{GpuDevice, compile_ptx, driver_available, nvrtc_available};
 pub use error::GpuError;
 pub use expr::{ArithmeticOp, CompareOp, GpuExpr, GpuType};
 pub use fused::{Aggregate, AggregateFunction, AggregateValue, FusedAggregate};
+pub use grouped::{AggregateState, Group, GroupedAggregate};
 pub use mode::GpuMode;
 
 #[cfg(test)]

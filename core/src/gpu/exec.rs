@@ -1,78 +1,99 @@
-//! [`GpuFusedAggregateExec`]: a partial aggregate without GROUP BY (with its
-//! filter) computed by one generated GPU kernel per partition, falling back
-//! to the CPU plan it replaced whenever the GPU cannot run it.
+//! [`GpuAggregateExec`]: a partial aggregate (with its filter and
+//! projection, with or without GROUP BY) computed by a generated GPU kernel,
+//! falling back to the CPU plan it replaced whenever the GPU cannot run it.
+//!
+//! Input is streamed in chunks of at least [`CHUNK_ROWS`] rows, each held
+//! under the task's memory pool while it is copied to the device; each
+//! chunk emits its own partial state, which the final aggregate merges. A
+//! scan of a GPU-cached table (see [`super::cache`]) instead runs the kernel
+//! over its partition's columns already in device memory.
 
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, collect,
 };
-use datafusion::scalar::ScalarValue;
-use ember_gpu::{AggregateValue, FusedAggregate, GpuDevice, GpuError, HostBatch};
+use ember_gpu::{DeviceBatch, GpuDevice, GpuError, HostBatch};
 use futures::{StreamExt, TryStreamExt};
 
-/// Runs `query` on a GPU over each partition of `input` and emits the
-/// partial aggregate state the replaced `AggregateExec` would have.
-pub struct GpuFusedAggregateExec {
+use super::cache::{CachedScan, cached_columns, keep_columns};
+use super::output::{grouped_batch, ungrouped_batch};
+use super::placement::{GpuKernel, GpuPlacement};
+
+fn gpu_error(e: GpuError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// The fewest rows the operator gathers before running a chunk.
+pub const CHUNK_ROWS: usize = 1 << 22;
+
+/// Runs a [`GpuPlacement`] on a GPU over each partition of its scan and
+/// emits the partial aggregate state the replaced `AggregateExec` would.
+pub struct GpuAggregateExec {
     /// The CPU subtree this replaces (`AggregateExec(Partial)` over its
-    /// filter over `input`): its schema, and the fallback.
+    /// projection and filter over the scan): its schema, and the fallback.
     original: Arc<dyn ExecutionPlan>,
-    /// The plan feeding the kernel (the scan under the filter).
-    input: Arc<dyn ExecutionPlan>,
-    query: FusedAggregate,
-    /// Input columns the kernel reads, in kernel column order.
-    columns: Vec<usize>,
+    placement: GpuPlacement,
     device: Option<Arc<GpuDevice>>,
     min_rows: u64,
+    /// Set when the scan's table is GPU-cached.
+    cached: Option<CachedScan>,
+    /// Without a device, run the kernels' CPU references (not the
+    /// replaced plan): how tests check kernels, placement and output on
+    /// machines without a GPU.
+    reference: bool,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
 
-impl fmt::Debug for GpuFusedAggregateExec {
+impl fmt::Debug for GpuAggregateExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GpuFusedAggregateExec")
-            .field("query", &self.query)
-            .field("columns", &self.columns)
+        f.debug_struct("GpuAggregateExec")
+            .field("kernel", &self.placement.kernel)
+            .field("columns", &self.placement.columns)
             .finish()
     }
 }
 
-impl GpuFusedAggregateExec {
-    /// Replaces `original` (whose input chain ends in `input`).
+impl GpuAggregateExec {
+    /// Replaces `original` as `placement` says.
     pub fn new(
         original: Arc<dyn ExecutionPlan>,
-        input: Arc<dyn ExecutionPlan>,
-        query: FusedAggregate,
-        columns: Vec<usize>,
+        placement: GpuPlacement,
         device: Option<Arc<GpuDevice>>,
         min_rows: u64,
-    ) -> Result<Self> {
+        cached: Option<CachedScan>,
+    ) -> Self {
         let properties = Arc::clone(original.properties());
-        Ok(Self {
+        Self {
             original,
-            input,
-            query,
-            columns,
+            placement,
             device,
             min_rows,
+            cached,
+            reference: false,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
-        })
+        }
     }
 
-    /// The original plan with its leaf `input` replaced by `leaf`.
-    fn original_over(&self, leaf: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-        replace_leaf(&self.original, &self.input, leaf)
+    /// This operator, running the kernels' CPU references where it has no
+    /// device.
+    pub fn with_reference(mut self) -> Self {
+        self.reference = true;
+        self
     }
 }
 
@@ -96,18 +117,30 @@ fn replace_leaf(
     )
 }
 
-impl DisplayAs for GpuFusedAggregateExec {
+impl DisplayAs for GpuAggregateExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, aggregates, filter) = match &self.placement.kernel {
+            GpuKernel::Ungrouped(q) => (
+                "no grouping".to_string(),
+                q.aggregates.len(),
+                q.filter.is_some(),
+            ),
+            GpuKernel::Grouped(q) => (
+                format!("{} keys", q.keys.len()),
+                q.aggregates.len(),
+                q.filter.is_some(),
+            ),
+        };
         write!(
             f,
-            "GpuFusedAggregateExec: {} aggregates{}, columns={:?}, device={}",
-            self.query.aggregates.len(),
-            if self.query.filter.is_some() {
-                " with filter"
+            "GpuAggregateExec: {kind}, {aggregates} aggregates{}, columns={:?}{}, device={}",
+            if filter { " with filter" } else { "" },
+            self.placement.columns,
+            if self.cached.is_some() {
+                ", cached"
             } else {
                 ""
             },
-            self.columns,
             self.device
                 .as_ref()
                 .map_or("none (CPU fallback)".to_string(), |d| d.name().to_string())
@@ -115,9 +148,9 @@ impl DisplayAs for GpuFusedAggregateExec {
     }
 }
 
-impl ExecutionPlan for GpuFusedAggregateExec {
+impl ExecutionPlan for GpuAggregateExec {
     fn name(&self) -> &str {
-        "GpuFusedAggregateExec"
+        "GpuAggregateExec"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -125,25 +158,34 @@ impl ExecutionPlan for GpuFusedAggregateExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
+        vec![&self.placement.scan]
     }
 
     fn with_new_children(
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = children.pop().ok_or_else(|| {
-            DataFusionError::Internal("GpuFusedAggregateExec needs an input".into())
-        })?;
-        let original = self.original_over(Arc::clone(&input))?;
-        Ok(Arc::new(Self::new(
+        let scan = children
+            .pop()
+            .ok_or_else(|| DataFusionError::Internal("GpuAggregateExec needs an input".into()))?;
+        // A new scan may read other files: its columns are not cached.
+        let cached = if Arc::ptr_eq(&scan, &self.placement.scan) {
+            self.cached.clone()
+        } else {
+            None
+        };
+        let original = replace_leaf(&self.original, &self.placement.scan, Arc::clone(&scan))?;
+        let mut placement = self.placement.clone();
+        placement.scan = scan;
+        let mut exec = Self::new(
             original,
-            input,
-            self.query.clone(),
-            self.columns.clone(),
+            placement,
             self.device.clone(),
             self.min_rows,
-        )?))
+            cached,
+        );
+        exec.reference = self.reference;
+        Ok(Arc::new(exec))
     }
 
     fn apply_expressions(
@@ -162,146 +204,260 @@ impl ExecutionPlan for GpuFusedAggregateExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let gpu_rows = MetricBuilder::new(&self.metrics).counter("gpu_rows", partition);
-        let cpu_rows = MetricBuilder::new(&self.metrics).counter("cpu_rows", partition);
-        let input = self.input.execute(partition, Arc::clone(&context))?;
+        let run = ChunkRunner {
+            original: Arc::clone(&self.original),
+            placement: self.placement.clone(),
+            schema: self.schema(),
+            device: self.device.clone(),
+            reference: self.reference,
+            min_rows: self.min_rows,
+            context: Arc::clone(&context),
+            gpu_rows: MetricBuilder::new(&self.metrics).counter("gpu_rows", partition),
+            cpu_rows: MetricBuilder::new(&self.metrics).counter("cpu_rows", partition),
+            cached_rows: MetricBuilder::new(&self.metrics).counter("gpu_cached_rows", partition),
+        };
+        let reservation = MemoryConsumer::new(format!("GpuAggregateExec[{partition}]"))
+            .register(context.memory_pool());
+        let cached = match (&self.device, &self.cached) {
+            (Some(_), Some(cached)) => cached
+                .keys(partition, &self.placement.columns)
+                .map(|keys| (cached.clone(), keys)),
+            _ => None,
+        };
         let schema = self.schema();
-        let input_schema = self.input.schema();
-        let query = self.query.clone();
-        let columns = self.columns.clone();
-        let device = self.device.clone();
-        let min_rows = self.min_rows;
-        let original = Arc::clone(&self.original);
-        let leaf = Arc::clone(&self.input);
-        let out_schema = Arc::clone(&schema);
-        let output = futures::stream::once(async move {
-            let batches: Vec<RecordBatch> = input.try_collect().await?;
-            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            if let Some(device) = device.filter(|_| rows as u64 >= min_rows) {
-                // A value the plan's state type cannot hold falls back too.
-                let attempt = run_on_gpu(&device, &query, &columns, &batches)
-                    .map_err(|e| e.to_string())
-                    .and_then(|values| {
-                        state_batch(&out_schema, &values).map_err(|e| e.to_string())
-                    });
-                match attempt {
-                    Ok(state) => {
-                        gpu_rows.add(rows);
-                        return Ok(vec![state]);
-                    }
-                    Err(e) => tracing::debug!("GPU aggregate falls back to the CPU: {e}"),
-                }
+        let output = match cached {
+            Some((cached, keys)) => {
+                futures::stream::once(run.run_cached(cached, keys, partition, reservation))
+                    .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
+                    .try_flatten()
+                    .boxed()
             }
-            cpu_rows.add(rows);
-            let memory: Arc<dyn ExecutionPlan> =
-                MemorySourceConfig::try_new_exec(&[batches], input_schema, None)?;
-            // `collect` merges the plan's partitions, if it has several.
-            collect(replace_leaf(&original, &leaf, memory)?, context).await
+            None => {
+                let input = self.placement.scan.execute(partition, context)?;
+                run.run_chunks(input, reservation)
+            }
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, output)))
+    }
+}
+
+/// What one partition's execution needs.
+struct ChunkRunner {
+    original: Arc<dyn ExecutionPlan>,
+    placement: GpuPlacement,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    device: Option<Arc<GpuDevice>>,
+    reference: bool,
+    min_rows: u64,
+    context: Arc<TaskContext>,
+    gpu_rows: Count,
+    cpu_rows: Count,
+    cached_rows: Count,
+}
+
+impl ChunkRunner {
+    /// Streams `input` in chunks of at least [`CHUNK_ROWS`] rows.
+    fn run_chunks(
+        self,
+        input: SendableRecordBatchStream,
+        reservation: MemoryReservation,
+    ) -> futures::stream::BoxStream<'static, Result<RecordBatch>> {
+        let chunk_rows = CHUNK_ROWS.max(self.min_rows as usize);
+        let runner = Arc::new(self);
+        let state = (input, reservation, false, false);
+        futures::stream::try_unfold(state, move |(mut input, reservation, mut done, mut ran)| {
+            let runner = Arc::clone(&runner);
+            async move {
+                if done {
+                    return Ok::<_, DataFusionError>(None);
+                }
+                let mut batches = Vec::new();
+                let mut rows = 0usize;
+                while rows < chunk_rows {
+                    match input.next().await {
+                        Some(batch) => {
+                            let batch = batch?;
+                            reservation.try_grow(batch.get_array_memory_size())?;
+                            rows += batch.num_rows();
+                            batches.push(batch);
+                        }
+                        None => {
+                            done = true;
+                            break;
+                        }
+                    }
+                }
+                // An empty partition still emits the CPU plan's state
+                // (one row without GROUP BY), once.
+                let output = if rows > 0 || !ran {
+                    runner.run_chunk(batches).await?
+                } else {
+                    Vec::new()
+                };
+                ran = true;
+                reservation.free();
+                Ok(Some((output, (input, reservation, done, ran))))
+            }
         })
         .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
-        .try_flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            schema,
-            output.boxed(),
-        )))
+        .try_flatten()
+        .boxed()
     }
-}
 
-fn run_on_gpu(
-    device: &GpuDevice,
-    query: &FusedAggregate,
-    columns: &[usize],
-    batches: &[RecordBatch],
-) -> std::result::Result<Vec<AggregateValue>, GpuError> {
-    let selected: Vec<Vec<ArrayRef>> = batches
-        .iter()
-        .map(|b| columns.iter().map(|&c| Arc::clone(b.column(c))).collect())
-        .collect();
-    if selected.is_empty() {
-        return Err(GpuError::Unsupported("an empty partition".to_string()));
+    /// One chunk: on the GPU where it can, else through the CPU plan.
+    async fn run_chunk(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if let Some(device) = self
+            .device
+            .as_ref()
+            .filter(|_| rows as u64 >= self.min_rows)
+        {
+            let attempt = self
+                .host_batch(&batches)
+                .and_then(|host| host.upload(device))
+                .map_err(|e| e.to_string())
+                .and_then(|on_device| self.run_kernel(device, &on_device));
+            match attempt {
+                Ok(state) => {
+                    self.gpu_rows.add(rows);
+                    return Ok(vec![state]);
+                }
+                Err(e) => tracing::debug!("GPU aggregate falls back to the CPU: {e}"),
+            }
+        } else if self.device.is_none() && self.reference && rows > 0 {
+            let host = self.host_batch(&batches).map_err(gpu_error)?;
+            return Ok(vec![self.run_reference(&host)?]);
+        }
+        self.run_cpu(batches, rows).await
     }
-    let on_device = HostBatch::from_arrow(&selected)?.upload(device)?;
-    query.run_gpu(device, &on_device)
-}
 
-/// One row of partial aggregate state: one column per aggregate (SUM, COUNT,
-/// MIN and MAX each keep one state value).
-fn state_batch(
-    schema: &datafusion::arrow::datatypes::SchemaRef,
-    values: &[AggregateValue],
-) -> Result<RecordBatch> {
-    if schema.fields().len() != values.len() {
-        return Err(DataFusionError::Internal(format!(
-            "GPU aggregate produced {} values for {} state columns",
-            values.len(),
-            schema.fields().len()
-        )));
+    /// The kernel's CPU reference over `host`; its state batch.
+    fn run_reference(&self, host: &HostBatch) -> Result<RecordBatch> {
+        let states = &self.placement.states;
+        match &self.placement.kernel {
+            GpuKernel::Ungrouped(query) => {
+                let values = query.run_cpu(host).map_err(gpu_error)?;
+                ungrouped_batch(&self.schema, states, &values)
+            }
+            GpuKernel::Grouped(query) => {
+                let groups = query.run_cpu(host).map_err(gpu_error)?;
+                let dictionaries: Vec<_> = query
+                    .keys
+                    .iter()
+                    .map(|&k| host.columns[k].dictionary.clone())
+                    .collect();
+                grouped_batch(&self.schema, states, &dictionaries, &groups)
+            }
+        }
     }
-    let columns = schema
-        .fields()
-        .iter()
-        .zip(values)
-        .map(|(field, value)| scalar(field.data_type(), value)?.to_array())
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
-}
 
-/// `value` as a scalar of `data_type`, rescaling decimals.
-fn scalar(data_type: &DataType, value: &AggregateValue) -> Result<ScalarValue> {
-    let mismatch =
-        || DataFusionError::Internal(format!("GPU aggregate value {value:?} as {data_type}"));
-    Ok(match (data_type, value) {
-        (_, AggregateValue::Null) => ScalarValue::try_from(data_type)?,
-        (DataType::Int64, AggregateValue::Count(n)) => ScalarValue::Int64(Some(*n as i64)),
-        (DataType::UInt64, AggregateValue::Count(n)) => ScalarValue::UInt64(Some(*n)),
-        (DataType::Decimal128(p, s), AggregateValue::Int { value, scale }) => {
-            let shift = (*s as i32) - (*scale as i32);
-            let value = if shift >= 0 {
-                value
-                    .checked_mul(10i128.pow(shift as u32))
-                    .ok_or_else(mismatch)?
-            } else {
-                return Err(mismatch());
-            };
-            ScalarValue::Decimal128(Some(value), *p, *s)
-        }
-        (DataType::Int64, AggregateValue::Int { value, scale: 0 }) => {
-            ScalarValue::Int64(Some(i64::try_from(*value).map_err(|_| mismatch())?))
-        }
-        (DataType::Int32, AggregateValue::Int { value, scale: 0 }) => {
-            ScalarValue::Int32(Some(i32::try_from(*value).map_err(|_| mismatch())?))
-        }
-        (DataType::Date32, AggregateValue::Int { value, scale: 0 }) => {
-            ScalarValue::Date32(Some(i32::try_from(*value).map_err(|_| mismatch())?))
-        }
-        (DataType::Float64, AggregateValue::Float(v)) => ScalarValue::Float64(Some(*v)),
-        // MIN/MAX of a Float32 column: its values widened exactly to f64.
-        (DataType::Float32, AggregateValue::Float(v)) => ScalarValue::Float32(Some(*v as f32)),
-        _ => return Err(mismatch()),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_values_take_the_plan_types_or_are_refused() {
-        let float = AggregateValue::Float(1.5);
-        assert_eq!(
-            scalar(&DataType::Float32, &float).unwrap(),
-            ScalarValue::Float32(Some(1.5))
-        );
-        let decimal = AggregateValue::Int {
-            value: 175,
-            scale: 2,
+    /// A cached partition: its columns from device memory, filled first
+    /// (from every row of its files) if need be.
+    async fn run_cached(
+        self,
+        cached: CachedScan,
+        keys: Vec<String>,
+        partition: usize,
+        reservation: MemoryReservation,
+    ) -> Result<Vec<RecordBatch>> {
+        let Some(device) = self.device.clone() else {
+            return Err(DataFusionError::Internal(
+                "a cached GPU scan without a device".to_string(),
+            ));
         };
-        assert_eq!(
-            scalar(&DataType::Decimal128(38, 4), &decimal).unwrap(),
-            ScalarValue::Decimal128(Some(17500), 38, 4)
-        );
-        // A state type of fewer digits than the value would lose them.
-        assert!(scalar(&DataType::Decimal128(38, 1), &decimal).is_err());
-        assert!(scalar(&DataType::Utf8, &decimal).is_err());
+        if let Some(columns) = cached_columns(&keys) {
+            let attempt = DeviceBatch::new(columns)
+                .map_err(|e| e.to_string())
+                .and_then(|batch| Ok((batch.rows, self.run_kernel(&device, &batch)?)));
+            match attempt {
+                Ok((rows, state)) => {
+                    self.gpu_rows.add(rows);
+                    self.cached_rows.add(rows);
+                    return Ok(vec![state]);
+                }
+                Err(e) => tracing::debug!("GPU aggregate over cached columns: {e}"),
+            }
+        }
+        // Fill: every row of the partition's files, once.
+        let scan = cached.filling_scan(partition)?;
+        let mut stream = scan.execute(0, Arc::clone(&self.context))?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            reservation.try_grow(batch.get_array_memory_size())?;
+            batches.push(batch);
+        }
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let attempt = self
+            .host_batch(&batches)
+            .and_then(|host| host.upload(&device))
+            .map_err(|e| e.to_string())
+            .and_then(|on_device| {
+                keep_columns(&device, &keys, &on_device.columns);
+                self.run_kernel(&device, &on_device)
+            });
+        match attempt {
+            Ok(state) => {
+                self.gpu_rows.add(rows);
+                Ok(vec![state])
+            }
+            Err(e) => {
+                tracing::debug!("GPU aggregate falls back to the CPU: {e}");
+                self.run_cpu(batches, rows).await
+            }
+        }
+    }
+
+    /// The kernel's columns of `batches`, coalesced.
+    fn host_batch(&self, batches: &[RecordBatch]) -> std::result::Result<HostBatch, GpuError> {
+        if batches.is_empty() {
+            return Err(GpuError::Unsupported("an empty partition".to_string()));
+        }
+        let selected: Vec<Vec<ArrayRef>> = batches
+            .iter()
+            .map(|b| {
+                self.placement
+                    .columns
+                    .iter()
+                    .map(|&c| Arc::clone(b.column(c)))
+                    .collect()
+            })
+            .collect();
+        HostBatch::from_arrow(&selected)
+    }
+
+    /// Runs the kernel over columns in device memory; its state batch.
+    fn run_kernel(
+        &self,
+        device: &GpuDevice,
+        batch: &DeviceBatch,
+    ) -> std::result::Result<RecordBatch, String> {
+        let states = &self.placement.states;
+        match &self.placement.kernel {
+            GpuKernel::Ungrouped(query) => {
+                let values = query.run_gpu(device, batch).map_err(|e| e.to_string())?;
+                ungrouped_batch(&self.schema, states, &values).map_err(|e| e.to_string())
+            }
+            GpuKernel::Grouped(query) => {
+                let groups = query.run_gpu(device, batch).map_err(|e| e.to_string())?;
+                let dictionaries: Vec<_> = query
+                    .keys
+                    .iter()
+                    .map(|&k| batch.columns[k].dictionary.clone())
+                    .collect();
+                grouped_batch(&self.schema, states, &dictionaries, &groups)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The replaced CPU plan over `batches`.
+    async fn run_cpu(&self, batches: Vec<RecordBatch>, rows: usize) -> Result<Vec<RecordBatch>> {
+        self.cpu_rows.add(rows);
+        let memory: Arc<dyn ExecutionPlan> =
+            MemorySourceConfig::try_new_exec(&[batches], self.placement.scan.schema(), None)?;
+        let plan = replace_leaf(&self.original, &self.placement.scan, memory)?;
+        // `collect` merges the plan's partitions, if it has several.
+        collect(plan, Arc::clone(&self.context)).await
     }
 }

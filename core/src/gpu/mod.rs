@@ -1,13 +1,17 @@
 //! Placing operators on a GPU: the plan rewrite that replaces a supported
-//! subtree by [`GpuFusedAggregateExec`], used by executors (on each decoded
+//! subtree by [`GpuAggregateExec`], used by executors (on each decoded
 //! stage plan) and by embedded sessions (as a physical optimizer rule).
 //!
-//! Supported today: a partial aggregate without GROUP BY (SUM, COUNT, MIN,
-//! MAX over integer, date, decimal and float expressions) over an optional
-//! filter, the shape of TPC-H Q6. Anything else stays on the CPU, with the
-//! reason logged at debug level.
+//! Supported today: a partial aggregate (SUM, COUNT, MIN, MAX, AVG over
+//! integer, date, decimal and float expressions) over an optional
+//! projection and filter, without GROUP BY (the shape of TPC-H Q6) or
+//! grouped by integer, date and string columns (the shape of Q1). Anything
+//! else stays on the CPU, with the reason logged at debug level.
 
+mod cache;
 mod exec;
+mod output;
+mod placement;
 mod translate;
 
 use std::sync::{Arc, OnceLock};
@@ -17,12 +21,12 @@ use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::filter::FilterExec;
-use ember_gpu::{Aggregate, AggregateFunction, FusedAggregate, GpuDevice, GpuMode};
+use datafusion::physical_plan::aggregates::AggregateExec;
+use ember_gpu::{GpuDevice, GpuMode};
 
-pub use exec::GpuFusedAggregateExec;
-use translate::{UsedColumns, translate};
+pub use cache::{CachedScan, GpuCachePolicy, cached_bytes};
+pub use exec::{CHUNK_ROWS, GpuAggregateExec};
+pub use placement::{GpuKernel, GpuPlacement, StateSource, placement};
 
 use crate::config::EmberConfig;
 
@@ -59,26 +63,50 @@ pub fn gpu_for(mode: GpuMode) -> Result<Option<Arc<GpuDevice>>> {
 
 /// Rewrites every supported subtree of `plan` to run on `device` (or, with
 /// `None`, to the same operator running its CPU fallback: what tests use
-/// where no GPU is present).
+/// where no GPU is present). Scans of tables `cache` covers keep their
+/// columns in device memory.
 pub fn rewrite_for_gpu(
     plan: Arc<dyn ExecutionPlan>,
     device: Option<Arc<GpuDevice>>,
     min_rows: u64,
+    cache: &GpuCachePolicy,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    rewrite(plan, device, min_rows, cache, false)
+}
+
+/// [`rewrite_for_gpu`] without a device, running the kernels' CPU
+/// references instead: the GPU path's translation, kernel semantics and
+/// output on any machine (what tests compare with the CPU plan).
+pub fn rewrite_for_cpu_reference(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    rewrite(plan, None, 0, &GpuCachePolicy::default(), true)
+}
+
+fn rewrite(
+    plan: Arc<dyn ExecutionPlan>,
+    device: Option<Arc<GpuDevice>>,
+    min_rows: u64,
+    cache: &GpuCachePolicy,
+    reference: bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
         let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
             return Ok(Transformed::no(node));
         };
-        match fused_aggregate(aggregate) {
-            Ok((query, scan, columns)) => {
-                let exec = GpuFusedAggregateExec::new(
+        match placement(aggregate) {
+            Ok(placement) => {
+                let cached = device
+                    .as_ref()
+                    .and_then(|_| CachedScan::new(&placement.scan, cache));
+                let mut exec = GpuAggregateExec::new(
                     Arc::clone(&node),
-                    scan,
-                    query,
-                    columns,
+                    placement,
                     device.clone(),
                     min_rows,
-                )?;
+                    cached,
+                );
+                if reference {
+                    exec = exec.with_reference();
+                }
                 Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
             }
             Err(reason) => {
@@ -88,67 +116,6 @@ pub fn rewrite_for_gpu(
         }
     })
     .map(|t| t.data)
-}
-
-/// What an aggregate subtree becomes on the GPU: the fused query, the plan
-/// below it that feeds the kernel, and the input columns the kernel reads.
-type FusedPlacement = (FusedAggregate, Arc<dyn ExecutionPlan>, Vec<usize>);
-
-/// The [`FusedPlacement`] of an aggregate subtree, or why there is none.
-fn fused_aggregate(aggregate: &AggregateExec) -> std::result::Result<FusedPlacement, String> {
-    if *aggregate.mode() != AggregateMode::Partial {
-        return Err("not a partial aggregate".to_string());
-    }
-    if !aggregate.group_expr().is_empty() {
-        return Err("GROUP BY is not supported on the GPU yet".to_string());
-    }
-    if aggregate.filter_expr().iter().any(Option::is_some) {
-        return Err("aggregate FILTER clauses".to_string());
-    }
-    let input = aggregate.input();
-    let (scan, filter, projection): (Arc<dyn ExecutionPlan>, _, Option<Vec<usize>>) =
-        match input.downcast_ref::<FilterExec>() {
-            Some(filter) => (
-                Arc::clone(filter.input()),
-                Some(Arc::clone(filter.predicate())),
-                filter.projection().as_ref().map(|p| p.to_vec()),
-            ),
-            None => (Arc::clone(input), None, None),
-        };
-    let scan_schema = scan.schema();
-    let scan_types: Vec<_> = scan_schema
-        .fields()
-        .iter()
-        .map(|f| f.data_type().clone())
-        .collect();
-    let mut used = UsedColumns::default();
-    let filter = filter
-        .map(|predicate| translate(&predicate, None, &scan_types, &mut used))
-        .transpose()?;
-    let mut aggregates = Vec::new();
-    for expr in aggregate.aggr_expr() {
-        if expr.is_distinct() {
-            return Err(format!("{}: DISTINCT", expr.name()));
-        }
-        let function = match expr.fun().name() {
-            "sum" => AggregateFunction::Sum,
-            "count" => AggregateFunction::Count,
-            "min" => AggregateFunction::Min,
-            "max" => AggregateFunction::Max,
-            other => return Err(format!("aggregate `{other}`")),
-        };
-        let inputs = expr.expressions();
-        let [input] = inputs.as_slice() else {
-            return Err(format!("{} with {} arguments", expr.name(), inputs.len()));
-        };
-        let input = translate(input, projection.as_deref(), &scan_types, &mut used)?;
-        aggregates.push(Aggregate::new(function, input));
-    }
-    let query = FusedAggregate { filter, aggregates };
-    query
-        .validate(&translate::gpu_types(&used, &scan_types))
-        .map_err(|e| e.to_string())?;
-    Ok((query, scan, used.scan))
 }
 
 /// The embedded session's physical optimizer rule: [`rewrite_for_gpu`]
@@ -168,7 +135,12 @@ impl PhysicalOptimizerRule for GpuPlacementRule {
             .cloned()
             .unwrap_or_default();
         match gpu_for(settings.gpu)? {
-            Some(device) => rewrite_for_gpu(plan, Some(device), settings.gpu_min_rows),
+            Some(device) => rewrite_for_gpu(
+                plan,
+                Some(device),
+                settings.gpu_min_rows,
+                &GpuCachePolicy::parse(&settings.gpu_cache_tables),
+            ),
             None => Ok(plan),
         }
     }

@@ -11,7 +11,7 @@ use datafusion::physical_expr::expressions::{
     BinaryExpr, CastExpr, Column, IsNullExpr, Literal, NotExpr,
 };
 use datafusion::scalar::ScalarValue;
-use ember_gpu::{GpuExpr, GpuType};
+use ember_gpu::{GpuExpr, GpuType, is_string};
 
 /// Maps the scan's columns that expressions use to the GPU batch's columns,
 /// in first-use order.
@@ -22,6 +22,11 @@ pub(crate) struct UsedColumns {
 }
 
 impl UsedColumns {
+    /// The GPU column of a GROUP BY key read from `scan_column`.
+    pub(crate) fn key_index(&mut self, scan_column: usize) -> usize {
+        self.gpu_index(scan_column)
+    }
+
     fn gpu_index(&mut self, scan_column: usize) -> usize {
         match self.scan.iter().position(|&c| c == scan_column) {
             Some(i) => i,
@@ -105,11 +110,16 @@ pub(crate) fn translate(
     Err(format!("expression `{expr}`"))
 }
 
-/// The GPU types of the used columns, in GPU column order.
+/// The GPU types of the used columns, in GPU column order (string keys
+/// are dictionary codes: integers).
 pub(crate) fn gpu_types(used: &UsedColumns, scan_types: &[DataType]) -> Vec<GpuType> {
     used.scan
         .iter()
-        .map(|&c| GpuType::from_arrow(&scan_types[c]).unwrap_or(GpuType::Bool))
+        .map(|&c| match GpuType::from_arrow(&scan_types[c]) {
+            Some(ty) => ty,
+            None if is_string(&scan_types[c]) => GpuType::Int { scale: 0 },
+            None => GpuType::Bool,
+        })
         .collect()
 }
 

@@ -7,6 +7,9 @@
 //!   columns (what a GPU-cached table gives), its bandwidth, and the same
 //!   query on the CPU with every core, over the same columns in host memory.
 //!   Results are checked against the CPU reference; a mismatch exits 1.
+//! * TPC-H Q1 (hash GROUP BY over the dictionary-coded returnflag and
+//!   linestatus, eight aggregates) the same way: kernel time on
+//!   device-resident columns against an all-core CPU loop, results checked.
 //!
 //! `--gpu force` (the default) makes a missing GPU an error, so that no CPU
 //! fallback can pass for a GPU result.
@@ -16,8 +19,8 @@ use std::time::Instant;
 
 use arrow::array::ArrayRef;
 use ember_gpu::{
-    Aggregate, AggregateFunction, AggregateValue, ColumnValues, FusedAggregate, GpuDevice, GpuExpr,
-    GpuMode, HostBatch,
+    Aggregate, AggregateFunction, AggregateState, AggregateValue, ColumnValues, FusedAggregate,
+    GpuDevice, GpuExpr, GpuMode, Group, GroupedAggregate, HostBatch,
 };
 use tpchgen::generators::LineItemGenerator;
 use tpchgen_arrow::LineItemArrow;
@@ -73,9 +76,22 @@ fn main() {
     }
 }
 
-/// lineitem's Q6 columns (quantity, extendedprice, discount, shipdate),
-/// generated with one thread per part.
-fn lineitem_q6_columns(scale_factor: f64) -> Result<HostBatch, String> {
+/// lineitem's Q6 columns, in kernel order.
+const Q6_COLUMNS: &[&str] = &["l_quantity", "l_extendedprice", "l_discount", "l_shipdate"];
+
+/// lineitem's Q1 columns, in kernel order.
+const Q1_COLUMNS: &[&str] = &[
+    "l_returnflag",
+    "l_linestatus",
+    "l_quantity",
+    "l_extendedprice",
+    "l_discount",
+    "l_tax",
+    "l_shipdate",
+];
+
+/// lineitem's `names` columns, generated with one thread per part.
+fn lineitem_columns(scale_factor: f64, names: &[&str]) -> Result<HostBatch, String> {
     let parts = std::thread::available_parallelism()
         .map_or(4, |n| n.get())
         .max(1);
@@ -88,7 +104,7 @@ fn lineitem_q6_columns(scale_factor: f64) -> Result<HostBatch, String> {
                         .with_batch_size(1 << 20)
                         .map(|batch| {
                             let batch = batch.map_err(|e| format!("lineitem: {e}"))?;
-                            ["l_quantity", "l_extendedprice", "l_discount", "l_shipdate"]
+                            names
                                 .iter()
                                 .map(|name| {
                                     batch
@@ -259,7 +275,7 @@ fn run(options: &Options) -> Result<(), String> {
 
     // 3. TPC-H Q6 over lineitem.
     let started = Instant::now();
-    let batch = lineitem_q6_columns(options.scale_factor)?;
+    let batch = lineitem_columns(options.scale_factor, Q6_COLUMNS)?;
     let generate = started.elapsed().as_secs_f64();
     let bytes = batch.device_bytes();
     println!(
@@ -380,6 +396,198 @@ fn run(options: &Options) -> Result<(), String> {
         gib_per_s(bytes, scan),
         100.0 * gib_per_s(bytes, scan) / copy_bandwidth
     );
+    drop(resident);
+    drop(batch);
+    run_q1(options, &device)?;
     let _ = Arc::strong_count(device.context());
+    Ok(())
+}
+
+/// TPC-H Q1 with the specification's validation parameters (DELTA 90:
+/// shipdate <= 1998-09-02), over [`Q1_COLUMNS`].
+fn q1() -> GroupedAggregate {
+    let (quantity, price, discount, tax, shipdate) = (
+        GpuExpr::col(2),
+        GpuExpr::col(3),
+        GpuExpr::col(4),
+        GpuExpr::col(5),
+        GpuExpr::col(6),
+    );
+    let discounted = price.clone() * (GpuExpr::int(1) - discount.clone());
+    GroupedAggregate {
+        filter: Some(shipdate.lt_eq(GpuExpr::int(10471))),
+        keys: vec![0, 1],
+        aggregates: vec![
+            Aggregate::new(AggregateFunction::Sum, quantity.clone()),
+            Aggregate::new(AggregateFunction::Sum, price.clone()),
+            Aggregate::new(AggregateFunction::Sum, discounted.clone()),
+            Aggregate::new(AggregateFunction::Sum, discounted * (GpuExpr::int(1) + tax)),
+            Aggregate::new(AggregateFunction::Avg, quantity),
+            Aggregate::new(AggregateFunction::Avg, price),
+            Aggregate::new(AggregateFunction::Avg, discount),
+            Aggregate::count_star(),
+        ],
+    }
+}
+
+/// Per group (returnflag code, linestatus code): the sums of quantity,
+/// price, discounted price, charge and discount, and the row count.
+type Q1Sums = std::collections::BTreeMap<(i64, i64), [i128; 6]>;
+
+/// Q1 as a tight loop over the host columns with every core.
+fn q1_cpu_all_cores(batch: &HostBatch) -> Q1Sums {
+    let column = |i: usize| match &batch.columns[i].values {
+        ColumnValues::Int(v) => v.as_slice(),
+        ColumnValues::Float(_) => unreachable!("Q1's columns are integers"),
+    };
+    let (flag, status, quantity, price, discount, tax, shipdate) = (
+        column(0),
+        column(1),
+        column(2),
+        column(3),
+        column(4),
+        column(5),
+        column(6),
+    );
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let chunk = batch.rows.div_ceil(threads).max(1);
+    let partials: Vec<Q1Sums> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..batch.rows)
+            .step_by(chunk)
+            .map(|start| {
+                let end = (start + chunk).min(batch.rows);
+                scope.spawn(move || {
+                    // Codes are small: a dense table per thread.
+                    let mut dense = vec![[0i128; 6]; 64];
+                    for i in start..end {
+                        if shipdate[i] > 10471 {
+                            continue;
+                        }
+                        let g = &mut dense[(flag[i] * 8 + status[i]) as usize & 63];
+                        let disc_price = price[i] as i128 * (100 - discount[i]) as i128;
+                        g[0] += quantity[i] as i128;
+                        g[1] += price[i] as i128;
+                        g[2] += disc_price;
+                        g[3] += disc_price * (100 + tax[i]) as i128;
+                        g[4] += discount[i] as i128;
+                        g[5] += 1;
+                    }
+                    dense
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, g)| g[5] > 0)
+                        .map(|(code, g)| (((code / 8) as i64, (code % 8) as i64), *g))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let mut total = Q1Sums::new();
+    for partial in partials {
+        for (key, sums) in partial {
+            let entry = total.entry(key).or_insert([0; 6]);
+            for (t, s) in entry.iter_mut().zip(sums) {
+                *t += s;
+            }
+        }
+    }
+    total
+}
+
+/// The GPU's groups as [`Q1Sums`], to compare with the CPU loop.
+fn q1_sums(groups: &[Group]) -> Result<Q1Sums, String> {
+    let int = |state: &AggregateState| match state.value {
+        AggregateValue::Int { value, .. } => Ok(value),
+        other => Err(format!("Q1 state {other:?} is not an integer")),
+    };
+    groups
+        .iter()
+        .map(|g| {
+            let key = match g.keys.as_slice() {
+                [Some(flag), Some(status)] => (*flag, *status),
+                other => return Err(format!("Q1 group keys {other:?}")),
+            };
+            let s = &g.states;
+            Ok((
+                key,
+                [
+                    int(&s[0])?,
+                    int(&s[1])?,
+                    int(&s[2])?,
+                    int(&s[3])?,
+                    int(&s[6])?,
+                    s[7].count as i128,
+                ],
+            ))
+        })
+        .collect()
+}
+
+fn run_q1(options: &Options, device: &GpuDevice) -> Result<(), String> {
+    let started = Instant::now();
+    let batch = lineitem_columns(options.scale_factor, Q1_COLUMNS)?;
+    let bytes = batch.device_bytes();
+    println!(
+        "lineitem SF {}: Q1 columns {:.2} GiB (strings dictionary-coded), generated and coalesced in {:.1}s",
+        options.scale_factor,
+        bytes as f64 / (1u64 << 30) as f64,
+        started.elapsed().as_secs_f64()
+    );
+    let resident = batch.upload(device).map_err(|e| e.to_string())?;
+    let query = q1();
+    let started = Instant::now();
+    let first = query
+        .run_gpu(device, &resident)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "Q1 first GPU run (NVRTC compile + load + run): {:.3}s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut gpu_times = Vec::new();
+    for _ in 0..options.iterations {
+        let started = Instant::now();
+        let result = query
+            .run_gpu(device, &resident)
+            .map_err(|e| e.to_string())?;
+        gpu_times.push(started.elapsed().as_secs_f64());
+        if result != first {
+            return Err("Q1 GPU results differ between runs".to_string());
+        }
+    }
+    let gpu = median(gpu_times);
+    let mut cpu_times = Vec::new();
+    let mut cpu = Q1Sums::new();
+    for _ in 0..options.iterations.clamp(1, 5) {
+        let started = Instant::now();
+        cpu = q1_cpu_all_cores(&batch);
+        cpu_times.push(started.elapsed().as_secs_f64());
+    }
+    let cpu_time = median(cpu_times);
+    let on_gpu = q1_sums(&first)?;
+    if on_gpu != cpu {
+        return Err(format!("Q1 mismatch: GPU {on_gpu:?}, CPU loop {cpu:?}"));
+    }
+    if batch.rows <= 10_000_000 {
+        let reference = query.run_cpu(&batch).map_err(|e| e.to_string())?;
+        if reference != first {
+            return Err("Q1 mismatch between the GPU and the CPU reference".to_string());
+        }
+    }
+    println!("Q1 groups: {}, matching the CPU loop", first.len());
+    println!(
+        "Q1 on device-resident columns: {:.3} ms, {:.0} GiB/s read",
+        gpu * 1e3,
+        gib_per_s(bytes, gpu)
+    );
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "Q1 on the CPU ({cpus} threads, same columns in host memory): {:.3} ms",
+        cpu_time * 1e3
+    );
+    println!("Q1 GPU speed-up over all-core CPU: {:.1}x", cpu_time / gpu);
     Ok(())
 }

@@ -251,3 +251,51 @@ fn gpu_force_without_a_gpu_is_one_clear_error_and_auto_runs_on_the_cpu() {
         "{stderr}"
     );
 }
+
+#[test]
+fn cache_table_on_gpu_adds_the_table_location_and_refuses_other_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    std::fs::write(&path, "x\n1\n2\n").unwrap();
+    let create = format!(
+        "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+        path.display()
+    );
+    let (code, stdout, stderr) = run_ember(
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "-c",
+            &create,
+            "-c",
+            "CACHE TABLE t ON GPU",
+            "-c",
+            "SHOW ember.gpu_cache_tables",
+            "-c",
+            "SELECT sum(x) FROM t",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("ember.gpu_cache_tables,file://{}", path.display())),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("3\n"), "{stdout}");
+    let (code, _, stderr) = run_ember(
+        &[
+            "sql",
+            "-c",
+            "CREATE VIEW v AS SELECT 1 AS x",
+            "-c",
+            "CACHE TABLE v ON GPU",
+        ],
+        None,
+    );
+    assert_one_line_error(code, &stderr, "error: ");
+    assert!(
+        stderr.contains("CACHE TABLE v ON GPU: only tables of files can be cached on the GPU"),
+        "{stderr}"
+    );
+}

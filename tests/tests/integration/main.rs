@@ -5,6 +5,7 @@ mod cancel;
 mod cli;
 mod cluster_processes;
 mod executor_loss;
+mod gpu_rewrite;
 mod quickstart;
 mod s3;
 mod tpch;
