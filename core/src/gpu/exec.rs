@@ -19,7 +19,7 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{
-    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -215,6 +215,7 @@ impl ExecutionPlan for GpuAggregateExec {
             gpu_rows: MetricBuilder::new(&self.metrics).counter("gpu_rows", partition),
             cpu_rows: MetricBuilder::new(&self.metrics).counter("cpu_rows", partition),
             cached_rows: MetricBuilder::new(&self.metrics).counter("gpu_cached_rows", partition),
+            times: StageTimes::new(&self.metrics, partition),
         };
         let reservation = MemoryConsumer::new(format!("GpuAggregateExec[{partition}]"))
             .register(context.memory_pool());
@@ -253,9 +254,46 @@ struct ChunkRunner {
     gpu_rows: Count,
     cpu_rows: Count,
     cached_rows: Count,
+    times: StageTimes,
+}
+
+/// Where a partition's time goes: waiting for input (the scan's reading and
+/// decoding), coalescing it into the kernel's layout, copying it to the
+/// device, and the kernel (with its result's copy back).
+struct StageTimes {
+    input: Time,
+    coalesce: Time,
+    upload: Time,
+    kernel: Time,
+}
+
+impl StageTimes {
+    fn new(metrics: &ExecutionPlanMetricsSet, partition: usize) -> Self {
+        let time = |name: &'static str| MetricBuilder::new(metrics).subset_time(name, partition);
+        Self {
+            input: time("input_time"),
+            coalesce: time("coalesce_time"),
+            upload: time("upload_time"),
+            kernel: time("kernel_time"),
+        }
+    }
 }
 
 impl ChunkRunner {
+    /// The kernel's columns of `batches`, in device memory.
+    fn to_device(
+        &self,
+        device: &GpuDevice,
+        batches: &[RecordBatch],
+    ) -> std::result::Result<DeviceBatch, GpuError> {
+        let host = {
+            let _timer = self.times.coalesce.timer();
+            self.host_batch(batches)?
+        };
+        let _timer = self.times.upload.timer();
+        host.upload(device)
+    }
+
     /// Streams `input` in chunks of at least [`CHUNK_ROWS`] rows.
     fn run_chunks(
         self,
@@ -274,7 +312,11 @@ impl ChunkRunner {
                 let mut batches = Vec::new();
                 let mut rows = 0usize;
                 while rows < chunk_rows {
-                    match input.next().await {
+                    let next = {
+                        let _timer = runner.times.input.timer();
+                        input.next().await
+                    };
+                    match next {
                         Some(batch) => {
                             let batch = batch?;
                             reservation.try_grow(batch.get_array_memory_size())?;
@@ -313,8 +355,7 @@ impl ChunkRunner {
             .filter(|_| rows as u64 >= self.min_rows)
         {
             let attempt = self
-                .host_batch(&batches)
-                .and_then(|host| host.upload(device))
+                .to_device(device, &batches)
                 .map_err(|e| e.to_string())
                 .and_then(|on_device| self.run_kernel(device, &on_device));
             match attempt {
@@ -382,15 +423,19 @@ impl ChunkRunner {
         let scan = cached.filling_scan(partition)?;
         let mut stream = scan.execute(0, Arc::clone(&self.context))?;
         let mut batches = Vec::new();
-        while let Some(batch) = stream.next().await {
+        loop {
+            let next = {
+                let _timer = self.times.input.timer();
+                stream.next().await
+            };
+            let Some(batch) = next else { break };
             let batch = batch?;
             reservation.try_grow(batch.get_array_memory_size())?;
             batches.push(batch);
         }
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let attempt = self
-            .host_batch(&batches)
-            .and_then(|host| host.upload(&device))
+            .to_device(&device, &batches)
             .map_err(|e| e.to_string())
             .and_then(|on_device| {
                 keep_columns(&device, &keys, &on_device.columns);
@@ -432,6 +477,7 @@ impl ChunkRunner {
         device: &GpuDevice,
         batch: &DeviceBatch,
     ) -> std::result::Result<RecordBatch, String> {
+        let _timer = self.times.kernel.timer();
         let states = &self.placement.states;
         match &self.placement.kernel {
             GpuKernel::Ungrouped(query) => {
