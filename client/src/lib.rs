@@ -2,7 +2,8 @@
 //!
 //! [`EmberContext`] plans SQL with Ember's shared configuration and runs it
 //! embedded (in this process, the default) or on a cluster
-//! ([`EmberContext::connect`]). The `ember` command-line tool is a thin layer
+//! ([`EmberContext::connect`]); Rust jobs use its lazy [`Dataset`] API
+//! ([`dataset`]). The `ember` command-line tool is a thin layer
 //! over this crate: statement running ([`runner`]), output formats
 //! ([`format`]), the interactive shell ([`repl`]), a local cluster launcher
 //! ([`local_cluster`]) and TPC-H sample data ([`tpch`]).
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod cluster;
 pub mod context;
 pub mod copy_options;
+pub mod dataset;
 pub mod error;
 pub mod format;
 pub mod local_cluster;
@@ -32,5 +34,6 @@ pub mod tpch;
 pub mod write;
 
 pub use context::{EmberContext, ExecutionMode};
+pub use dataset::{Dataset, GroupedDataset};
 pub use error::{ClientError, Result};
 pub use format::OutputFormat;

@@ -19,6 +19,7 @@ use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtens
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
@@ -31,6 +32,8 @@ use ember_proto::{
     logical_extension_envelope, physical_extension_envelope,
 };
 use prost::Message;
+
+use crate::memory_table::{MEMORY_TABLE, decode_memory_table, encode_memory_table};
 
 /// Encodes and decodes one of Ember's own physical operators.
 ///
@@ -250,6 +253,13 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
+        let envelope =
+            LogicalExtensionEnvelope::decode(buf).map_err(|e| decode_error("table provider", e))?;
+        if let Some(logical_extension_envelope::Node::Ember(op)) = &envelope.node
+            && op.name == MEMORY_TABLE
+        {
+            return Ok(Arc::new(decode_memory_table(&op.payload, schema)?));
+        }
         let inner = self.unwrap_ballista(buf, "table provider")?;
         self.ballista
             .try_decode_table_provider(&inner, table_ref, schema, ctx)
@@ -261,6 +271,16 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
+        // Tables the client holds travel in the plan.
+        if let Some(memory) = node.downcast_ref::<MemTable>() {
+            let envelope = LogicalExtensionEnvelope {
+                node: Some(logical_extension_envelope::Node::Ember(ExtensionOperator {
+                    name: MEMORY_TABLE.to_string(),
+                    payload: encode_memory_table(memory)?,
+                })),
+            };
+            return encode_envelope(&envelope, buf);
+        }
         let mut inner = Vec::new();
         self.ballista
             .try_encode_table_provider(table_ref, node, &mut inner)?;

@@ -26,6 +26,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod gpu;
+pub mod memory_table;
 pub mod object_store;
 pub mod process;
 pub mod s3;

@@ -13,6 +13,7 @@ pub mod v1 {
 }
 
 pub use v1::{
-    ExtensionOperator, LogicalExtensionEnvelope, PhysicalExtensionEnvelope, StagedWrite,
-    WriteCommit, logical_extension_envelope, physical_extension_envelope, staged_write,
+    ExtensionOperator, LogicalExtensionEnvelope, MemoryTable, PhysicalExtensionEnvelope,
+    StagedWrite, WriteCommit, logical_extension_envelope, physical_extension_envelope,
+    staged_write,
 };

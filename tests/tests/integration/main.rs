@@ -4,6 +4,7 @@
 mod cancel;
 mod cli;
 mod cluster_processes;
+mod dataset;
 mod executor_loss;
 mod gpu_rewrite;
 mod quickstart;
