@@ -95,6 +95,8 @@ impl EmberContext {
         let state = ember_core::session_state(config, runtime)?;
         let session = SessionContext::remote_with_state(&addr.ballista_url(), state).await?;
         ember_core::apply_cluster_defaults(session.state_ref().write().config_mut());
+        // Ballista's client session resets the function lists.
+        ember_core::functions::register_into(&session);
         Ok(Self {
             session,
             mode: ExecutionMode::Cluster(addr),

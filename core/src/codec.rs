@@ -56,6 +56,14 @@ pub trait ExtensionOperatorCodec: Debug + Send + Sync {
     ) -> Result<Arc<dyn ExecutionPlan>>;
 }
 
+/// A plan calls a function this process does not hold.
+fn missing_function(name: &str) -> DataFusionError {
+    DataFusionError::Plan(format!(
+        "this process has no function named `{name}`: named functions must be registered \
+         on the client, the scheduler and every executor (ember_core::functions::register_library)"
+    ))
+}
+
 fn decode_error(what: &str, err: prost::DecodeError) -> DataFusionError {
     DataFusionError::Internal(format!("cannot decode Ember {what} envelope: {err}"))
 }
@@ -162,7 +170,9 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        self.ballista.try_decode_udf(name, buf)
+        self.ballista
+            .try_decode_udf(name, buf)
+            .map_err(|_| missing_function(name))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
@@ -170,7 +180,9 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        self.ballista.try_decode_udaf(name, buf)
+        self.ballista
+            .try_decode_udaf(name, buf)
+            .map_err(|_| missing_function(name))
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
@@ -307,7 +319,9 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        self.ballista.try_decode_udf(name, buf)
+        self.ballista
+            .try_decode_udf(name, buf)
+            .map_err(|_| missing_function(name))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
@@ -315,7 +329,9 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        self.ballista.try_decode_udaf(name, buf)
+        self.ballista
+            .try_decode_udaf(name, buf)
+            .map_err(|_| missing_function(name))
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {

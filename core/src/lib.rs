@@ -25,6 +25,7 @@ pub mod address;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod functions;
 pub mod gpu;
 pub mod memory_table;
 pub mod object_store;

@@ -7,6 +7,7 @@ use ballista_core::extension::{
 };
 use ballista_core::registry::BallistaFunctionRegistry;
 use datafusion::error::Result;
+use datafusion::execution::FunctionRegistry;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
@@ -18,11 +19,12 @@ use crate::write::EmberQueryPlanner;
 ///
 /// The state has DataFusion's default planners, functions and table formats,
 /// plus the functions Ballista adds, and Ember's query planner (which turns
-/// file writes into distributed, atomic ones). Ember's own functions are registered here
-/// too, so that the client (which plans), the scheduler (which re-plans
+/// file writes into distributed, atomic ones). Ember's named functions (every
+/// library registered with [`crate::functions::register_library`]) are
+/// registered here too, so that the client (which plans), the scheduler (which re-plans
 /// physically) and the executors (which decode plans) resolve the same names.
 pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<SessionState> {
-    let state = SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
         .with_runtime_env(runtime)
@@ -31,6 +33,13 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<
         .with_window_functions(ballista_window_functions())
         .with_query_planner(Arc::new(EmberQueryPlanner))
         .build();
+    let (scalars, aggregates) = crate::functions::registered_functions();
+    for function in scalars {
+        state.register_udf(function)?;
+    }
+    for function in aggregates {
+        state.register_udaf(function)?;
+    }
     Ok(state)
 }
 

@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+mod functions;
 mod rows;
 mod sources;
 

@@ -285,6 +285,84 @@ async fn exercise(ctx: &EmberContext, dir: &std::path::Path) {
         );
     }
 
+    // Named functions: map, flat_map, reduce_by_key, reduce.
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Clean {
+        id: i64,
+        clean: Option<String>,
+    }
+    let cleaned: Vec<Clean> = data
+        .map("normalize_space", &["note"], "clean")
+        .unwrap()
+        .select_columns(&["id", "clean"])
+        .unwrap()
+        .sort(vec![col("id").sort(true, false)])
+        .unwrap()
+        .collect_as()
+        .await
+        .unwrap();
+    let expected: Vec<Clean> = rows
+        .iter()
+        .map(|t| Clean {
+            id: t.id,
+            clean: t
+                .note
+                .as_ref()
+                .map(|n| n.split_whitespace().collect::<Vec<_>>().join(" ")),
+        })
+        .collect();
+    assert_eq!(cleaned, expected);
+    let words = data.flat_map("words", "note", "word").unwrap();
+    let expected_words: usize = rows
+        .iter()
+        .filter_map(|t| t.note.as_ref())
+        .map(|n| n.split_whitespace().count())
+        .sum();
+    assert_eq!(words.count().await.unwrap(), expected_words);
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct ZoneTotal {
+        zone: i64,
+        passengers: i64,
+    }
+    let totals: Vec<ZoneTotal> = data
+        .reduce_by_key(&["zone"], "plus", "passengers")
+        .unwrap()
+        .sort(vec![col("zone").sort(true, false)])
+        .unwrap()
+        .collect_as()
+        .await
+        .unwrap();
+    let mut expected: BTreeMap<i64, i64> = BTreeMap::new();
+    for t in &rows {
+        *expected.entry(t.zone).or_default() += t.passengers;
+    }
+    let expected: Vec<ZoneTotal> = expected
+        .into_iter()
+        .map(|(zone, passengers)| ZoneTotal { zone, passengers })
+        .collect();
+    assert_eq!(totals, expected);
+    let total: Option<i64> = data.reduce("plus", "passengers").await.unwrap();
+    assert_eq!(total, Some(rows.iter().map(|t| t.passengers).sum()));
+    let longest: Option<String> = data.reduce("longest", "note").await.unwrap();
+    let expected = rows
+        .iter()
+        .filter_map(|t| t.note.clone())
+        .max_by(|a, b| a.len().cmp(&b.len()).then_with(|| b.cmp(a)));
+    assert_eq!(longest, expected);
+    let none: Option<i64> = data
+        .filter(col("id").lt(lit(0)))
+        .unwrap()
+        .reduce("plus", "passengers")
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    let err = data.map("no_such_function", &["id"], "x").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no named function `no_such_function`"),
+        "{err}"
+    );
+
     // A view, read back through SQL.
     data.create_view("trips").unwrap();
     let by_sql = ctx
@@ -352,4 +430,24 @@ async fn dataset_api_on_a_two_executor_cluster() {
     assert_eq!(job_count(&scheduler), before + 1, "the action ran one job");
 
     exercise(&ctx, dir.path()).await;
+
+    // A function the client holds but the executors do not: one clear
+    // error naming it.
+    ember_core::functions::register_library(
+        ember_core::functions::FunctionLibrary::new("client-only")
+            .scalar1("client_only", |x: i64| x + 1),
+    );
+    let ctx = EmberContext::from_master(&format!("df://{scheduler}"))
+        .await
+        .unwrap();
+    let err = ctx
+        .parallelize_rows(&trips(), 2)
+        .unwrap()
+        .map("client_only", &["id"], "y")
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no function named `client_only`"), "{err}");
 }

@@ -1,0 +1,347 @@
+//! Named functions: plain Rust functions over typed values, registered by
+//! name in every Ember process, so that plans that call them can run on a
+//! cluster.
+//!
+//! Rust closures cannot travel to another process; names can. A
+//! [`FunctionLibrary`] turns Rust functions into SQL functions (scalar,
+//! table-producing and reduce), and [`register_library`] adds it to this
+//! process: every session built afterwards (client, scheduler, executor)
+//! resolves its names. The client, the scheduler and every executor must
+//! therefore hold the same libraries: Ember's [`standard_library`] is built
+//! into every Ember binary, and a job's own library is registered by the job
+//! and by executors built with it (`ember_executor` as a library). A plan
+//! that calls a function an executor lacks fails with an error naming the
+//! function.
+//!
+//! ```
+//! use ember_core::functions::FunctionLibrary;
+//!
+//! let library = FunctionLibrary::new("trips")
+//!     .scalar1("fare_band", |fare: f64| if fare < 10.0 { "low".to_string() } else { "high".to_string() })
+//!     .flat("digits", |s: String| s.chars().filter(char::is_ascii_digit).map(String::from).collect())
+//!     .reduce("longest", |a: String, b: String| if b.len() > a.len() { b } else { a });
+//! assert_eq!(library.names(), vec!["fare_band", "digits", "longest"]);
+//! ```
+
+mod udf;
+mod values;
+
+use std::sync::{Arc, OnceLock, RwLock};
+
+use datafusion::arrow::array::{Array, ArrayRef, ListArray};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+
+use udf::{NamedReduce, NamedScalar};
+pub use values::SqlValue;
+
+/// A set of named functions, built from Rust functions.
+#[derive(Clone, Default)]
+pub struct FunctionLibrary {
+    name: String,
+    scalars: Vec<Arc<ScalarUDF>>,
+    aggregates: Vec<Arc<AggregateUDF>>,
+}
+
+impl std::fmt::Debug for FunctionLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionLibrary")
+            .field("name", &self.name)
+            .field("functions", &self.names())
+            .finish()
+    }
+}
+
+fn argument<'a>(args: &'a [ArrayRef], i: usize, name: &str) -> Result<&'a ArrayRef> {
+    args.get(i).ok_or_else(|| {
+        DataFusionError::Execution(format!("function `{name}` is missing argument {i}"))
+    })
+}
+
+impl FunctionLibrary {
+    /// An empty library called `name` (for messages).
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// The library's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its functions' names, scalar ones first.
+    pub fn names(&self) -> Vec<&str> {
+        self.scalars
+            .iter()
+            .map(|f| f.name())
+            .chain(self.aggregates.iter().map(|f| f.name()))
+            .collect()
+    }
+
+    /// Its scalar and table-producing functions.
+    pub fn scalar_functions(&self) -> &[Arc<ScalarUDF>] {
+        &self.scalars
+    }
+
+    /// Its reduce functions.
+    pub fn aggregate_functions(&self) -> &[Arc<AggregateUDF>] {
+        &self.aggregates
+    }
+
+    /// `name(a)`: `f` applied to each row; NULL in, NULL out.
+    pub fn scalar1<A: SqlValue, R: SqlValue>(
+        mut self,
+        name: &str,
+        f: impl Fn(A) -> R + Send + Sync + 'static,
+    ) -> Self {
+        let label = name.to_string();
+        let body = move |args: &[ArrayRef], rows: usize| -> Result<ArrayRef> {
+            let a = argument(args, 0, &label)?;
+            Ok(R::into_array(
+                (0..rows).map(|i| A::from_array(a, i).map(&f)).collect(),
+            ))
+        };
+        self.scalars
+            .push(Arc::new(ScalarUDF::new_from_impl(NamedScalar::new(
+                name,
+                vec![A::data_type()],
+                R::data_type(),
+                Arc::new(body),
+            ))));
+        self
+    }
+
+    /// `name(a)`: `f` applied to each row, `None` giving NULL (a partial
+    /// function, such as a parser); NULL in, NULL out.
+    pub fn partial1<A: SqlValue, R: SqlValue>(
+        mut self,
+        name: &str,
+        f: impl Fn(A) -> Option<R> + Send + Sync + 'static,
+    ) -> Self {
+        let label = name.to_string();
+        let body = move |args: &[ArrayRef], rows: usize| -> Result<ArrayRef> {
+            let a = argument(args, 0, &label)?;
+            Ok(R::into_array(
+                (0..rows)
+                    .map(|i| A::from_array(a, i).and_then(&f))
+                    .collect(),
+            ))
+        };
+        self.scalars
+            .push(Arc::new(ScalarUDF::new_from_impl(NamedScalar::new(
+                name,
+                vec![A::data_type()],
+                R::data_type(),
+                Arc::new(body),
+            ))));
+        self
+    }
+
+    /// `name(a, b)`: `f` applied to each row; NULL in, NULL out.
+    pub fn scalar2<A: SqlValue, B: SqlValue, R: SqlValue>(
+        mut self,
+        name: &str,
+        f: impl Fn(A, B) -> R + Send + Sync + 'static,
+    ) -> Self {
+        let label = name.to_string();
+        let body = move |args: &[ArrayRef], rows: usize| -> Result<ArrayRef> {
+            let (a, b) = (argument(args, 0, &label)?, argument(args, 1, &label)?);
+            Ok(R::into_array(
+                (0..rows)
+                    .map(|i| Some(f(A::from_array(a, i)?, B::from_array(b, i)?)))
+                    .collect(),
+            ))
+        };
+        self.scalars
+            .push(Arc::new(ScalarUDF::new_from_impl(NamedScalar::new(
+                name,
+                vec![A::data_type(), B::data_type()],
+                R::data_type(),
+                Arc::new(body),
+            ))));
+        self
+    }
+
+    /// A table-producing function: `name(a)` is the list `f(a)`, which
+    /// `Dataset::flat_map` (or SQL `unnest`) turns into one row per value.
+    pub fn flat<A: SqlValue, R: SqlValue>(
+        mut self,
+        name: &str,
+        f: impl Fn(A) -> Vec<R> + Send + Sync + 'static,
+    ) -> Self {
+        let label = name.to_string();
+        let item = Arc::new(Field::new_list_field(R::data_type(), true));
+        let list_item = Arc::clone(&item);
+        let body = move |args: &[ArrayRef], rows: usize| -> Result<ArrayRef> {
+            let a = argument(args, 0, &label)?;
+            let mut values = Vec::new();
+            let mut lengths = Vec::with_capacity(rows);
+            let mut valid = Vec::with_capacity(rows);
+            for i in 0..rows {
+                match A::from_array(a, i) {
+                    Some(input) => {
+                        let produced = f(input);
+                        lengths.push(produced.len());
+                        values.extend(produced.into_iter().map(Some));
+                        valid.push(true);
+                    }
+                    None => {
+                        lengths.push(0);
+                        valid.push(false);
+                    }
+                }
+            }
+            let list = ListArray::try_new(
+                Arc::clone(&list_item),
+                OffsetBuffer::from_lengths(lengths),
+                R::into_array(values),
+                Some(valid.into()),
+            )?;
+            Ok(Arc::new(list))
+        };
+        self.scalars
+            .push(Arc::new(ScalarUDF::new_from_impl(NamedScalar::new(
+                name,
+                vec![A::data_type()],
+                DataType::List(item),
+                Arc::new(body),
+            ))));
+        self
+    }
+
+    /// A reduce function: the aggregate `name(x)` folds a column's non-NULL
+    /// values with `f`, which must be associative and commutative (partial
+    /// results are combined in any order); NULL when there is none.
+    pub fn reduce<T: SqlValue>(
+        self,
+        name: &str,
+        f: impl Fn(T, T) -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.try_reduce(name, move |a, b| Ok(f(a, b)))
+    }
+
+    /// [`FunctionLibrary::reduce`] with a fold that can fail (an overflow,
+    /// say): its message fails the query, naming the function.
+    pub fn try_reduce<T: SqlValue>(
+        mut self,
+        name: &str,
+        f: impl Fn(T, T) -> std::result::Result<T, String> + Send + Sync + 'static,
+    ) -> Self {
+        let label = name.to_string();
+        let fold = move |values: &ArrayRef, state: &mut Option<datafusion::scalar::ScalarValue>| {
+            let mut acc: Option<T> = match state.take() {
+                Some(scalar) if !scalar.is_null() => T::from_array(&scalar.to_array()?, 0),
+                _ => None,
+            };
+            for i in 0..values.len() {
+                if let Some(v) = T::from_array(values, i) {
+                    acc = Some(match acc {
+                        Some(a) => f(a, v).map_err(|e| {
+                            DataFusionError::Execution(format!("function `{label}`: {e}"))
+                        })?,
+                        None => v,
+                    });
+                }
+            }
+            *state = acc.map(|a| T::to_scalar(Some(a)));
+            Ok(())
+        };
+        self.aggregates
+            .push(Arc::new(AggregateUDF::new_from_impl(NamedReduce::new(
+                name,
+                T::data_type(),
+                Arc::new(fold),
+            ))));
+        self
+    }
+}
+
+/// The libraries registered in this process (the standard one first).
+fn libraries() -> &'static RwLock<Vec<FunctionLibrary>> {
+    static LIBRARIES: OnceLock<RwLock<Vec<FunctionLibrary>>> = OnceLock::new();
+    LIBRARIES.get_or_init(|| RwLock::new(vec![standard_library()]))
+}
+
+/// Adds `library` to this process: sessions built from now on resolve its
+/// functions. Register the same libraries in the client, the scheduler and
+/// every executor. A library registered twice (by name) is kept once.
+pub fn register_library(library: FunctionLibrary) {
+    if let Ok(mut all) = libraries().write() {
+        all.retain(|l| l.name != library.name);
+        all.push(library);
+    }
+}
+
+/// Every registered function, as (scalar, aggregate) lists.
+pub fn registered_functions() -> (Vec<Arc<ScalarUDF>>, Vec<Arc<AggregateUDF>>) {
+    let all = libraries()
+        .read()
+        .map(|l| l.clone())
+        .unwrap_or_else(|_| vec![standard_library()]);
+    let scalars = all.iter().flat_map(|l| l.scalars.iter().cloned()).collect();
+    let aggregates = all
+        .iter()
+        .flat_map(|l| l.aggregates.iter().cloned())
+        .collect();
+    (scalars, aggregates)
+}
+
+/// Registers every registered function on `ctx` (for sessions that another
+/// layer rebuilt, such as a Ballista client session, which resets its
+/// function lists).
+pub fn register_into(ctx: &datafusion::prelude::SessionContext) {
+    let (scalars, aggregates) = registered_functions();
+    for function in scalars {
+        ctx.register_udf(function.as_ref().clone());
+    }
+    for function in aggregates {
+        ctx.register_udaf(function.as_ref().clone());
+    }
+}
+
+/// The named functions every Ember binary holds:
+///
+/// * `normalize_space(text)`: the text trimmed, inner runs of whitespace
+///   made one space;
+/// * `parse_double(text)`: the text as a DOUBLE, NULL unless it is a
+///   finite number (for cleaning raw data);
+/// * `words(text)`: the lowercase words of a text (runs of letters, digits
+///   and apostrophes), a list for `flat_map`;
+/// * `plus(x)`: the sum of a BIGINT column as a reduce (`reduce_by_key`),
+///   failing on overflow;
+/// * `longest(s)`: the longest string of a column (the smallest of equally
+///   long ones, so the answer does not depend on the order).
+pub fn standard_library() -> FunctionLibrary {
+    FunctionLibrary::new("ember")
+        .scalar1("normalize_space", |text: String| {
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        })
+        .partial1("parse_double", |text: String| {
+            text.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+        })
+        .flat("words", |text: String| {
+            text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
+                .map(|w| w.trim_matches('\'').to_lowercase())
+                .filter(|w| !w.is_empty())
+                .collect()
+        })
+        .try_reduce("plus", |a: i64, b: i64| {
+            a.checked_add(b)
+                .ok_or_else(|| format!("{a} + {b} overflows BIGINT"))
+        })
+        .reduce("longest", |a: String, b: String| {
+            if b.len() > a.len() || (b.len() == a.len() && b < a) {
+                b
+            } else {
+                a
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests;
