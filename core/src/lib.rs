@@ -31,6 +31,7 @@ pub mod memory_table;
 pub mod object_store;
 pub mod process;
 pub mod s3;
+pub mod scheduling;
 pub mod session;
 pub mod telemetry;
 pub mod write;

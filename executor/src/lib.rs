@@ -102,6 +102,10 @@ pub struct ExecutorOptions {
     /// Seconds between heartbeats to the scheduler.
     #[arg(long, env = "EMBER_EXECUTOR_HEARTBEAT_SECS", default_value_t = 5)]
     pub heartbeat_secs: u64,
+    /// How this executor gets tasks: `pull` (it asks) or `push` (the
+    /// scheduler sends); must match the scheduler's.
+    #[arg(long, env = "EMBER_SCHEDULING_POLICY", default_value = "pull")]
+    pub scheduling_policy: ember_core::scheduling::SchedulingPolicy,
     /// Largest gRPC message, in bytes.
     #[arg(long, env = "EMBER_EXECUTOR_GRPC_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub grpc_max_message_bytes: u32,
@@ -243,6 +247,7 @@ impl PreparedExecutor {
             scheduler_connect_timeout_seconds: options.scheduler_connect_timeout_secs,
             work_dir: Some(work_dir_str.clone()),
             executor_heartbeat_interval_seconds: options.heartbeat_secs,
+            task_scheduling_policy: options.scheduling_policy.ballista(),
             grpc_max_decoding_message_size: options.grpc_max_message_bytes,
             grpc_max_encoding_message_size: options.grpc_max_message_bytes,
             job_data_clean_up_interval_seconds: 60,
@@ -331,6 +336,7 @@ mod tests {
             work_dir: None,
             scheduler_connect_timeout_secs: 1,
             heartbeat_secs: 5,
+            scheduling_policy: Default::default(),
             grpc_max_message_bytes: 1 << 20,
         }
     }

@@ -79,6 +79,10 @@ pub struct SchedulerOptions {
         default_value = "round-robin"
     )]
     pub task_distribution: TaskDistribution,
+    /// How executors get tasks: `pull` (executors ask) or `push` (the
+    /// scheduler sends). Executors must use the same policy.
+    #[arg(long, env = "EMBER_SCHEDULING_POLICY", default_value = "pull")]
+    pub scheduling_policy: ember_core::scheduling::SchedulingPolicy,
     /// Seconds without a heartbeat after which an executor is considered dead.
     #[arg(
         long,
@@ -102,6 +106,7 @@ impl Default for SchedulerOptions {
             port: 50050,
             external_host: "localhost".to_string(),
             task_distribution: TaskDistribution::RoundRobin,
+            scheduling_policy: Default::default(),
             executor_timeout_secs: 60,
             flight_proxy: false,
             grpc_max_message_bytes: 64 * 1024 * 1024,
@@ -135,6 +140,7 @@ pub fn scheduler_config(options: &SchedulerOptions) -> SchedulerConfig {
             ember_core::session_state(config, runtime)
         }));
     config.bind_host = options.bind.clone();
+    config.scheduling_policy = options.scheduling_policy.ballista();
     config.executor_timeout_seconds = options.executor_timeout_secs;
     config.no_executors_grace_period_seconds = options.executor_timeout_secs;
     config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));

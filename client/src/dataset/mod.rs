@@ -332,6 +332,36 @@ impl Dataset {
         Ok(())
     }
 
+    /// Writes the rows as Parquet under `path` and returns a dataset that
+    /// reads them back: later actions start from the files, not from the
+    /// lineage (Spark's `checkpoint`, to reliable storage).
+    pub async fn checkpoint(&self, path: &str) -> Result<Dataset> {
+        self.write_parquet(path, &[]).await?;
+        self.ctx.read_parquet(path).await
+    }
+
+    /// Writes the rows as Parquet under `location` and registers them as the
+    /// table `name` in the context's catalog (Spark's `saveAsTable`, with
+    /// the location given).
+    pub async fn save_as_table(&self, name: &str, location: &str) -> Result<()> {
+        let plain = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !plain {
+            return Err(ClientError::Process(format!(
+                "save_as_table: `{name}` is not a plain table name (letters, digits, _)"
+            )));
+        }
+        self.write_parquet(location, &[]).await?;
+        let location = location.replace('\'', "''");
+        self.ctx
+            .run_sql(&format!(
+                "CREATE EXTERNAL TABLE {name} STORED AS PARQUET LOCATION '{location}'"
+            ))
+            .await?;
+        Ok(())
+    }
+
     /// Registers the dataset as the view `name` in its context, so that SQL
     /// and [`EmberContext::table`] can read it (the plan, not a copy).
     pub fn create_view(&self, name: &str) -> Result<()> {

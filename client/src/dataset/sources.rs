@@ -4,9 +4,12 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
+use futures::StreamExt;
 use serde::Serialize;
 
 use super::{Dataset, planning, rows_to_batch};
@@ -37,9 +40,37 @@ impl EmberContext {
         Self::from_master(&master).await
     }
 
+    /// Fails, naming `path`, unless it holds at least one file ending in
+    /// `extension`: reading nothing is almost always a typo.
+    async fn require_files(&self, path: &str, extension: &str) -> Result<()> {
+        let url = ListingTableUrl::parse(path).map_err(planning)?;
+        let state = self.session().state();
+        let store = state
+            .runtime_env()
+            .object_store(url.object_store())
+            .map_err(planning)?;
+        let mut files = url
+            .list_all_files(&state, store.as_ref(), extension)
+            .await
+            .map_err(planning)?;
+        match files.next().await {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(planning(e)),
+            None => Err(ClientError::Process(format!(
+                "no input files at `{path}`{}",
+                if extension.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (looking for *{extension})")
+                }
+            ))),
+        }
+    }
+
     /// The Parquet files at `path`: a file, a directory, or a glob, local or
     /// `s3://`.
     pub async fn read_parquet(&self, path: &str) -> Result<Dataset> {
+        self.require_files(path, ".parquet").await?;
         let frame = self
             .session()
             .read_parquet(path, ParquetReadOptions::default())
@@ -50,6 +81,7 @@ impl EmberContext {
 
     /// The CSV files (with a header row) at `path`.
     pub async fn read_csv(&self, path: &str) -> Result<Dataset> {
+        self.require_files(path, ".csv").await?;
         let frame = self
             .session()
             .read_csv(path, CsvReadOptions::new().has_header(true))
@@ -60,9 +92,30 @@ impl EmberContext {
 
     /// The newline-delimited JSON files at `path`.
     pub async fn read_json(&self, path: &str) -> Result<Dataset> {
+        self.require_files(path, ".json").await?;
         let frame = self
             .session()
             .read_json(path, JsonReadOptions::default())
+            .await
+            .map_err(planning)?;
+        Ok(Dataset::from_frame(self, frame))
+    }
+
+    /// Text files at `path` (a file, a directory or a glob), one row per
+    /// line in the column `line` (Spark's `textFile`).
+    pub async fn read_text(&self, path: &str) -> Result<Dataset> {
+        self.require_files(path, "").await?;
+        let schema = Schema::new(vec![Field::new("line", DataType::Utf8, true)]);
+        // Lines are whole values: separators and quotes no text uses.
+        let options = CsvReadOptions::new()
+            .has_header(false)
+            .delimiter(0x1f)
+            .quote(0x1e)
+            .file_extension("")
+            .schema(&schema);
+        let frame = self
+            .session()
+            .read_csv(path, options)
             .await
             .map_err(planning)?;
         Ok(Dataset::from_frame(self, frame))
@@ -132,7 +185,6 @@ fn split_rows(batches: &[RecordBatch], partitions: usize) -> Vec<Vec<RecordBatch
 mod tests {
     use super::*;
     use datafusion::arrow::array::Int64Array;
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     #[test]
     fn rows_split_into_equal_consecutive_runs() {

@@ -363,6 +363,37 @@ async fn exercise(ctx: &EmberContext, dir: &std::path::Path) {
         "{err}"
     );
 
+    // checkpoint, save_as_table, read_text.
+    let checkpointed = data
+        .filter(col("zone").eq(lit(5)))
+        .unwrap()
+        .checkpoint(dir.join("checkpoint/").to_str().unwrap())
+        .await
+        .unwrap();
+    let expected: Vec<i64> = rows.iter().filter(|t| t.zone == 5).map(|t| t.id).collect();
+    assert_eq!(ids(&checkpointed).await, expected);
+    let plan = checkpointed.explain().await.unwrap();
+    assert!(
+        !plan.contains("MemoryExec") && !plan.contains("DataSourceExec: partitions=4"),
+        "{plan}"
+    );
+    data.save_as_table("saved_trips", dir.join("saved/").to_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&ctx.table("saved_trips").await.unwrap()).await,
+        (0..1000).collect::<Vec<_>>()
+    );
+    assert!(data.save_as_table("bad name", "/tmp/x").await.is_err());
+    let text_dir = dir.join("text");
+    std::fs::create_dir_all(&text_dir).unwrap();
+    std::fs::write(text_dir.join("a.txt"), "one two\nthree, four; \"five\"\n").unwrap();
+    std::fs::write(text_dir.join("b.md"), "six\n").unwrap();
+    let lines = ctx.read_text(text_dir.to_str().unwrap()).await.unwrap();
+    assert_eq!(lines.count().await.unwrap(), 3);
+    let words = lines.flat_map("words", "line", "word").unwrap();
+    assert_eq!(words.count().await.unwrap(), 6);
+
     // A view, read back through SQL.
     data.create_view("trips").unwrap();
     let by_sql = ctx

@@ -133,15 +133,13 @@ async fn query_survives_losing_an_executor(loss: Loss) {
     }
     if outcome.is_err() {
         // Show what the scheduler saw before failing.
-        let log =
-            std::fs::read_to_string(cluster.log_dir().join("scheduler.log")).unwrap_or_default();
-        let notable: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("Job"))
-            .collect();
+        let log = std::fs::read_to_string(cluster.log_dir().join("scheduler.stderr.log"))
+            .unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let (_, jobs) = http_get(&scheduler, "/api/jobs");
         eprintln!(
-            "scheduler log:\n{}",
-            notable[notable.len().saturating_sub(60)..].join("\n")
+            "jobs: {jobs}\nscheduler log (last 60 lines):\n{}",
+            lines[lines.len().saturating_sub(60)..].join("\n")
         );
     }
     let actual = outcome
