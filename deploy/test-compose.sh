@@ -36,7 +36,7 @@ fail() { echo "test-compose: FAILED: $*" >&2; exit 1; }
 # same_answer EXPECTED ACTUAL WHAT: fails, showing the first differences,
 # unless the two files are byte for byte equal.
 same_answer() {
-    cmp -s "$1" "$2" || { diff "$1" "$2" | head -20 >&2; fail "$3"; }
+    cmp -s "$1" "$2" || { diff "$1" "$2" | sed -n 1,20p >&2; fail "$3"; }
 }
 
 if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
@@ -215,7 +215,7 @@ while time.time() < deadline:
     time.sleep(0.05)
 sys.exit(1)
 PY
-victim="$(compose ps -q executor | head -1)"
+victim="$(compose ps -q executor | awk 'NR == 1')"
 victim_host="$(docker inspect -f '{{.Config.Hostname}}' "$victim")"
 docker kill "$victim" >/dev/null
 killed_at=$(date +%s)

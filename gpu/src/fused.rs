@@ -236,16 +236,7 @@ impl FusedAggregate {
     pub fn kernel_source(&self, types: &[GpuType]) -> Result<String, GpuError> {
         self.validate(types)?;
         let mut src = String::from(KERNEL_PRELUDE);
-        let mut params = Vec::new();
-        for (i, ty) in types.iter().enumerate() {
-            let c_type = if *ty == GpuType::Float {
-                "double"
-            } else {
-                "long long"
-            };
-            params.push(format!("const {c_type}* __restrict__ c{i}"));
-            params.push(format!("const unsigned int* __restrict__ valid{i}"));
-        }
+        let mut params = column_params(types);
         params.push("long long rows".to_string());
         params.push("long long* __restrict__ partials".to_string());
         params.push("int* __restrict__ overflow_out".to_string());
@@ -388,16 +379,7 @@ impl FusedAggregate {
         let rows = batch.rows as i64;
         let null: u64 = 0;
         let mut launch = stream.launch_builder(&kernel);
-        for column in &batch.columns {
-            match &column.values {
-                DeviceValues::Int(v) => launch.arg(v),
-                DeviceValues::Float(v) => launch.arg(v),
-            };
-            match &column.validity {
-                Some(bits) => launch.arg(bits),
-                None => launch.arg(&null),
-            };
-        }
+        push_columns(&mut launch, batch, &null);
         launch.arg(&rows).arg(&mut partials).arg(&mut overflow);
         let config = LaunchConfig {
             grid_dim: (blocks, 1, 1),
@@ -457,6 +439,41 @@ impl FusedAggregate {
                 self.finish(i, types, acc)
             })
             .collect()
+    }
+}
+
+/// The kernel parameters of columns of `types`: per column its values and
+/// its validity bitmap (`c{i}`, `valid{i}`).
+pub(crate) fn column_params(types: &[GpuType]) -> Vec<String> {
+    let mut params = Vec::new();
+    for (i, ty) in types.iter().enumerate() {
+        let c_type = if *ty == GpuType::Float {
+            "double"
+        } else {
+            "long long"
+        };
+        params.push(format!("const {c_type}* __restrict__ c{i}"));
+        params.push(format!("const unsigned int* __restrict__ valid{i}"));
+    }
+    params
+}
+
+/// Pushes the arguments [`column_params`] declares: per column of `batch`
+/// its values and its validity bitmap, or `null` where every row is valid.
+pub(crate) fn push_columns<'a>(
+    launch: &mut cudarc::driver::LaunchArgs<'a>,
+    batch: &'a DeviceBatch,
+    null: &'a u64,
+) {
+    for column in &batch.columns {
+        match &column.values {
+            DeviceValues::Int(v) => launch.arg(v),
+            DeviceValues::Float(v) => launch.arg(v),
+        };
+        match &column.validity {
+            Some(bits) => launch.arg(bits),
+            None => launch.arg(null),
+        };
     }
 }
 

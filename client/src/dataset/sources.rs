@@ -90,6 +90,21 @@ impl EmberContext {
         Ok(Dataset::from_frame(self, frame))
     }
 
+    /// The CSV files (with a header row) at `path`, read with `schema`
+    /// instead of an inferred one: for raw data, declare every column
+    /// `Utf8` and clean it with expressions, so that a malformed value is a
+    /// row to set aside, not a failed job.
+    pub async fn read_csv_with_schema(&self, path: &str, schema: &Schema) -> Result<Dataset> {
+        self.require_files(path, ".csv").await?;
+        let options = CsvReadOptions::new().has_header(true).schema(schema);
+        let frame = self
+            .session()
+            .read_csv(path, options)
+            .await
+            .map_err(planning)?;
+        Ok(Dataset::from_frame(self, frame))
+    }
+
     /// The newline-delimited JSON files at `path`.
     pub async fn read_json(&self, path: &str) -> Result<Dataset> {
         self.require_files(path, ".json").await?;

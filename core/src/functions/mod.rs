@@ -95,25 +95,11 @@ impl FunctionLibrary {
 
     /// `name(a)`: `f` applied to each row; NULL in, NULL out.
     pub fn scalar1<A: SqlValue, R: SqlValue>(
-        mut self,
+        self,
         name: &str,
         f: impl Fn(A) -> R + Send + Sync + 'static,
     ) -> Self {
-        let label = name.to_string();
-        let body = move |args: &[ArrayRef], rows: usize| -> Result<ArrayRef> {
-            let a = argument(args, 0, &label)?;
-            Ok(R::into_array(
-                (0..rows).map(|i| A::from_array(a, i).map(&f)).collect(),
-            ))
-        };
-        self.scalars
-            .push(Arc::new(ScalarUDF::new_from_impl(NamedScalar::new(
-                name,
-                vec![A::data_type()],
-                R::data_type(),
-                Arc::new(body),
-            ))));
-        self
+        self.partial1(name, move |a| Some(f(a)))
     }
 
     /// `name(a)`: `f` applied to each row, `None` giving NULL (a partial

@@ -22,12 +22,12 @@ use std::collections::HashMap;
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use crate::batch::{DeviceBatch, DeviceValues, HostBatch};
+use crate::batch::{DeviceBatch, HostBatch};
 use crate::device::GpuDevice;
 use crate::error::GpuError;
 use crate::expr::{GpuExpr, GpuType, Value, evaluate};
 use crate::fused::{
-    Accumulator, Aggregate, AggregateFunction, AggregateValue, BLOCK, FusedAggregate,
+    Accumulator, Aggregate, AggregateFunction, AggregateValue, BLOCK, FusedAggregate, push_columns,
 };
 
 /// Hash table slots a group code can claim before the table counts as
@@ -346,16 +346,7 @@ impl GroupedAggregate {
         let kmin: Vec<i64> = packing.min.clone();
         let kshift: Vec<i32> = packing.shift.iter().map(|&s| s as i32).collect();
         let mut launch = stream.launch_builder(&kernel);
-        for column in &batch.columns {
-            match &column.values {
-                DeviceValues::Int(v) => launch.arg(v),
-                DeviceValues::Float(v) => launch.arg(v),
-            };
-            match &column.validity {
-                Some(bits) => launch.arg(bits),
-                None => launch.arg(&null),
-            };
-        }
+        push_columns(&mut launch, batch, &null);
         launch.arg(&rows);
         for k in 0..self.keys.len() {
             launch.arg(&kmin[k]).arg(&kshift[k]);

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{GroupedAggregate, Layout, SHARED_TABLE_BYTES};
 use crate::error::GpuError;
 use crate::expr::{CudaEmitter, GpuType};
-use crate::fused::{AggregateFunction, KERNEL_PRELUDE};
+use crate::fused::{AggregateFunction, KERNEL_PRELUDE, column_params};
 
 impl GroupedAggregate {
     /// Slots of the per-block shared-memory table for `words` words per
@@ -52,16 +52,7 @@ impl GroupedAggregate {
         src.push_str("  }\n}\n\n");
 
         // The aggregation kernel.
-        let mut params = Vec::new();
-        for (i, ty) in types.iter().enumerate() {
-            let c_type = if *ty == GpuType::Float {
-                "double"
-            } else {
-                "long long"
-            };
-            params.push(format!("const {c_type}* __restrict__ c{i}"));
-            params.push(format!("const unsigned int* __restrict__ valid{i}"));
-        }
+        let mut params = column_params(types);
         params.push("long long rows".to_string());
         for k in 0..self.keys.len() {
             params.push(format!("long long kmin{k}"));

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use ember_tests::{binary, start_cluster};
+use ember_tests::{binary, start_cluster, start_cluster_with_env};
 
 /// Text files with punctuation, case and apostrophes, in a directory.
 fn corpus(dir: &std::path::Path) -> Vec<String> {
@@ -80,4 +80,240 @@ async fn word_count_runs_embedded_and_on_a_cluster_with_the_same_answer() {
     );
     let (code, _, stderr) = word_count(&["--top"]);
     assert_eq!(code, 2, "{stderr}");
+}
+
+/// Raw trips as the ETL reads them: (trip_id, pickup_day, zone, fare), all
+/// text, with malformed rows among them.
+fn raw_trips() -> Vec<[String; 4]> {
+    let days = ["2026-03-01", "2026-03-02", "2026-03-03"];
+    (0..3000)
+        .map(|i: usize| {
+            let day = match i % 211 {
+                5 => "2026-02-30".to_string(), // not a date
+                _ => days[i % 3].to_string(),
+            };
+            let zone = match i % 97 {
+                3 => "zone?".to_string(),        // not an integer
+                _ => ((i * 7) % 12).to_string(), // zones 10 and 11 have no borough
+            };
+            let fare = match i % 89 {
+                1 => "n/a".to_string(),   // not a number
+                2 => "-4.50".to_string(), // negative
+                _ => format!("{}.{:02}", 3 + (i * 13) % 60, (i * 7) % 100),
+            };
+            [i.to_string(), day, zone, fare]
+        })
+        .collect()
+}
+
+fn borough(zone: i64) -> &'static str {
+    ["Bronx", "Brooklyn", "Manhattan", "Queens", "Staten Island"]
+        .get((zone / 2) as usize)
+        .copied()
+        .unwrap_or("Unknown")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taxi_etl_sets_bad_rows_aside_and_writes_days_to_s3() {
+    use std::collections::BTreeMap;
+
+    use ember_tests::s3_server::S3TestServer;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3TestServer::start().expect("S3 server starts");
+    server.create_bucket("lake").unwrap();
+    let raw = raw_trips();
+    let upload = dir.path().join("upload");
+    std::fs::create_dir_all(upload.join("raw")).unwrap();
+    for (part, rows) in raw.chunks(1000).enumerate() {
+        let mut text = String::from("trip_id,pickup_day,zone,fare\n");
+        for row in rows {
+            text.push_str(&row.join(","));
+            text.push('\n');
+        }
+        std::fs::write(upload.join(format!("raw/part-{part}.csv")), text).unwrap();
+    }
+    let mut zones = String::from("zone,borough\n");
+    for zone in 0..10 {
+        zones.push_str(&format!("{zone},{}\n", borough(zone)));
+    }
+    std::fs::create_dir_all(upload.join("ref")).unwrap();
+    std::fs::write(upload.join("ref/zones.csv"), zones).unwrap();
+    server.upload_dir("lake", "", &upload).await;
+
+    // The expected result, in plain Rust.
+    let mut rejected = 0;
+    let mut expected: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
+    for [_, day, zone, fare] in &raw {
+        let fare = fare.parse::<f64>().ok().filter(|f| f.is_finite());
+        let zone = zone.parse::<i64>().ok();
+        let valid_day = day != "2026-02-30";
+        match (fare, zone) {
+            (Some(fare), Some(zone)) if fare >= 0.0 && valid_day => {
+                let e = expected
+                    .entry((day.clone(), borough(zone).to_string()))
+                    .or_default();
+                e.0 += 1;
+                e.1 += fare;
+            }
+            _ => rejected += 1,
+        }
+    }
+    assert!(rejected > 50, "the data has bad rows: {rejected}");
+
+    let cluster = start_cluster_with_env(2, server.env()).await;
+    let masters = [None, Some(format!("df://{}", cluster.address()))];
+    for (run, master) in masters.iter().enumerate() {
+        let prefix = format!("run-{run}");
+        let mut args = vec![
+            "--raw".to_string(),
+            "s3://lake/raw/".to_string(),
+            "--zones".to_string(),
+            "s3://lake/ref/zones.csv".to_string(),
+            "--output".to_string(),
+            format!("s3://lake/{prefix}/by-day/"),
+            "--rejects".to_string(),
+            format!("s3://lake/{prefix}/rejects/"),
+        ];
+        if let Some(master) = master {
+            args.extend(["--master".to_string(), master.clone()]);
+        }
+        let output = Command::new(binary("taxi-etl"))
+            .args(&args)
+            .env_remove("EMBER_MASTER")
+            .envs(server.env())
+            .output()
+            .expect("taxi-etl runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{master:?}: {stderr}");
+        assert!(stdout.contains("raw trips: 3000"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("rejected: {rejected} ")),
+            "{stdout}"
+        );
+        check_etl_output(
+            &server.bucket_dir("lake").join(&prefix),
+            &expected,
+            rejected,
+        )
+        .await;
+    }
+}
+
+/// The ETL's rejects and per-day output under `dir` against the expected
+/// per (day, borough) trips and revenue.
+async fn check_etl_output(
+    dir: &std::path::Path,
+    expected: &std::collections::BTreeMap<(String, String), (i64, f64)>,
+    rejected: usize,
+) {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::{AsArray, RecordBatch};
+    use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+
+    let bucket = dir;
+    // Rejects: every bad row, with a reason.
+    let ctx = datafusion::prelude::SessionContext::new();
+    let text = |name: &str| {
+        datafusion::arrow::datatypes::Field::new(
+            name,
+            datafusion::arrow::datatypes::DataType::Utf8,
+            true,
+        )
+    };
+    let rejects_schema = datafusion::arrow::datatypes::Schema::new(vec![
+        text("trip_id"),
+        text("pickup_day"),
+        text("zone"),
+        text("fare"),
+        text("reason"),
+    ]);
+    let rejects: Vec<RecordBatch> = ctx
+        .read_csv(
+            bucket.join("rejects").to_str().unwrap(),
+            datafusion::prelude::CsvReadOptions::new().schema(&rejects_schema),
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let rows: usize = rejects.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, rejected);
+    let reasons: std::collections::BTreeSet<String> = rejects
+        .iter()
+        .flat_map(|b| {
+            b.column(4)
+                .as_string::<i32>()
+                .iter()
+                .map(|r| r.unwrap_or("NULL").to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let expected_reasons: std::collections::BTreeSet<String> = [
+        "fare is not a number",
+        "negative fare",
+        "zone is not an integer",
+        "pickup_day is not a date",
+    ]
+    .iter()
+    .map(|r| r.to_string())
+    .collect();
+    assert_eq!(reasons, expected_reasons);
+
+    // Output: one directory per day, per borough counts and revenue.
+    for day in ["2026-03-01", "2026-03-02", "2026-03-03"] {
+        let path = bucket.join("by-day").join(format!("day={day}"));
+        let batches: Vec<RecordBatch> = ctx
+            .read_parquet(path.to_str().unwrap(), Default::default())
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut actual: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+        for batch in &batches {
+            let borough = batch.column_by_name("borough").unwrap();
+            let borough = datafusion::arrow::compute::cast(
+                borough,
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
+            let trips = batch
+                .column_by_name("trips")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let revenue = batch
+                .column_by_name("revenue")
+                .unwrap()
+                .as_primitive::<Float64Type>();
+            for i in 0..batch.num_rows() {
+                actual.insert(
+                    borough.as_string::<i32>().value(i).to_string(),
+                    (trips.value(i), revenue.value(i)),
+                );
+            }
+        }
+        let wanted: BTreeMap<String, (i64, f64)> = expected
+            .iter()
+            .filter(|((d, _), _)| d == day)
+            .map(|((_, b), v)| (b.clone(), *v))
+            .collect();
+        assert_eq!(
+            actual.keys().collect::<Vec<_>>(),
+            wanted.keys().collect::<Vec<_>>(),
+            "{day}"
+        );
+        for (b, (trips, revenue)) in &wanted {
+            let (t, r) = actual[b];
+            assert_eq!(t, *trips, "{day} {b}");
+            assert!(
+                (r - revenue).abs() <= 1e-9 * revenue.abs(),
+                "{day} {b}: {r} vs {revenue}"
+            );
+        }
+    }
+    assert!(ember_tests::files_below(&bucket.join("by-day")).contains(&"_SUCCESS".to_string()));
 }
