@@ -282,13 +282,52 @@ impl Dataset {
         Ok(())
     }
 
-    /// The logical plan, the optimized plan and the physical plan (on a
-    /// cluster, with its distributed stages), as text.
+    /// The logical plan, the optimized plan and the physical plan, as
+    /// text; on a cluster, followed by the distributed stages the physical
+    /// plan splits into (each ends in a shuffle writer; later stages read
+    /// earlier ones through `UnresolvedShuffleExec`).
     pub async fn explain(&self) -> Result<String> {
         let explained = self.frame.clone().explain(false, false).map_err(planning)?;
         let batches = self.ctx.collect(explained).await?;
         let table = pretty_format_batches(&batches).map_err(|e| planning(e.into()))?;
-        Ok(table.to_string())
+        let mut text = table.to_string();
+        if matches!(self.ctx.mode(), crate::context::ExecutionMode::Cluster(_)) {
+            text.push('\n');
+            text.push_str(&self.distributed_stages().await?);
+        }
+        Ok(text)
+    }
+
+    /// The stages this dataset's physical plan splits into on a cluster,
+    /// planned here the way the scheduler plans them.
+    async fn distributed_stages(&self) -> Result<String> {
+        use ballista_scheduler::planner::{DefaultDistributedPlanner, DistributedPlanner};
+        use datafusion::physical_plan::displayable;
+
+        // The client's session plans remotely; plan locally with the same
+        // settings and Ember's query planner, as the scheduler does.
+        let (state, plan) = self.frame.clone().into_parts();
+        let mut config = state.config().clone();
+        ember_core::apply_cluster_defaults(&mut config);
+        let local = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+            .with_config(config)
+            .with_query_planner(Arc::new(ember_core::write::EmberQueryPlanner))
+            .build();
+        let physical = local.create_physical_plan(&plan).await.map_err(planning)?;
+        let job = ballista_core::JobId::new("explain");
+        let stages = DefaultDistributedPlanner::new()
+            .plan_query_stages(&job, physical, local.config().options())
+            .map_err(|e| ClientError::Process(format!("planning distributed stages: {e}")))?;
+        let mut text = format!("distributed plan: {} stages\n", stages.len());
+        for stage in stages {
+            text.push_str(&format!(
+                "stage {} ({} input partitions):\n{}\n",
+                stage.stage_id(),
+                stage.input_partition_count(),
+                displayable(stage.as_ref()).indent(false)
+            ));
+        }
+        Ok(text)
     }
 
     /// Writes the rows as Parquet under `path` (a directory, local or

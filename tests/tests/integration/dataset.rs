@@ -55,6 +55,13 @@ fn zones() -> Vec<Zone> {
         .collect()
 }
 
+/// Trips per zone: a plan with one shuffle on a cluster.
+fn per_zone_plan(data: &Dataset) -> Dataset {
+    data.group_by(vec![col("zone")])
+        .agg(vec![count(lit(1)).alias("trips")])
+        .unwrap()
+}
+
 async fn ids(dataset: &Dataset) -> Vec<i64> {
     #[derive(Deserialize)]
     struct Id {
@@ -243,6 +250,17 @@ async fn exercise(ctx: &EmberContext, dir: &std::path::Path) {
         "{plan}"
     );
     assert!(plan.contains("Hash("), "{plan}");
+    let stages = per_zone_plan(&data).explain().await.unwrap();
+    if matches!(ctx.mode(), ember::ExecutionMode::Cluster(_)) {
+        // A grouped aggregate: a map stage shuffling by zone, a final one.
+        assert!(stages.contains("distributed plan: 2 stages"), "{stages}");
+        assert!(
+            stages.contains("ShuffleWriterExec") && stages.contains("UnresolvedShuffleExec"),
+            "{stages}"
+        );
+    } else {
+        assert!(!stages.contains("distributed plan"), "{stages}");
+    }
 
     // Writes, read back; a partitioned write's directories.
     for (format, path) in [
