@@ -47,15 +47,7 @@ impl StagePlanRewrite for GpuStageRewrite {
         config: &SessionConfig,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let settings = ember_core::EmberConfig::from_session_config(config);
-        match ember_core::gpu::gpu_for(settings.gpu)? {
-            Some(device) => ember_core::gpu::rewrite_for_gpu(
-                plan,
-                Some(device),
-                settings.gpu_min_rows,
-                &ember_core::gpu::GpuCachePolicy::parse(&settings.gpu_cache_tables),
-            ),
-            None => Ok(plan),
-        }
+        ember_core::gpu::rewrite_with_settings(plan, &settings)
     }
 }
 

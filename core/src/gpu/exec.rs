@@ -11,6 +11,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::arrow::array::StringArray;
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -25,7 +26,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, collect,
 };
-use ember_gpu::{DeviceBatch, GpuDevice, GpuError, HostBatch};
+use ember_gpu::{AggregateValue, DeviceBatch, GpuDevice, GpuError, Group, HostBatch};
 use futures::{StreamExt, TryStreamExt};
 
 use super::cache::{CachedScan, cached_columns, keep_columns};
@@ -242,6 +243,14 @@ impl ExecutionPlan for GpuAggregateExec {
     }
 }
 
+/// What a kernel (or its CPU reference) computed.
+enum KernelOutput {
+    /// One value per aggregate (no GROUP BY).
+    Values(Vec<AggregateValue>),
+    /// One row of states per group.
+    Groups(Vec<Group>),
+}
+
 /// What one partition's execution needs.
 struct ChunkRunner {
     original: Arc<dyn ExecutionPlan>,
@@ -374,21 +383,35 @@ impl ChunkRunner {
 
     /// The kernel's CPU reference over `host`; its state batch.
     fn run_reference(&self, host: &HostBatch) -> Result<RecordBatch> {
-        let states = &self.placement.states;
-        match &self.placement.kernel {
+        let output = match &self.placement.kernel {
             GpuKernel::Ungrouped(query) => {
-                let values = query.run_cpu(host).map_err(gpu_error)?;
-                ungrouped_batch(&self.schema, states, &values)
+                KernelOutput::Values(query.run_cpu(host).map_err(gpu_error)?)
             }
             GpuKernel::Grouped(query) => {
-                let groups = query.run_cpu(host).map_err(gpu_error)?;
-                let dictionaries: Vec<_> = query
-                    .keys
-                    .iter()
-                    .map(|&k| host.columns[k].dictionary.clone())
-                    .collect();
+                KernelOutput::Groups(query.run_cpu(host).map_err(gpu_error)?)
+            }
+        };
+        self.state_batch(output, |k| host.columns[k].dictionary.clone())
+    }
+
+    /// The partial state batch of a kernel's `output`; `dictionary(k)` is
+    /// what the codes of kernel column `k` stand for, if it is a string
+    /// column.
+    fn state_batch(
+        &self,
+        output: KernelOutput,
+        dictionary: impl Fn(usize) -> Option<Arc<StringArray>>,
+    ) -> Result<RecordBatch> {
+        let states = &self.placement.states;
+        match (&self.placement.kernel, output) {
+            (_, KernelOutput::Values(values)) => ungrouped_batch(&self.schema, states, &values),
+            (GpuKernel::Grouped(query), KernelOutput::Groups(groups)) => {
+                let dictionaries: Vec<_> = query.keys.iter().map(|&k| dictionary(k)).collect();
                 grouped_batch(&self.schema, states, &dictionaries, &groups)
             }
+            (GpuKernel::Ungrouped(_), KernelOutput::Groups(_)) => Err(DataFusionError::Internal(
+                "an ungrouped GPU aggregate produced groups".to_string(),
+            )),
         }
     }
 
@@ -406,7 +429,9 @@ impl ChunkRunner {
                 "a cached GPU scan without a device".to_string(),
             ));
         };
-        if let Some(columns) = cached_columns(&keys) {
+        let cached_columns = cached_columns(&keys);
+        let cached_failed = cached_columns.is_some();
+        if let Some(columns) = cached_columns {
             let attempt = DeviceBatch::new(columns)
                 .map_err(|e| e.to_string())
                 .and_then(|batch| Ok((batch.rows, self.run_kernel(&device, &batch)?)));
@@ -419,7 +444,9 @@ impl ChunkRunner {
                 Err(e) => tracing::debug!("GPU aggregate over cached columns: {e}"),
             }
         }
-        // Fill: every row of the partition's files, once.
+        // Fill: every row of the partition's files, once. (After a kernel
+        // that failed over cached columns, the rows are for the CPU plan:
+        // uploading them again would fail the same way.)
         let scan = cached.filling_scan(partition)?;
         let mut stream = scan.execute(0, Arc::clone(&self.context))?;
         let mut batches = Vec::new();
@@ -434,6 +461,9 @@ impl ChunkRunner {
             batches.push(batch);
         }
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if cached_failed {
+            return self.run_cpu(batches, rows).await;
+        }
         let attempt = self
             .to_device(&device, &batches)
             .map_err(|e| e.to_string())
@@ -478,23 +508,13 @@ impl ChunkRunner {
         batch: &DeviceBatch,
     ) -> std::result::Result<RecordBatch, String> {
         let _timer = self.times.kernel.timer();
-        let states = &self.placement.states;
-        match &self.placement.kernel {
-            GpuKernel::Ungrouped(query) => {
-                let values = query.run_gpu(device, batch).map_err(|e| e.to_string())?;
-                ungrouped_batch(&self.schema, states, &values).map_err(|e| e.to_string())
-            }
-            GpuKernel::Grouped(query) => {
-                let groups = query.run_gpu(device, batch).map_err(|e| e.to_string())?;
-                let dictionaries: Vec<_> = query
-                    .keys
-                    .iter()
-                    .map(|&k| batch.columns[k].dictionary.clone())
-                    .collect();
-                grouped_batch(&self.schema, states, &dictionaries, &groups)
-                    .map_err(|e| e.to_string())
-            }
+        let output = match &self.placement.kernel {
+            GpuKernel::Ungrouped(query) => query.run_gpu(device, batch).map(KernelOutput::Values),
+            GpuKernel::Grouped(query) => query.run_gpu(device, batch).map(KernelOutput::Groups),
         }
+        .map_err(|e| e.to_string())?;
+        self.state_batch(output, |k| batch.columns[k].dictionary.clone())
+            .map_err(|e| e.to_string())
     }
 
     /// The replaced CPU plan over `batches`.

@@ -74,6 +74,25 @@ pub fn rewrite_for_gpu(
     rewrite(plan, device, min_rows, cache, false)
 }
 
+/// [`rewrite_for_gpu`] as a session's Ember settings ask: on this process's
+/// GPU where `ember.gpu` allows (`force` without one is an error), with
+/// `ember.gpu_min_rows` and `ember.gpu_cache_tables`; the plan unchanged
+/// otherwise. Executors (per stage) and embedded sessions both use it.
+pub fn rewrite_with_settings(
+    plan: Arc<dyn ExecutionPlan>,
+    settings: &EmberConfig,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    match gpu_for(settings.gpu)? {
+        Some(device) => rewrite_for_gpu(
+            plan,
+            Some(device),
+            settings.gpu_min_rows,
+            &GpuCachePolicy::parse(&settings.gpu_cache_tables),
+        ),
+        None => Ok(plan),
+    }
+}
+
 /// [`rewrite_for_gpu`] without a device, running the kernels' CPU
 /// references instead: the GPU path's translation, kernel semantics and
 /// output on any machine (what tests compare with the CPU plan).
@@ -134,15 +153,7 @@ impl PhysicalOptimizerRule for GpuPlacementRule {
             .get::<EmberConfig>()
             .cloned()
             .unwrap_or_default();
-        match gpu_for(settings.gpu)? {
-            Some(device) => rewrite_for_gpu(
-                plan,
-                Some(device),
-                settings.gpu_min_rows,
-                &GpuCachePolicy::parse(&settings.gpu_cache_tables),
-            ),
-            None => Ok(plan),
-        }
+        rewrite_with_settings(plan, &settings)
     }
 
     fn name(&self) -> &str {

@@ -80,7 +80,23 @@ async fn etl(args: JobArgs) -> Result<(), String> {
         .filter(col("reason").is_not_null())
         .and_then(|d| d.select_columns(&["trip_id", "pickup_day", "zone", "fare", "reason"]))
         .map_err(|e| e.to_string())?;
-    let rejected = rejects.count().await.map_err(|e| e.to_string())?;
+    // Both counts in one pass over the raw data.
+    #[derive(serde::Deserialize)]
+    struct Counts {
+        total: i64,
+        rejected: i64,
+    }
+    let counts: Vec<Counts> = parsed
+        .group_by(vec![])
+        .agg(vec![
+            count(lit(1)).alias("total"),
+            count(col("reason")).alias("rejected"),
+        ])
+        .map_err(|e| e.to_string())?
+        .collect_as()
+        .await
+        .map_err(|e| e.to_string())?;
+    let (total, rejected) = counts.first().map_or((0, 0), |c| (c.total, c.rejected));
     rejects
         .write_csv(&rejects_path, &[])
         .await
@@ -108,7 +124,6 @@ async fn etl(args: JobArgs) -> Result<(), String> {
         .write_parquet(&output, &["day"])
         .await
         .map_err(|e| e.to_string())?;
-    let total = raw.count().await.map_err(|e| e.to_string())?;
     println!("raw trips: {total}");
     println!("rejected: {rejected} (with reasons, in {rejects_path})");
     println!(
