@@ -8,6 +8,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use ember_core::cache::{CacheStorage, CachedBlock};
 use serde_json::Value;
 use tokio::net::TcpStream;
 
@@ -73,32 +74,12 @@ async fn get_json_list(
     path: &str,
     timeout: Duration,
 ) -> Result<Vec<Value>> {
-    let not_scheduler = |reason: String| ClientError::NotAScheduler {
-        addr: addr.to_string(),
-        reason,
-    };
-    let response = rest_client()?
-        .get(addr.rest_url(path))
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| ClientError::SchedulerUnreachable {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?;
-    if !response.status().is_success() {
-        return Err(not_scheduler(format!(
-            "GET {path} returned {}",
-            response.status()
-        )));
-    }
-    let body: Value = response
-        .json()
-        .await
-        .map_err(|e| not_scheduler(format!("GET {path} returned no JSON list: {e}")))?;
-    match body {
+    match rest_json(addr, reqwest::Method::GET, path, timeout).await? {
         Value::Array(list) => Ok(list),
-        _ => Err(not_scheduler(format!("GET {path} returned no JSON list"))),
+        _ => Err(ClientError::NotAScheduler {
+            addr: addr.to_string(),
+            reason: format!("GET {path} returned no JSON list"),
+        }),
     }
 }
 
@@ -215,6 +196,99 @@ pub async fn cancel_jobs_named(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Sends `method` to `path` on the scheduler's REST API and returns the JSON
+/// it answers with. Failing to connect is
+/// [`ClientError::SchedulerUnreachable`]; any other answer is
+/// [`ClientError::NotAScheduler`].
+async fn rest_json(
+    addr: &SchedulerAddress,
+    method: reqwest::Method,
+    path: &str,
+    timeout: Duration,
+) -> Result<Value> {
+    let response = rest_client()?
+        .request(method.clone(), addr.rest_url(path))
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| ClientError::SchedulerUnreachable {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        // The first line of the answer, short: errors stay one line.
+        let body = response.text().await.unwrap_or_default();
+        let first: String = body
+            .trim()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect();
+        let reason = if first.is_empty() {
+            format!("{method} {path} returned {status}")
+        } else {
+            format!("{method} {path} returned {status}: {first}")
+        };
+        return Err(ClientError::NotAScheduler {
+            addr: addr.to_string(),
+            reason,
+        });
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| ClientError::NotAScheduler {
+            addr: addr.to_string(),
+            reason: format!("{method} {path} returned no JSON: {e}"),
+        })
+}
+
+/// Where the cluster's executors hold a cached dataset's partitions.
+pub async fn cache_storage(addr: &SchedulerAddress, cache_id: &str) -> Result<CacheStorage> {
+    let path = format!("/api/ember/cache/{cache_id}");
+    let body = rest_json(addr, reqwest::Method::GET, &path, Duration::from_secs(30)).await?;
+    let number = |key: &str| body[key].as_u64().unwrap_or_default();
+    let blocks = body["blocks"]
+        .as_array()
+        .map(|blocks| {
+            blocks
+                .iter()
+                .map(|b| CachedBlock {
+                    partition: b["partition"].as_u64().unwrap_or_default() as u32,
+                    partitions: b["partitions"].as_u64().unwrap_or_default() as u32,
+                    endpoint: b["endpoint"].as_str().unwrap_or_default().to_string(),
+                    rows: b["rows"].as_u64().unwrap_or_default(),
+                    bytes: b["bytes"].as_u64().unwrap_or_default(),
+                    medium: b["medium"].as_str().unwrap_or_default().to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(CacheStorage {
+        blocks,
+        partitions_computed: number("partitions_computed"),
+        partitions_read_local: number("partitions_read_local"),
+        partitions_sent: number("partitions_sent"),
+    })
+}
+
+/// Frees a cached dataset's partitions on every executor; returns how many
+/// were freed.
+pub async fn unpersist(addr: &SchedulerAddress, cache_id: &str) -> Result<usize> {
+    let path = format!("/api/ember/cache/{cache_id}");
+    let body = rest_json(
+        addr,
+        reqwest::Method::DELETE,
+        &path,
+        Duration::from_secs(30),
+    )
+    .await?;
+    Ok(body["freed"].as_u64().unwrap_or_default() as usize)
 }
 
 #[cfg(test)]

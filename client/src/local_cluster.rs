@@ -194,8 +194,65 @@ impl LocalCluster {
                 })?;
             cluster.executors.push(child);
         }
-        wait_for_executors(&cluster.address, options.executors, options.startup_timeout).await?;
+        cluster
+            .wait_for_registration(options.executors, options.startup_timeout)
+            .await?;
         Ok(cluster)
+    }
+
+    /// Waits until `count` executors have registered. A process that exits
+    /// meanwhile ends the wait at once, with the last line it logged.
+    async fn wait_for_registration(&mut self, count: usize, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Some(process) = self.exited_process() {
+                return Err(ClientError::Process(format!(
+                    "{process} exited while the cluster started{}",
+                    self.last_log_line(&process)
+                        .map(|line| format!(": {line}"))
+                        .unwrap_or_default()
+                )));
+            }
+            let remaining = timeout.saturating_sub(started.elapsed());
+            let step = remaining.min(Duration::from_secs(1));
+            match wait_for_executors(&self.address, count, step).await {
+                Err(ClientError::NoExecutors { .. }) if !remaining.is_zero() => {}
+                Err(ClientError::NoExecutors { addr, .. }) => {
+                    return Err(ClientError::NoExecutors {
+                        addr,
+                        waited_secs: timeout.as_secs(),
+                    });
+                }
+                other => return other.map(|_| ()),
+            }
+        }
+    }
+
+    /// What a process of this cluster said last (`name` as
+    /// [`LocalCluster::exited_process`] gives it): the first error line of
+    /// its error output, else that output's last line, else its log's.
+    fn last_log_line(&self, name: &str) -> Option<String> {
+        let stem = match name.strip_prefix("ember-executor ") {
+            Some(rest) => format!("executor-{}", rest.split(' ').next()?),
+            None => "scheduler".to_string(),
+        };
+        let read = |file: String| std::fs::read_to_string(self.log_dir.join(file)).ok();
+        let last = |text: &str| {
+            text.lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .map(|line| line.trim().to_string())
+        };
+        if let Some(stderr) = read(format!("{stem}.stderr.log")) {
+            let error = stderr
+                .lines()
+                .find(|line| line.to_ascii_lowercase().contains("error"))
+                .map(|line| line.trim().to_string());
+            if let Some(line) = error.or_else(|| last(&stderr)) {
+                return Some(line);
+            }
+        }
+        last(&read(format!("{stem}.log"))?)
     }
 
     /// The scheduler's address.
@@ -206,6 +263,11 @@ impl LocalCluster {
     /// Where the processes' logs are.
     pub fn log_dir(&self) -> &Path {
         &self.log_dir
+    }
+
+    /// Process id of the scheduler, while it runs.
+    pub fn scheduler_pid(&self) -> Option<u32> {
+        self.scheduler.as_ref().map(Child::id)
     }
 
     /// Process ids of the executors, in start order.

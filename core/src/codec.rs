@@ -33,6 +33,8 @@ use ember_proto::{
 };
 use prost::Message;
 
+use crate::cache::{CACHED_DATASET, CachedDataset};
+use crate::functions::{MAP_PARTITIONS, MapPartitionsTable};
 use crate::memory_table::{MEMORY_TABLE, decode_memory_table, encode_memory_table};
 
 /// Encodes and decodes one of Ember's own physical operators.
@@ -88,6 +90,8 @@ impl Default for EmberPhysicalCodec {
             operators: vec![
                 Arc::new(crate::write::StagedWriteCodec),
                 Arc::new(crate::write::WriteCommitCodec),
+                Arc::new(crate::cache::CacheOperatorCodec),
+                Arc::new(crate::functions::MapPartitionsCodec),
             ],
         }
     }
@@ -241,6 +245,18 @@ impl EmberLogicalCodec {
     }
 }
 
+/// Writes one of Ember's own tables, `name` with its `payload`, in Ember's
+/// envelope.
+fn encode_ember_table(name: &str, payload: Vec<u8>, buf: &mut Vec<u8>) -> Result<()> {
+    let envelope = LogicalExtensionEnvelope {
+        node: Some(logical_extension_envelope::Node::Ember(ExtensionOperator {
+            name: name.to_string(),
+            payload,
+        })),
+    };
+    encode_envelope(&envelope, buf)
+}
+
 impl LogicalExtensionCodec for EmberLogicalCodec {
     fn try_decode(
         &self,
@@ -267,10 +283,21 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
     ) -> Result<Arc<dyn TableProvider>> {
         let envelope =
             LogicalExtensionEnvelope::decode(buf).map_err(|e| decode_error("table provider", e))?;
-        if let Some(logical_extension_envelope::Node::Ember(op)) = &envelope.node
-            && op.name == MEMORY_TABLE
-        {
-            return Ok(Arc::new(decode_memory_table(&op.payload, schema)?));
+        if let Some(logical_extension_envelope::Node::Ember(op)) = &envelope.node {
+            match op.name.as_str() {
+                MEMORY_TABLE => return Ok(Arc::new(decode_memory_table(&op.payload, schema)?)),
+                CACHED_DATASET => {
+                    return Ok(Arc::new(CachedDataset::decode(&op.payload, ctx, self)?));
+                }
+                MAP_PARTITIONS => {
+                    return Ok(Arc::new(MapPartitionsTable::decode(
+                        &op.payload,
+                        ctx,
+                        self,
+                    )?));
+                }
+                _ => {}
+            }
         }
         let inner = self.unwrap_ballista(buf, "table provider")?;
         self.ballista
@@ -285,13 +312,14 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
     ) -> Result<()> {
         // Tables the client holds travel in the plan.
         if let Some(memory) = node.downcast_ref::<MemTable>() {
-            let envelope = LogicalExtensionEnvelope {
-                node: Some(logical_extension_envelope::Node::Ember(ExtensionOperator {
-                    name: MEMORY_TABLE.to_string(),
-                    payload: encode_memory_table(memory)?,
-                })),
-            };
-            return encode_envelope(&envelope, buf);
+            return encode_ember_table(MEMORY_TABLE, encode_memory_table(memory)?, buf);
+        }
+        // Cached datasets travel with their lineage.
+        if let Some(cached) = node.downcast_ref::<CachedDataset>() {
+            return encode_ember_table(CACHED_DATASET, cached.encode(self)?, buf);
+        }
+        if let Some(table) = node.downcast_ref::<MapPartitionsTable>() {
+            return encode_ember_table(MAP_PARTITIONS, table.encode(self)?, buf);
         }
         let mut inner = Vec::new();
         self.ballista
@@ -392,7 +420,13 @@ mod tests {
         let codec = EmberPhysicalCodec::default().with_operator(Arc::new(EmptyOperator));
         assert_eq!(
             codec.operator_names(),
-            ["ember.staged_write", "ember.write_commit", "test.empty"]
+            [
+                "ember.staged_write",
+                "ember.write_commit",
+                "ember.cache",
+                "ember.map_partitions",
+                "test.empty"
+            ]
         );
         let node: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(schema()));
         let mut buf = Vec::new();

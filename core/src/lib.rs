@@ -22,6 +22,7 @@
 //! configured three times.
 
 pub mod address;
+pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod error;
@@ -31,6 +32,7 @@ pub mod memory_table;
 pub mod object_store;
 pub mod process;
 pub mod s3;
+pub mod scan_projection;
 pub mod scheduling;
 pub mod session;
 pub mod telemetry;

@@ -8,17 +8,19 @@
 //! fetch over Arrow Flight.
 
 pub mod engine;
+pub mod flight;
+pub mod ports;
 pub mod size;
 
-use std::net::TcpListener as StdTcpListener;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use datafusion::prelude::SessionConfig;
 use ember_core::{EmberLogicalCodec, EmberPhysicalCodec, SchedulerAddress};
 
 pub use engine::{EmberExecutionEngine, StagePlanRewrite};
+pub use ports::ExecutorPorts;
 pub use size::{ByteSize, ParseByteSizeError};
 
 /// Errors that stop an executor.
@@ -43,14 +45,20 @@ pub enum ExecutorError {
         /// Why it failed.
         source: std::io::Error,
     },
-    /// No free port could be found for a `0` port flag.
-    #[error("cannot pick a free port on {host}: {source}")]
-    FreePort {
-        /// The host the port was wanted on.
-        host: String,
+    /// One of the executor's ports cannot be listened on.
+    #[error("cannot listen on {address} (--{flag}): {source}")]
+    Listen {
+        /// The port's flag.
+        flag: &'static str,
+        /// The address asked for (port 0: any free port).
+        address: String,
         /// Why it failed.
         source: std::io::Error,
     },
+    /// One of the executor's services (such as its Arrow Flight service)
+    /// failed while it ran, which stopped the executor.
+    #[error("{0}")]
+    ServiceFailed(String),
     /// Ballista's executor failed to start or stopped with an error.
     #[error("{0}")]
     Ballista(#[from] ballista_core::error::BallistaError),
@@ -92,6 +100,15 @@ pub struct ExecutorOptions {
     /// under the system's temp dir, removed on exit).
     #[arg(long, env = "EMBER_EXECUTOR_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Directory for cached datasets' partitions written to disk
+    /// (`persist(Disk)`, or `MemoryAndDisk` past `--cache-memory`); default:
+    /// a fresh directory under the system's temp dir, removed on exit.
+    #[arg(long, env = "EMBER_EXECUTOR_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Memory for cached datasets' partitions, such as `2GiB`; beyond it they
+    /// go to `--cache-dir` or, at level `Memory`, are not kept.
+    #[arg(long, env = "EMBER_EXECUTOR_CACHE_MEMORY", default_value = "1GiB")]
+    pub cache_memory: ByteSize,
     /// Seconds to keep retrying to reach the scheduler at start-up.
     #[arg(
         long,
@@ -144,34 +161,6 @@ fn machine_host_name() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// The ports an executor listens on, with `0`s replaced by free ports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExecutorPorts {
-    /// Arrow Flight.
-    pub flight: u16,
-    /// Task gRPC.
-    pub grpc: u16,
-    /// Health probes.
-    pub health: u16,
-}
-
-fn free_port(host: &str, wanted: u16) -> Result<u16, ExecutorError> {
-    if wanted != 0 {
-        return Ok(wanted);
-    }
-    let listener = StdTcpListener::bind((host, 0)).map_err(|source| ExecutorError::FreePort {
-        host: host.to_string(),
-        source,
-    })?;
-    listener
-        .local_addr()
-        .map(|addr| addr.port())
-        .map_err(|source| ExecutorError::FreePort {
-            host: host.to_string(),
-            source,
-        })
-}
-
 /// The configuration producer installed on executors.
 fn executor_session_config() -> SessionConfig {
     ember_core::distributed_session_config()
@@ -186,6 +175,12 @@ pub struct PreparedExecutor {
     pub ports: ExecutorPorts,
     /// The work dir; when Ember created it, dropping this removes it.
     work_dir: WorkDir,
+    /// Where cached partitions are written; likewise removed when owned.
+    cache_dir: WorkDir,
+    /// The gRPC and health sockets, held until Ballista binds them.
+    held: Vec<ports::ReservedPort>,
+    /// Why a service stopped the executor, when one failed.
+    service_failure: Arc<OnceLock<String>>,
 }
 
 enum WorkDir {
@@ -202,6 +197,28 @@ impl WorkDir {
     }
 }
 
+/// `given`, created if missing, or a fresh directory under the system's temp
+/// dir named with `prefix`, removed when dropped.
+fn owned_or_given(given: Option<&PathBuf>, prefix: &str) -> Result<WorkDir, ExecutorError> {
+    match given {
+        Some(path) => {
+            std::fs::create_dir_all(path).map_err(|source| ExecutorError::WorkDir {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(WorkDir::Given(path.clone()))
+        }
+        None => tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .map(WorkDir::Owned)
+            .map_err(|source| ExecutorError::WorkDir {
+                path: std::env::temp_dir(),
+                source,
+            }),
+    }
+}
+
 impl PreparedExecutor {
     /// Validates the options and builds the executor's configuration.
     pub fn prepare(options: &ExecutorOptions) -> Result<Self, ExecutorError> {
@@ -212,29 +229,15 @@ impl PreparedExecutor {
                 reason: "must be at least 1".into(),
             });
         }
-        let work_dir = match &options.work_dir {
-            Some(path) => {
-                std::fs::create_dir_all(path).map_err(|source| ExecutorError::WorkDir {
-                    path: path.clone(),
-                    source,
-                })?;
-                WorkDir::Given(path.clone())
-            }
-            None => WorkDir::Owned(
-                tempfile::Builder::new()
-                    .prefix("ember-executor-")
-                    .tempdir()
-                    .map_err(|source| ExecutorError::WorkDir {
-                        path: std::env::temp_dir(),
-                        source,
-                    })?,
-            ),
-        };
-        let ports = ExecutorPorts {
-            flight: free_port(&options.bind, options.port)?,
-            grpc: free_port(&options.bind, options.grpc_port)?,
-            health: free_port(&options.bind, options.health_port)?,
-        };
+        let work_dir = owned_or_given(options.work_dir.as_ref(), "ember-executor-")?;
+        let cache_dir = owned_or_given(options.cache_dir.as_ref(), "ember-cache-")?;
+        let reserved = ports::ReservedPorts::bind(
+            &options.bind,
+            options.port,
+            options.grpc_port,
+            options.health_port,
+        )?;
+        let ports = reserved.ports();
         let work_dir_str = work_dir.path().to_string_lossy().into_owned();
 
         let mut config = ExecutorProcessConfig {
@@ -283,11 +286,44 @@ impl PreparedExecutor {
             EmberExecutionEngine::with_default_engine()
                 .with_rewrite(Arc::new(engine::GpuStageRewrite)),
         ));
+        // Cached partitions live in this process's block store, served to
+        // peers by the Flight service beside shuffle data.
+        if !ember_core::cache::BlockStore::configure_global(
+            cache_dir.path(),
+            options.cache_memory.bytes() as usize,
+        ) {
+            tracing::debug!("the block store was configured already");
+        }
+        let endpoint = format!("{}:{}", advertised_host(options), ports.flight);
+        let max_message_bytes = options.grpc_max_message_bytes as usize;
+        let flight_listener = Mutex::new(Some(reserved.flight.into_listener()));
+        let service_failure = Arc::new(OnceLock::new());
+        let failure = Arc::clone(&service_failure);
+        config.override_arrow_flight_service =
+            Some(Arc::new(move |work_dir, address, shutdown, grpc_config| {
+                // The socket bound at preparation; Ballista asks once.
+                let listener = flight_listener.lock().ok().and_then(|mut held| held.take());
+                let service = flight::EmberFlightService::new(work_dir, endpoint.clone());
+                let failure = Arc::clone(&failure);
+                tokio::spawn(async move {
+                    let result = service
+                        .serve(listener, address, shutdown, grpc_config, max_message_bytes)
+                        .await;
+                    if let Err(e) = &result {
+                        let _ = failure
+                            .set(format!("the Arrow Flight service on {address} failed: {e}"));
+                    }
+                    result
+                })
+            }));
 
         Ok(Self {
             config,
             ports,
             work_dir,
+            cache_dir,
+            held: vec![reserved.grpc, reserved.health],
+            service_failure,
         })
     }
 
@@ -305,6 +341,9 @@ impl PreparedExecutor {
                 flag: "bind",
                 reason: format!("{e}"),
             })?;
+        // Ballista binds the gRPC and health ports itself: let go of them
+        // just before.
+        drop(self.held);
         let (health_stop, health_stopped) = tokio::sync::oneshot::channel();
         let health = ballista_executor::health::spawn_health_server(
             health_addr,
@@ -315,7 +354,14 @@ impl PreparedExecutor {
         let _ = health_stop.send(());
         let _ = health.await;
         drop(self.work_dir);
-        result.map_err(ExecutorError::from)
+        drop(self.cache_dir);
+        result.map_err(ExecutorError::from)?;
+        // Ballista stops the executor when a service fails, and returns
+        // success; the failure is the reason the process exits.
+        match self.service_failure.get() {
+            Some(reason) => Err(ExecutorError::ServiceFailed(reason.clone())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -334,6 +380,8 @@ mod tests {
             cores: Some(2),
             memory: Some("256MiB".parse().unwrap()),
             work_dir: None,
+            cache_dir: None,
+            cache_memory: "64MiB".parse().unwrap(),
             scheduler_connect_timeout_secs: 1,
             heartbeat_secs: 5,
             scheduling_policy: Default::default(),

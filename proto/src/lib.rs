@@ -1,9 +1,10 @@
 //! Protocol Buffers messages that Ember adds on top of Ballista's protocol.
 //!
 //! The schema lives in `proto/ember.proto`; the Rust types are generated at
-//! build time. Today this is the envelope in which plan extension nodes travel
-//! between the client, the scheduler and the executors (see
-//! `ember_core::codec`); Ember's own gRPC services will be declared here too.
+//! build time: the envelope in which plan extension nodes travel between the
+//! client, the scheduler and the executors (see `ember_core::codec`), the
+//! payloads of Ember's own operators and tables, and the messages of the
+//! cached-partition Flight actions (see `ember_core::cache`).
 
 #![allow(clippy::derive_partial_eq_without_eq)]
 
@@ -13,7 +14,7 @@ pub mod v1 {
 }
 
 pub use v1::{
-    ExtensionOperator, LogicalExtensionEnvelope, MemoryTable, PhysicalExtensionEnvelope,
-    StagedWrite, WriteCommit, logical_extension_envelope, physical_extension_envelope,
-    staged_write,
+    CacheOperator, CacheReport, CachedBlock, CachedDataset, ExtensionOperator,
+    LogicalExtensionEnvelope, MapPartitions, MemoryTable, PhysicalExtensionEnvelope, StagedWrite,
+    WriteCommit, logical_extension_envelope, physical_extension_envelope, staged_write,
 };

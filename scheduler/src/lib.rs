@@ -13,6 +13,7 @@
 //! settings masked, and the health probes (`/healthz`, `/readyz`); the
 //! `server` module composes them.
 
+mod cache;
 mod server;
 
 use std::net::SocketAddr;

@@ -61,13 +61,14 @@ pub(crate) fn router(scheduler: EmberSchedulerServer) -> Router {
     }
     let grpc = grpc.routes().into_axum_router();
 
+    crate::cache::install_block_directory(&scheduler);
     let scheduler = Arc::new(scheduler);
     let rest = get_routes(scheduler.clone()).layer(axum::middleware::from_fn(redact_job_config));
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(scheduler);
-    rest.merge(grpc).merge(health)
+    rest.merge(grpc).merge(health).merge(crate::cache::routes())
 }
 
 /// Serves [`router`] on `listener` until serving fails.

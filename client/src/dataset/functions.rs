@@ -61,6 +61,21 @@ impl Dataset {
         Ok(self.with(frame))
     }
 
+    /// The rows the named partition function `function` makes of each
+    /// partition (Spark's `mapPartitions`): it receives one partition's
+    /// batches at a time and returns batches of the schema it declared.
+    pub fn map_partitions(&self, function: &str) -> Result<Self> {
+        let input = self.frame.logical_plan().clone();
+        let table = ember_core::functions::MapPartitionsTable::try_new(function, input)
+            .map_err(planning)?;
+        let frame = self
+            .ctx
+            .session()
+            .read_table(std::sync::Arc::new(table))
+            .map_err(planning)?;
+        Ok(self.with(frame))
+    }
+
     /// One row per distinct `keys`, with `value` folded by the named reduce
     /// function `function` (Spark's `reduceByKey`), in a column of the same
     /// name.

@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+mod cache;
 mod functions;
 mod rows;
 mod sources;
@@ -39,10 +40,12 @@ use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, Partitioning, SortExpr};
 use serde::de::DeserializeOwned;
 
+pub use cache::StorageLevel;
 /// How two datasets are joined (inner, left, right, full, semi, anti).
 pub use datafusion::common::JoinType;
 pub use datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
 pub use datafusion::prelude::{col, lit};
+pub use ember_core::cache::CacheStorage;
 pub use rows::{batches_to_rows, rows_to_batch};
 
 use crate::context::EmberContext;
@@ -54,6 +57,8 @@ use crate::error::{ClientError, Result};
 pub struct Dataset {
     ctx: EmberContext,
     frame: DataFrame,
+    /// The cached table, when this is the dataset `cache`/`persist` returned.
+    cached: Option<Arc<ember_core::cache::CachedDataset>>,
 }
 
 impl std::fmt::Debug for Dataset {
@@ -74,6 +79,7 @@ impl Dataset {
         Self {
             ctx: ctx.clone(),
             frame,
+            cached: None,
         }
     }
 
@@ -81,6 +87,7 @@ impl Dataset {
         Self {
             ctx: self.ctx.clone(),
             frame,
+            cached: None,
         }
     }
 

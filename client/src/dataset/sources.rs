@@ -81,10 +81,22 @@ impl EmberContext {
 
     /// The CSV files (with a header row) at `path`.
     pub async fn read_csv(&self, path: &str) -> Result<Dataset> {
-        self.require_files(path, ".csv").await?;
+        self.read_csv_files(path, ".csv", CsvReadOptions::new().has_header(true))
+            .await
+    }
+
+    /// The files at `path` with `extension` (empty: any), read as CSV with
+    /// `options`.
+    async fn read_csv_files(
+        &self,
+        path: &str,
+        extension: &str,
+        options: CsvReadOptions<'_>,
+    ) -> Result<Dataset> {
+        self.require_files(path, extension).await?;
         let frame = self
             .session()
-            .read_csv(path, CsvReadOptions::new().has_header(true))
+            .read_csv(path, options)
             .await
             .map_err(planning)?;
         Ok(Dataset::from_frame(self, frame))
@@ -95,14 +107,8 @@ impl EmberContext {
     /// `Utf8` and clean it with expressions, so that a malformed value is a
     /// row to set aside, not a failed job.
     pub async fn read_csv_with_schema(&self, path: &str, schema: &Schema) -> Result<Dataset> {
-        self.require_files(path, ".csv").await?;
         let options = CsvReadOptions::new().has_header(true).schema(schema);
-        let frame = self
-            .session()
-            .read_csv(path, options)
-            .await
-            .map_err(planning)?;
-        Ok(Dataset::from_frame(self, frame))
+        self.read_csv_files(path, ".csv", options).await
     }
 
     /// The newline-delimited JSON files at `path`.
@@ -119,7 +125,6 @@ impl EmberContext {
     /// Text files at `path` (a file, a directory or a glob), one row per
     /// line in the column `line` (Spark's `textFile`).
     pub async fn read_text(&self, path: &str) -> Result<Dataset> {
-        self.require_files(path, "").await?;
         let schema = Schema::new(vec![Field::new("line", DataType::Utf8, true)]);
         // Lines are whole values: separators and quotes no text uses.
         let options = CsvReadOptions::new()
@@ -128,12 +133,7 @@ impl EmberContext {
             .quote(0x1e)
             .file_extension("")
             .schema(&schema);
-        let frame = self
-            .session()
-            .read_csv(path, options)
-            .await
-            .map_err(planning)?;
-        Ok(Dataset::from_frame(self, frame))
+        self.read_csv_files(path, "", options).await
     }
 
     /// A table (or view) of the context's catalog.

@@ -23,6 +23,7 @@
 //! assert_eq!(library.names(), vec!["fare_band", "digits", "longest"]);
 //! ```
 
+mod partitions;
 mod udf;
 mod values;
 
@@ -34,6 +35,10 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
+pub use partitions::{
+    MAP_PARTITIONS, MapPartitionsCodec, MapPartitionsExec, MapPartitionsTable, PartitionBody,
+    PartitionFunction,
+};
 use udf::{NamedReduce, NamedScalar};
 pub use values::SqlValue;
 
@@ -43,6 +48,7 @@ pub struct FunctionLibrary {
     name: String,
     scalars: Vec<Arc<ScalarUDF>>,
     aggregates: Vec<Arc<AggregateUDF>>,
+    partition_functions: Vec<Arc<PartitionFunction>>,
 }
 
 impl std::fmt::Debug for FunctionLibrary {
@@ -80,6 +86,7 @@ impl FunctionLibrary {
             .iter()
             .map(|f| f.name())
             .chain(self.aggregates.iter().map(|f| f.name()))
+            .chain(self.partition_functions.iter().map(|f| f.name()))
             .collect()
     }
 
@@ -200,6 +207,25 @@ impl FunctionLibrary {
         self
     }
 
+    /// A partition function (for `Dataset::map_partitions`): `f` receives
+    /// every batch of one partition and returns batches of schema `output`.
+    /// The partition is held in memory while `f` runs.
+    pub fn partitions(
+        mut self,
+        name: &str,
+        output: datafusion::arrow::datatypes::SchemaRef,
+        f: impl Fn(
+            Vec<datafusion::arrow::record_batch::RecordBatch>,
+        ) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.partition_functions
+            .push(Arc::new(PartitionFunction::new(name, output, Arc::new(f))));
+        self
+    }
+
     /// A reduce function: the aggregate `name(x)` folds a column's non-NULL
     /// values with `f`, which must be associative and commutative (partial
     /// results are combined in any order); NULL when there is none.
@@ -277,6 +303,16 @@ pub fn registered_functions() -> (Vec<Arc<ScalarUDF>>, Vec<Arc<AggregateUDF>>) {
     (scalars, aggregates)
 }
 
+/// The registered partition function `name`, if any.
+pub fn partition_function(name: &str) -> Option<Arc<PartitionFunction>> {
+    let all = libraries().read().ok()?;
+    all.iter()
+        .rev()
+        .flat_map(|l| l.partition_functions.iter())
+        .find(|f| f.name() == name)
+        .cloned()
+}
+
 /// Registers every registered function on `ctx` (for sessions that another
 /// layer rebuilt, such as a Ballista client session, which resets its
 /// function lists).
@@ -301,7 +337,9 @@ pub fn register_into(ctx: &datafusion::prelude::SessionContext) {
 /// * `plus(x)`: the sum of a BIGINT column as a reduce (`reduce_by_key`),
 ///   failing on overflow;
 /// * `longest(s)`: the longest string of a column (the smallest of equally
-///   long ones, so the answer does not depend on the order).
+///   long ones, so the answer does not depend on the order);
+/// * `partition_size`: a partition function (`map_partitions`) giving one
+///   row per partition, its number of rows in `rows` (to see skew).
 pub fn standard_library() -> FunctionLibrary {
     FunctionLibrary::new("ember")
         .scalar1("normalize_space", |text: String| {
@@ -327,6 +365,23 @@ pub fn standard_library() -> FunctionLibrary {
                 a
             }
         })
+        .partitions("partition_size", partition_size_schema(), |batches| {
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let column = datafusion::arrow::array::Int64Array::from(vec![rows as i64]);
+            Ok(vec![datafusion::arrow::record_batch::RecordBatch::try_new(
+                partition_size_schema(),
+                vec![Arc::new(column)],
+            )?])
+        })
+}
+
+/// The output of `partition_size`: one BIGINT column, `rows`.
+fn partition_size_schema() -> datafusion::arrow::datatypes::SchemaRef {
+    Arc::new(datafusion::arrow::datatypes::Schema::new(vec![Field::new(
+        "rows",
+        DataType::Int64,
+        false,
+    )]))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ember::cluster::{SchedulerAddress, list_executors};
+use ember::local_cluster::{LocalCluster, LocalClusterOptions};
 use ember_tests::{binary, http_get, run_ember, start_cluster};
 
 /// Starts a lone scheduler on a free port; returns it and its address.
@@ -122,6 +123,40 @@ async fn executors_register_report_health_and_stop_gracefully() {
             process.name
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_cluster_whose_executor_dies_at_start_says_why_at_once() {
+    let state = tempfile::tempdir().unwrap();
+    let mut options = LocalClusterOptions::new(ember_tests::bin_dir(), 1, state.path());
+    options.env = vec![("EMBER_EXECUTOR_MEMORY".into(), "lots".into())];
+    let err = LocalCluster::start(&options).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("ember-executor 0 (exit status: 2) exited while the cluster started: "),
+        "{err}"
+    );
+    assert!(err.contains("'lots'") && err.contains("--memory"), "{err}");
+}
+
+#[test]
+fn an_executor_port_in_use_is_one_line_naming_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let output = Command::new(binary("ember-executor"))
+        .args(["--scheduler", "127.0.0.1:1", "--port", &port.to_string()])
+        .args(["--grpc-port", "0", "--health-port", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "ember-executor: cannot listen on 127.0.0.1:{port} (--port): "
+        )),
+        "{stderr}"
+    );
 }
 
 /// Writes a small lake: hive-partitioned CSV, an NDJSON file, Parquet.

@@ -317,3 +317,122 @@ async fn check_etl_output(
     }
     assert!(ember_tests::files_below(&bucket.join("by-day")).contains(&"_SUCCESS".to_string()));
 }
+
+/// K-means in plain Rust over the raw points the job wrote: the same
+/// cleaning (unreadable rows and duplicates dropped), the same seeds (ids
+/// `0..k`), the same nearest-centroid rule (lowest index on a tie), integer
+/// sums. Returns the centroid lines and the number of clean points.
+fn reference_kmeans(dir: &std::path::Path, k: usize, iterations: usize) -> (Vec<String>, usize) {
+    let mut clean = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines().skip(1) {
+            let v: Vec<Option<f64>> = line.split(',').map(|f| f.trim().parse().ok()).collect();
+            if let [Some(id), Some(x), Some(y)] = v[..] {
+                clean.insert((id as i64, x as i64, y as i64));
+            }
+        }
+    }
+    let points: Vec<(i64, i64, i64)> = clean.into_iter().collect();
+    let mut centroids: Vec<(f64, f64, i64)> = points[..k]
+        .iter()
+        .map(|&(_, x, y)| (x as f64, y as f64, 0))
+        .collect();
+    for _ in 0..iterations {
+        let mut sums = vec![(0i64, 0i64, 0i64); k];
+        for &(_, x, y) in &points {
+            let distance = |&(cx, cy, _): &(f64, f64, i64)| {
+                let (dx, dy) = (x as f64 - cx, y as f64 - cy);
+                dx * dx + dy * dy
+            };
+            let mut best = 0;
+            for j in 1..k {
+                if distance(&centroids[j]) < distance(&centroids[best]) {
+                    best = j;
+                }
+            }
+            sums[best].0 += x;
+            sums[best].1 += y;
+            sums[best].2 += 1;
+        }
+        for (c, &(sx, sy, n)) in centroids.iter_mut().zip(&sums) {
+            c.2 = n;
+            if n > 0 {
+                *c = (sx as f64 / n as f64, sy as f64 / n as f64, n);
+            }
+        }
+    }
+    let lines = centroids
+        .iter()
+        .enumerate()
+        .map(|(j, (x, y, n))| format!("centroid {j}: {x:.3} {y:.3} ({n} points)"))
+        .collect();
+    (lines, points.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kmeans_caches_its_points_and_finds_the_reference_centroids() {
+    let (points, k, iterations) = (20_000usize, 5usize, 3usize);
+    let run = |master: Option<String>, data: &std::path::Path| {
+        let mut command = Command::new(binary("kmeans"));
+        if let Some(master) = master {
+            command.args(["--master", &master]);
+        }
+        let output = command
+            .args(["--points", &points.to_string(), "--k", &k.to_string()])
+            .args(["--iterations", &iterations.to_string(), "--files", "4"])
+            .arg("--data")
+            .arg(data)
+            .env_remove("EMBER_MASTER")
+            .output()
+            .expect("kmeans runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+        stdout
+    };
+    let check = |stdout: &str, data: &std::path::Path| {
+        let lines: Vec<&str> = stdout.lines().collect();
+        let (centroids, clean) = reference_kmeans(data, k, iterations);
+        assert!(clean < points, "the data holds unreadable rows");
+        assert_eq!(lines[..k], centroids, "{stdout}");
+        // cache: P partitions held (N rows), computed P times, read P*I times
+        let cache = lines
+            .iter()
+            .find(|l| l.starts_with("cache: "))
+            .expect(stdout);
+        let numbers: Vec<u64> = cache
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|w| !w.is_empty())
+            .map(|w| w.parse().unwrap())
+            .collect();
+        let (held, rows, computed, read) = (numbers[0], numbers[1], numbers[2], numbers[3]);
+        assert!(held > 0, "{cache}");
+        assert_eq!(rows, clean as u64, "{cache}");
+        assert_eq!(computed, held, "computed once: {cache}");
+        assert_eq!(
+            read,
+            held * iterations as u64,
+            "read by every iteration: {cache}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("time without cache: ")),
+            "{stdout}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("time with cache: ")),
+            "{stdout}"
+        );
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = dir.path().join("embedded");
+    check(&run(None, &embedded), &embedded);
+
+    let cluster = start_cluster(2).await;
+    let on_cluster = dir.path().join("cluster");
+    check(
+        &run(Some(format!("df://{}", cluster.address())), &on_cluster),
+        &on_cluster,
+    );
+}

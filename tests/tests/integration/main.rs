@@ -5,6 +5,7 @@ mod cancel;
 mod cli;
 mod cluster_processes;
 mod dataset;
+mod dataset_cache;
 mod examples;
 mod executor_loss;
 mod gpu_rewrite;

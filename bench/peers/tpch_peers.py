@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Runs the 22 TPC-H queries on Ember's peer engines over the same Parquet
+data, and writes one JSON record per engine and query.
+
+Engines: DuckDB, Polars (its SQL interface), DataFusion (the Python
+package), PySpark (local[N]) and Dask (the queries written with its
+dataframe API, where they are). Every engine gets the same number of
+threads. Each query is run --runs times; the record keeps the median, the
+minimum and the maximum wall time, the rows returned and a digest of the
+result (rows sorted, numbers rounded to 2 decimals), so results can be
+compared with DuckDB's and Ember's.
+
+    tpch_peers.py --data DIR --queries DIR --out FILE.json
+                  [--engines duckdb,polars,datafusion,pyspark,dask]
+                  [--runs 3] [--threads 2]
+
+An engine that cannot run a query (unsupported SQL, an error, or no Dask
+version of it) gets a record with its error instead of times.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import date, datetime
+from decimal import Decimal
+
+TABLES = ["region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem"]
+
+
+def normalize(value):
+    """A value as the digest sees it: numbers rounded to 2 decimals, dates
+    as ISO text, strings stripped."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int,)):
+        return round(float(value), 2)
+    if isinstance(value, (float, Decimal)):
+        return round(float(value), 2)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()[:10]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()[:10]
+    return str(value).strip()
+
+
+def digest(rows):
+    """A digest of a result's rows, independent of their order."""
+    canonical = sorted(json.dumps([normalize(v) for v in row], default=str) for row in rows)
+    return hashlib.sha256("\n".join(canonical).encode()).hexdigest()[:16]
+
+
+class DuckDB:
+    name = "duckdb"
+
+    def __init__(self, data, threads):
+        import duckdb
+
+        self.version = duckdb.__version__
+        self.con = duckdb.connect()
+        self.con.execute(f"SET threads TO {threads}")
+        for t in TABLES:
+            self.con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{data}/{t}/*.parquet')")
+
+    def run(self, number, sql):
+        return self.con.execute(sql).fetchall()
+
+
+class Polars:
+    name = "polars"
+
+    def __init__(self, data, threads):
+        os.environ["POLARS_MAX_THREADS"] = str(threads)
+        import polars as pl
+
+        self.pl = pl
+        self.version = pl.__version__
+        self.ctx = pl.SQLContext()
+        for t in TABLES:
+            self.ctx.register(t, pl.scan_parquet(f"{data}/{t}/*.parquet"))
+
+    def run(self, number, sql):
+        return self.ctx.execute(sql, eager=True).rows()
+
+
+class DataFusion:
+    name = "datafusion-python"
+
+    def __init__(self, data, threads):
+        import datafusion
+
+        self.version = datafusion.__version__
+        config = datafusion.SessionConfig().with_target_partitions(threads)
+        self.ctx = datafusion.SessionContext(config)
+        for t in TABLES:
+            self.ctx.register_parquet(t, f"{data}/{t}/")
+
+    def run(self, number, sql):
+        table = self.ctx.sql(sql).to_arrow_table()
+        return [tuple(r.values()) for r in table.to_pylist()]
+
+
+class PySpark:
+    name = "pyspark"
+
+    def __init__(self, data, threads):
+        from pyspark.sql import SparkSession
+
+        self.spark = (
+            SparkSession.builder.master(f"local[{threads}]")
+            .appName("ember-bench")
+            .config("spark.sql.shuffle.partitions", str(threads * 2))
+            .config("spark.driver.memory", "8g")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
+        self.spark.sparkContext.setLogLevel("ERROR")
+        self.version = self.spark.version
+        for t in TABLES:
+            self.spark.read.parquet(f"{data}/{t}/").createOrReplaceTempView(t)
+
+    def run(self, number, sql):
+        return [tuple(r) for r in self.spark.sql(sql).collect()]
+
+
+def floats_for_decimals(frame):
+    """Decimal columns as float64: Dask's arithmetic on Arrow decimals
+    overflows their precision (as pandas users cast them)."""
+    decimals = {c: "float64" for c, t in frame.dtypes.items() if "decimal" in str(t)}
+    return frame.astype(decimals) if decimals else frame
+
+
+class Dask:
+    name = "dask"
+
+    def __init__(self, data, threads):
+        import dask
+        import dask.dataframe as dd
+
+        from dask_queries import QUERIES
+
+        dask.config.set(scheduler="threads", num_workers=threads)
+        self.version = dask.__version__
+        self.queries = QUERIES
+        self.tables = {t: floats_for_decimals(dd.read_parquet(f"{data}/{t}/")) for t in TABLES}
+
+    def run(self, number, sql):
+        query = self.queries.get(number)
+        if query is None:
+            raise NotImplementedError("no Dask dataframe version of this query")
+        frame = query(self.tables)
+        return list(frame.itertuples(index=False, name=None))
+
+
+ENGINES = {e.name: e for e in [DuckDB, Polars, DataFusion, PySpark, Dask]}
+ENGINES["datafusion"] = DataFusion
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--queries", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--engines", default="duckdb,polars,datafusion,pyspark,dask")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+    queries = {}
+    for n in range(1, 23):
+        with open(os.path.join(args.queries, f"q{n}.sql")) as f:
+            queries[n] = f.read().strip().rstrip(";")
+
+    records = []
+    for engine_name in args.engines.split(","):
+        engine_class = ENGINES.get(engine_name)
+        if engine_class is None:
+            sys.exit(f"unknown engine {engine_name!r}: one of {', '.join(sorted(ENGINES))}")
+        try:
+            engine = engine_class(args.data, args.threads)
+        except Exception as e:  # an engine that does not start is reported, not fatal
+            print(f"{engine_name}: cannot start: {e}", file=sys.stderr)
+            records.append({"engine": engine_class.name, "error": f"cannot start: {e}"})
+            continue
+        for n, sql in queries.items():
+            record = {"engine": engine.name, "version": engine.version, "query": n}
+            times = []
+            try:
+                for _ in range(args.runs):
+                    started = time.perf_counter()
+                    rows = engine.run(n, sql)
+                    times.append(time.perf_counter() - started)
+                record.update(
+                    median=statistics.median(times),
+                    min=min(times),
+                    max=max(times),
+                    rows=len(rows),
+                    digest=digest(rows),
+                )
+            except Exception as e:
+                record["error"] = " ".join(str(e).split())[:300]
+            print(json.dumps(record), file=sys.stderr)
+            records.append(record)
+    with open(args.out, "w") as f:
+        json.dump(records, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

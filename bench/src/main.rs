@@ -1,0 +1,197 @@
+//! `ember-tpch-bench`: the 22 TPC-H queries on Ember embedded, a local Ember
+//! cluster and single-process DataFusion; one JSON record per engine and
+//! query (see `ember_bench::QueryRecord`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use ember_bench::{BenchEngine, EngineKind, QueryRecord, result_digest, rss, summarize};
+
+/// Runs the TPC-H queries and writes their timings as JSON.
+#[derive(Debug, Parser)]
+#[command(name = "ember-tpch-bench", version)]
+struct Args {
+    /// Directory of the Parquet tables (one folder per table); generated
+    /// there first when missing.
+    #[arg(long)]
+    data: PathBuf,
+    /// Scale factor to generate when --data lacks tables.
+    #[arg(long, default_value_t = 0.01)]
+    scale_factor: f64,
+    /// Engines, comma-separated: embedded, cluster, datafusion.
+    #[arg(
+        long,
+        default_value = "embedded,cluster,datafusion",
+        value_delimiter = ','
+    )]
+    engines: Vec<String>,
+    /// Executors of the cluster engine.
+    #[arg(long, default_value_t = 2)]
+    executors: usize,
+    /// Cores every engine may use.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Runs per query (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Queries to run, comma-separated (default: 1 to 22).
+    #[arg(long, value_delimiter = ',')]
+    queries: Vec<usize>,
+    /// Directory of `ember-scheduler` and `ember-executor` (default: this
+    /// binary's).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where to write the records.
+    #[arg(long)]
+    out: PathBuf,
+    /// Fail unless every engine ran every query and all gave the same
+    /// result digest (the CI smoke run).
+    #[arg(long)]
+    check: bool,
+}
+
+fn kind(name: &str, executors: usize) -> Result<EngineKind, String> {
+    match name {
+        "embedded" => Ok(EngineKind::Embedded),
+        "cluster" => Ok(EngineKind::Cluster { executors }),
+        "datafusion" => Ok(EngineKind::DataFusion),
+        other => Err(format!(
+            "unknown engine `{other}`: expected embedded, cluster or datafusion"
+        )),
+    }
+}
+
+async fn measure(engine: &BenchEngine, query: usize, sql: &str, runs: usize) -> QueryRecord {
+    let mut record = QueryRecord {
+        engine: engine.name(),
+        version: engine.version(),
+        query,
+        median: None,
+        min: None,
+        max: None,
+        rows: None,
+        digest: None,
+        peak_rss: Vec::new(),
+        error: None,
+    };
+    for (_, pid) in engine.processes() {
+        rss::reset_peak(*pid);
+    }
+    let mut times = Vec::new();
+    let mut last = Vec::new();
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        match engine.run(sql).await {
+            Ok(batches) => {
+                times.push(started.elapsed().as_secs_f64());
+                last = batches;
+            }
+            Err(e) => {
+                record.error = Some(e.to_string());
+                return record;
+            }
+        }
+    }
+    let (median, min, max) = summarize(&times);
+    record.median = Some(median);
+    record.min = Some(min);
+    record.max = Some(max);
+    record.rows = Some(last.iter().map(|b| b.num_rows()).sum());
+    match result_digest(&last) {
+        Ok(digest) => record.digest = Some(digest),
+        Err(e) => record.error = Some(format!("cannot digest the result: {e}")),
+    }
+    record.peak_rss = engine
+        .processes()
+        .iter()
+        .filter_map(|(name, pid)| rss::peak(*pid).map(|bytes| (name.clone(), bytes)))
+        .collect();
+    record
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let kinds = args
+        .engines
+        .iter()
+        .map(|e| kind(e.trim(), args.executors))
+        .collect::<Result<Vec<_>, _>>()?;
+    let queries: Vec<usize> = if args.queries.is_empty() {
+        (1..=22).collect()
+    } else {
+        args.queries.clone()
+    };
+    if let Some(bad) = queries.iter().find(|&&q| ember::tpch::query(q).is_none()) {
+        return Err(format!("--queries: there is no TPC-H query {bad}"));
+    }
+    ember_bench::generate(&args.data, args.scale_factor, args.threads.max(2))
+        .map_err(|e| e.to_string())?;
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(PathBuf::from))
+            .ok_or("cannot tell this binary's directory: give --bin-dir")?,
+    };
+    let mut records = Vec::new();
+    for kind in kinds {
+        let engine = BenchEngine::start(kind, &args.data, args.threads, &bin_dir)
+            .await
+            .map_err(|e| format!("{}: {e}", kind.name()))?;
+        for &query in &queries {
+            let sql = ember::tpch::query(query).unwrap_or_default();
+            let record = measure(&engine, query, sql, args.runs).await;
+            eprintln!("{}", serde_json::to_string(&record).unwrap_or_default());
+            records.push(record);
+        }
+    }
+    let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+    std::fs::write(&args.out, json).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    if args.check {
+        check(&records, &queries)?;
+    }
+    Ok(())
+}
+
+/// Every record has a digest, and every query's digests agree.
+fn check(records: &[QueryRecord], queries: &[usize]) -> Result<(), String> {
+    if let Some(failed) = records.iter().find(|r| r.error.is_some()) {
+        return Err(format!(
+            "{} failed q{}: {}",
+            failed.engine,
+            failed.query,
+            failed.error.as_deref().unwrap_or_default()
+        ));
+    }
+    for &query in queries {
+        let answers: Vec<(&str, &str)> = records
+            .iter()
+            .filter(|r| r.query == query)
+            .map(|r| (r.engine.as_str(), r.digest.as_deref().unwrap_or_default()))
+            .collect();
+        if answers.windows(2).any(|pair| pair[0].1 != pair[1].1) {
+            return Err(format!("q{query}: the engines disagree: {answers:?}"));
+        }
+    }
+    eprintln!(
+        "check: {} queries, {} engines, identical results",
+        queries.len(),
+        records.len() / queries.len().max(1)
+    );
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(message) = runtime.block_on(run(args)) {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}

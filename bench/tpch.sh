@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# TPC-H side by side: Ember (embedded and on a local cluster), DataFusion,
+# DuckDB, Polars, DataFusion-Python, PySpark and Dask on the same Parquet
+# data and the same cores; writes bench/results/tpch-sf<SF>-<date>.md and
+# the PNG chart beside it.
+#
+#   bench/tpch.sh [--scale-factor SF] [--runs N] [--threads N] [--executors N]
+#                 [--engines LIST] [--peers LIST] [--data DIR]
+#
+# Defaults: SF 1, 3 runs, 2 threads, 2 executors, every engine. The data is
+# generated once per scale factor under ~/.cache/ember/tpch-sf<SF> (or
+# --data). Ember's binaries are built in release mode first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sf=1; runs=3; threads=2; executors=2
+engines=embedded,cluster,datafusion
+peers=duckdb,polars,datafusion,pyspark,dask
+data=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --scale-factor) sf=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --threads) threads=$2; shift 2 ;;
+        --executors) executors=$2; shift 2 ;;
+        --engines) engines=$2; shift 2 ;;
+        --peers) peers=$2; shift 2 ;;
+        --data) data=$2; shift 2 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+data=${data:-${HOME:-/tmp}/.cache/ember/tpch-sf$sf}
+target=${CARGO_TARGET_DIR:-target}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cargo build --release --locked -p ember-bench -p ember-scheduler -p ember-executor
+# One process per engine, so each one's peak memory is its own.
+for engine in ${engines//,/ }; do
+    "$target/release/ember-tpch-bench" --data "$data" --scale-factor "$sf" --runs "$runs" \
+        --threads "$threads" --executors "$executors" --engines "$engine" \
+        --out "$work/ember-$engine.json"
+done
+python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))]))' \
+    "$work"/ember-*.json > "$work/ember.json"
+venv=$(bench/peers/setup-venv)
+"$venv/bin/python" bench/peers/tpch_peers.py --data "$data" --queries client/src/tpch/queries \
+    --out "$work/peers.json" --runs "$runs" --threads "$threads" --engines "$peers"
+out="bench/results/tpch-sf$sf-$(date +%F).md"
+"$venv/bin/python" bench/peers/report.py --records "$work/ember.json" "$work/peers.json" \
+    --out "$out" --title "TPC-H SF $sf, $threads cores, median of $runs runs"
+cp "$work/ember.json" "${out%.md}-ember.json"
+cp "$work/peers.json" "${out%.md}-peers.json"
+echo "wrote $out"
