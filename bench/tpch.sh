@@ -10,6 +10,10 @@
 # Defaults: SF 1, 3 runs, 2 threads, 2 executors, every engine. The data is
 # generated once per scale factor under ~/.cache/ember/tpch-sf<SF> (or
 # --data). Ember's binaries are built in release mode first.
+#
+# Every engine's answer to every query is compared with DuckDB's (numbers
+# within a tolerance, peers/answers.py); the report marks each one that
+# differs, and the script then fails, naming them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,16 +43,25 @@ cargo build --release --locked -p ember-bench -p ember-scheduler -p ember-execut
 for engine in ${engines//,/ }; do
     "$target/release/ember-tpch-bench" --data "$data" --scale-factor "$sf" --runs "$runs" \
         --threads "$threads" --executors "$executors" --engines "$engine" \
-        --out "$work/ember-$engine.json"
+        --out "$work/ember-$engine.json" --answers "$work/answers"
 done
 python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))]))' \
     "$work"/ember-*.json > "$work/ember.json"
 venv=$(bench/peers/setup-venv)
 "$venv/bin/python" bench/peers/tpch_peers.py --data "$data" --queries client/src/tpch/queries \
-    --out "$work/peers.json" --runs "$runs" --threads "$threads" --engines "$peers"
+    --out "$work/peers.json" --runs "$runs" --threads "$threads" --engines "$peers" \
+    --answers "$work/answers"
+agree=0
+"$venv/bin/python" bench/peers/answers.py --dir "$work/answers" --out "$work/comparison.json" \
+    || agree=$?
 out="bench/results/tpch-sf$sf-$(date +%F).md"
 "$venv/bin/python" bench/peers/report.py --records "$work/ember.json" "$work/peers.json" \
+    --comparison "$work/comparison.json" \
     --out "$out" --title "TPC-H SF $sf, $threads cores, median of $runs runs"
 cp "$work/ember.json" "${out%.md}-ember.json"
 cp "$work/peers.json" "${out%.md}-peers.json"
 echo "wrote $out"
+if [ "$agree" -ne 0 ]; then
+    echo "tpch.sh: some answers differ from DuckDB's (listed above); the report marks them with ≠" >&2
+    exit 1
+fi

@@ -4,12 +4,12 @@ Markdown table (query x engine, with ratios to Ember embedded, totals and
 geometric means) and a PNG bar chart beside it.
 
     report.py --records ember.json peers.json --out results/tpch-sf1-DATE.md
-              [--title "..."] [--reference duckdb]
+              [--title "..."] [--reference duckdb] [--comparison comparison.json]
 
-Results are checked against the reference engine's (DuckDB by default):
-numbers compared with a relative tolerance of 1e-6 would need the rows, so
-the check here is by digest (rows sorted, numbers rounded to 2 decimals),
-and a query whose digest differs is marked with `≠` in the table.
+A result that differs from the reference engine's (DuckDB by default) is
+marked with `≠` in the table: as answers.py found it (rows compared with a
+numeric tolerance) when --comparison names its output, else by digest
+(rows sorted, numbers rounded to 2 decimals).
 """
 
 import argparse
@@ -50,7 +50,12 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--title", default="TPC-H")
     parser.add_argument("--reference", default="duckdb")
+    parser.add_argument("--comparison", help="answers.py's --out")
     args = parser.parse_args()
+    comparison = None
+    if args.comparison:
+        with open(args.comparison) as f:
+            comparison = json.load(f)
 
     records = []
     for path in args.records:
@@ -89,7 +94,11 @@ def main():
             if base:
                 cell += f" ({median / base:.2f}x)"
                 ratios[e].append(median / base)
-            if reference.get(q) and r.get("digest") != reference[q]:
+            if comparison is not None:
+                differs = str(q) in comparison.get(e, {})
+            else:
+                differs = bool(reference.get(q)) and r.get("digest") != reference[q]
+            if differs:
                 cell += " ≠"
             cells.append(cell)
         lines.append(f"| q{q} | " + " | ".join(cells) + " |")

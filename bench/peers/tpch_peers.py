@@ -7,12 +7,13 @@ package), PySpark (local[N]) and Dask (the queries written with its
 dataframe API, where they are). Every engine gets the same number of
 threads. Each query is run --runs times; the record keeps the median, the
 minimum and the maximum wall time, the rows returned and a digest of the
-result (rows sorted, numbers rounded to 2 decimals), so results can be
-compared with DuckDB's and Ember's.
+result (rows sorted, numbers rounded to 2 decimals). With --answers, each
+result is also written unrounded, for answers.py to compare with DuckDB's
+within a tolerance.
 
     tpch_peers.py --data DIR --queries DIR --out FILE.json
                   [--engines duckdb,polars,datafusion,pyspark,dask]
-                  [--runs 3] [--threads 2]
+                  [--runs 3] [--threads 2] [--answers DIR]
 
 An engine that cannot run a query (unsupported SQL, an error, or no Dask
 version of it) gets a record with its error instead of times.
@@ -31,22 +32,31 @@ from decimal import Decimal
 TABLES = ["region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem"]
 
 
-def normalize(value):
-    """A value as the digest sees it: numbers rounded to 2 decimals, dates
-    as ISO text, strings stripped."""
+def exact(value):
+    """A value as answers are written: numbers as floats, dates as ISO
+    text, strings stripped."""
     if value is None:
         return None
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, (int,)):
-        return round(float(value), 2)
-    if isinstance(value, (float, Decimal)):
-        return round(float(value), 2)
+    if isinstance(value, (int, float, Decimal)):
+        return float(value)
     if isinstance(value, (datetime, date)):
         return value.isoformat()[:10]
     if hasattr(value, "isoformat"):
         return value.isoformat()[:10]
+    if hasattr(value, "item"):  # a NumPy scalar
+        return exact(value.item())
     return str(value).strip()
+
+
+def normalize(value):
+    """A value as the digest sees it: numbers rounded to 2 decimals, the
+    rest as `exact` writes it."""
+    value = exact(value)
+    if isinstance(value, float) and not isinstance(value, bool):
+        return round(value, 2)
+    return value
 
 
 def digest(rows):
@@ -170,8 +180,12 @@ def main():
     parser.add_argument("--engines", default="duckdb,polars,datafusion,pyspark,dask")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--answers", help="directory to write each result to (see answers.py)")
     args = parser.parse_args()
+    if args.answers:
+        os.makedirs(args.answers, exist_ok=True)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import answers
 
     queries = {}
     for n in range(1, 23):
@@ -204,6 +218,8 @@ def main():
                     rows=len(rows),
                     digest=digest(rows),
                 )
+                if args.answers:
+                    answers.write(args.answers, engine.name, n, rows, exact)
             except Exception as e:
                 record["error"] = " ".join(str(e).split())[:300]
             print(json.dumps(record), file=sys.stderr)

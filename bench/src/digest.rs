@@ -6,6 +6,9 @@
 //! printed as Python prints floats, dates and timestamps as `YYYY-MM-DD`,
 //! strings trimmed, NULL as `null`. The lines are sorted, joined with `\n`
 //! and hashed with SHA-256, of which the first 16 hex digits are kept.
+//!
+//! [`result_answer`] writes the same rows unrounded, as a JSON list, for
+//! `bench/peers/answers.py`, which compares answers within a tolerance.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
@@ -46,8 +49,26 @@ fn json_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// How numbers are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Numbers {
+    /// Rounded to 2 decimals, for digests.
+    Rounded,
+    /// As computed.
+    Exact,
+}
+
+impl Numbers {
+    fn apply(self, x: f64) -> f64 {
+        match self {
+            Numbers::Rounded => round2(x),
+            Numbers::Exact => x,
+        }
+    }
+}
+
 /// One value as the Python runner's `normalize` and `json.dumps` write it.
-fn value(array: &ArrayRef, row: usize) -> Result<String> {
+fn value(array: &ArrayRef, row: usize, numbers: Numbers) -> Result<String> {
     if array.is_null(row) {
         return Ok("null".into());
     }
@@ -56,9 +77,11 @@ fn value(array: &ArrayRef, row: usize) -> Result<String> {
             let v = array.as_boolean().value(row);
             (if v { "1" } else { "0" }).to_string()
         }
-        DataType::Float64 => python_float(round2(array.as_primitive::<Float64Type>().value(row))),
+        DataType::Float64 => {
+            python_float(numbers.apply(array.as_primitive::<Float64Type>().value(row)))
+        }
         DataType::Float32 => {
-            python_float(round2(array.as_primitive::<Float32Type>().value(row) as f64))
+            python_float(numbers.apply(array.as_primitive::<Float32Type>().value(row) as f64))
         }
         DataType::Int8
         | DataType::Int16
@@ -73,7 +96,7 @@ fn value(array: &ArrayRef, row: usize) -> Result<String> {
         | DataType::Decimal128(_, _)
         | DataType::Decimal256(_, _) => {
             let shown = array_value_to_string(array, row)?;
-            python_float(round2(shown.trim().parse().unwrap_or(f64::NAN)))
+            python_float(numbers.apply(shown.trim().parse().unwrap_or(f64::NAN)))
         }
         DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _) => {
             let shown = array_value_to_string(array, row)?;
@@ -84,19 +107,34 @@ fn value(array: &ArrayRef, row: usize) -> Result<String> {
     Ok(text)
 }
 
-/// The digest of a query's result, whatever order its rows came in.
-pub fn result_digest(batches: &[RecordBatch]) -> Result<String> {
+/// Each row of a result as a JSON list.
+fn json_rows(batches: &[RecordBatch], numbers: Numbers) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for batch in batches {
         for row in 0..batch.num_rows() {
             let values = batch
                 .columns()
                 .iter()
-                .map(|column| value(column, row))
+                .map(|column| value(column, row, numbers))
                 .collect::<Result<Vec<_>>>()?;
             lines.push(format!("[{}]", values.join(", ")));
         }
     }
+    Ok(lines)
+}
+
+/// A query's result as a JSON list of rows, in the order they came, with
+/// numbers as computed: what `bench/peers/answers.py` compares.
+pub fn result_answer(batches: &[RecordBatch]) -> Result<String> {
+    Ok(format!(
+        "[{}]",
+        json_rows(batches, Numbers::Exact)?.join(",\n")
+    ))
+}
+
+/// The digest of a query's result, whatever order its rows came in.
+pub fn result_digest(batches: &[RecordBatch]) -> Result<String> {
+    let mut lines = json_rows(batches, Numbers::Rounded)?;
     lines.sort();
     let hash = Sha256::digest(lines.join("\n").as_bytes());
     Ok(hash.iter().take(8).map(|b| format!("{b:02x}")).collect())
@@ -182,5 +220,10 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(one, expected);
+        assert_eq!(
+            result_answer(&[batch([1, 0])]).unwrap(),
+            "[[\"N\", 1478493.0, 56586554400.73, 25.522005853257337, \"1970-01-01\"],\n\
+             [\"A\", 3.0, 123.45, null, \"1995-03-15\"]]"
+        );
     }
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use digest::result_digest;
+pub use digest::{result_answer, result_digest};
 pub use engines::{BenchEngine, EngineKind};
 
 /// Errors of a benchmark run.

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use ember_bench::{BenchEngine, EngineKind, QueryRecord, result_digest, rss, summarize};
+use ember_bench::{
+    BenchEngine, EngineKind, QueryRecord, result_answer, result_digest, rss, summarize,
+};
 
 /// Runs the TPC-H queries and writes their timings as JSON.
 #[derive(Debug, Parser)]
@@ -45,6 +47,10 @@ struct Args {
     /// Where to write the records.
     #[arg(long)]
     out: PathBuf,
+    /// Directory to write each result to, as `<engine>-q<N>.json` (rows as
+    /// JSON lists, numbers unrounded), for `bench/peers/answers.py`.
+    #[arg(long)]
+    answers: Option<PathBuf>,
     /// Fail unless every engine ran every query and all gave the same
     /// result digest (the CI smoke run).
     #[arg(long)]
@@ -62,7 +68,13 @@ fn kind(name: &str, executors: usize) -> Result<EngineKind, String> {
     }
 }
 
-async fn measure(engine: &BenchEngine, query: usize, sql: &str, runs: usize) -> QueryRecord {
+async fn measure(
+    engine: &BenchEngine,
+    query: usize,
+    sql: &str,
+    runs: usize,
+    answers: Option<&std::path::Path>,
+) -> QueryRecord {
     let mut record = QueryRecord {
         engine: engine.name(),
         version: engine.version(),
@@ -102,6 +114,15 @@ async fn measure(engine: &BenchEngine, query: usize, sql: &str, runs: usize) -> 
         Ok(digest) => record.digest = Some(digest),
         Err(e) => record.error = Some(format!("cannot digest the result: {e}")),
     }
+    if let Some(dir) = answers {
+        let path = dir.join(format!("{}-q{query}.json", record.engine));
+        let written = result_answer(&last)
+            .map_err(|e| e.to_string())
+            .and_then(|json| std::fs::write(&path, json).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            record.error = Some(format!("cannot write {}: {e}", path.display()));
+        }
+    }
     record.peak_rss = engine
         .processes()
         .iter()
@@ -124,6 +145,9 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(bad) = queries.iter().find(|&&q| ember::tpch::query(q).is_none()) {
         return Err(format!("--queries: there is no TPC-H query {bad}"));
     }
+    if let Some(dir) = &args.answers {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--answers {}: {e}", dir.display()))?;
+    }
     ember_bench::generate(&args.data, args.scale_factor, args.threads.max(2))
         .map_err(|e| e.to_string())?;
     let bin_dir = match &args.bin_dir {
@@ -140,7 +164,7 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", kind.name()))?;
         for &query in &queries {
             let sql = ember::tpch::query(query).unwrap_or_default();
-            let record = measure(&engine, query, sql, args.runs).await;
+            let record = measure(&engine, query, sql, args.runs, args.answers.as_deref()).await;
             eprintln!("{}", serde_json::to_string(&record).unwrap_or_default());
             records.push(record);
         }
