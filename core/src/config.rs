@@ -225,6 +225,9 @@ pub fn distributed_session_config() -> SessionConfig {
 /// The Ballista setting that chooses the adaptive (AQE) stage planner.
 pub const ADAPTIVE_PLANNER_SETTING: &str = "ballista.planner.adaptive.enabled";
 
+/// DataFusion's choice between hash joins and sort-merge joins.
+pub const PREFER_HASH_JOIN_SETTING: &str = "datafusion.optimizer.prefer_hash_join";
+
 /// Ember's defaults for Ballista settings where Ballista's own default is
 /// not what Ember can stand behind. Applied once, when a configuration is
 /// upgraded for a cluster; a later `SET` still overrides them.
@@ -236,10 +239,25 @@ pub const ADAPTIVE_PLANNER_SETTING: &str = "ballista.planner.adaptive.enabled";
 ///   The static stage planner reruns the lost map stage and the job
 ///   completes with the right answer; `deploy/test-compose.sh` and the
 ///   executor-loss test under `tests/` check exactly that.
+/// * [`PREFER_HASH_JOIN_SETTING`] is `true`, as embedded and in DataFusion:
+///   Ballista turns it off, which plans every equi-join as a sort-merge
+///   join over two shuffles, and so also rules out broadcasting a small
+///   side (`CollectLeft`), which only hash joins do. On TPC-H that made a
+///   cluster several times slower than the same query embedded (see
+///   `bench/results/`). A hash join's build side is held in memory, within
+///   the executor's memory pool: a build partition too large for it fails
+///   the query with a resources-exhausted error, and
+///   `SET datafusion.optimizer.prefer_hash_join = false` brings back the
+///   sort-merge join, which spills.
 pub fn apply_cluster_defaults(config: &mut SessionConfig) {
-    // Registered by `upgrade_for_ballista`; setting it cannot fail then.
-    if let Err(e) = config.options_mut().set(ADAPTIVE_PLANNER_SETTING, "false") {
-        tracing::warn!("cannot turn off Ballista's adaptive planner: {e}");
+    // Both are registered settings; setting them cannot fail.
+    for (key, value) in [
+        (ADAPTIVE_PLANNER_SETTING, "false"),
+        (PREFER_HASH_JOIN_SETTING, "true"),
+    ] {
+        if let Err(e) = config.options_mut().set(key, value) {
+            tracing::warn!("cannot set {key} = {value} for clusters: {e}");
+        }
     }
 }
 
@@ -273,13 +291,16 @@ mod tests {
     }
 
     #[test]
-    fn cluster_configs_use_the_static_stage_planner() {
+    fn cluster_configs_use_the_static_stage_planner_and_hash_joins() {
         use ballista_core::extension::SessionConfigExt;
         let config = distributed_session_config();
         assert!(!config.ballista_config().adaptive_query_planner_enabled());
-        // A plain Ballista upgrade would have left it on.
+        assert!(config.options().optimizer.prefer_hash_join);
+        // A plain Ballista upgrade would have left the adaptive planner on
+        // and hash joins off.
         let plain = session_config().upgrade_for_ballista();
         assert!(plain.ballista_config().adaptive_query_planner_enabled());
+        assert!(!plain.options().optimizer.prefer_hash_join);
     }
 
     #[test]
