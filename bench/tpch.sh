@@ -4,10 +4,12 @@
 # data and the same cores; writes bench/results/tpch-sf<SF>-<date>.md and
 # the PNG chart beside it.
 #
-#   bench/tpch.sh [--scale-factor SF] [--runs N] [--threads N] [--executors N]
-#                 [--engines LIST] [--peers LIST] [--data DIR]
+#   bench/tpch.sh [--scale-factor SF] [--runs N] [--dask-runs N] [--threads N]
+#                 [--executors N] [--engines LIST] [--peers LIST] [--data DIR]
 #
-# Defaults: SF 1, 3 runs, 2 threads, 2 executors, every engine. The data is
+# Defaults: SF 1, 3 runs (Dask, 50 to 200 times slower than the others
+# here, gets --dask-runs, by default as many), 2 threads, 2 executors,
+# every engine. The data is
 # generated once per scale factor under ~/.cache/ember/tpch-sf<SF> (or
 # --data). Ember's binaries are built in release mode first.
 #
@@ -17,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sf=1; runs=3; threads=2; executors=2
+sf=1; runs=3; dask_runs=; threads=2; executors=2
 engines=embedded,cluster,datafusion
 peers=duckdb,polars,datafusion,pyspark,dask
 data=
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --scale-factor) sf=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
+        --dask-runs) dask_runs=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
         --executors) executors=$2; shift 2 ;;
         --engines) engines=$2; shift 2 ;;
@@ -45,19 +48,35 @@ for engine in ${engines//,/ }; do
         --threads "$threads" --executors "$executors" --engines "$engine" \
         --out "$work/ember-$engine.json" --answers "$work/answers"
 done
+ember_files=()
+for engine in ${engines//,/ }; do ember_files+=("$work/ember-$engine.json"); done
 python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))]))' \
-    "$work"/ember-*.json > "$work/ember.json"
+    "${ember_files[@]}" > "$work/ember.json"
 venv=$(bench/peers/setup-venv)
-"$venv/bin/python" bench/peers/tpch_peers.py --data "$data" --queries client/src/tpch/queries \
-    --out "$work/peers.json" --runs "$runs" --threads "$threads" --engines "$peers" \
-    --answers "$work/answers"
+peer_runs() {
+    "$venv/bin/python" bench/peers/tpch_peers.py --data "$data" --queries client/src/tpch/queries \
+        --threads "$threads" --answers "$work/answers" "$@"
+}
+: > "$work/peer-files"
+others=$(echo ",$peers," | sed 's/,dask,/,/g; s/^,//; s/,$//')
+if [ -n "$others" ]; then
+    peer_runs --engines "$others" --runs "$runs" --out "$work/peers-others.json"
+    echo "$work/peers-others.json" >> "$work/peer-files"
+fi
+if [[ ",$peers," == *,dask,* ]]; then
+    peer_runs --engines dask --runs "${dask_runs:-$runs}" --out "$work/peers-dask.json"
+    echo "$work/peers-dask.json" >> "$work/peer-files"
+fi
+# shellcheck disable=SC2046
+python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))]))' \
+    $(cat "$work/peer-files") > "$work/peers.json"
 agree=0
 "$venv/bin/python" bench/peers/answers.py --dir "$work/answers" --out "$work/comparison.json" \
     || agree=$?
 out="bench/results/tpch-sf$sf-$(date +%F).md"
 "$venv/bin/python" bench/peers/report.py --records "$work/ember.json" "$work/peers.json" \
     --comparison "$work/comparison.json" \
-    --out "$out" --title "TPC-H SF $sf, $threads cores, median of $runs runs"
+    --out "$out" --title "TPC-H SF $sf, $threads cores, median of $runs runs${dask_runs:+ (Dask: $dask_runs)}"
 cp "$work/ember.json" "${out%.md}-ember.json"
 cp "$work/peers.json" "${out%.md}-peers.json"
 echo "wrote $out"

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Turns `bench/scaling.sh`'s records into a Markdown report: per scale
+factor and engine (Ember embedded, clusters of N executors), the total of
+the 22 query medians, its ratio to embedded, the growth from the smallest
+scale factor, and the peak resident memory of the largest process and of
+all processes together.
+
+    scaling_report.py --records sf1-embedded.json sf1-cluster-2.json ... \\
+        --out tpch-scaling-DATE.md --raw tpch-scaling-DATE.json [--threads 2] [--runs 3]
+
+Each records file is named `sf<SF>-<engine>.json`; its records get a
+`scale_factor` field in the raw output.
+"""
+
+import argparse
+import json
+import os
+import re
+
+from report import machine
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", nargs="+", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--raw", required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    records = []
+    for path in args.records:
+        match = re.match(r"sf([0-9.]+)-", os.path.basename(path))
+        if not match:
+            raise SystemExit(f"{path}: expected a name like sf1-embedded.json")
+        with open(path) as f:
+            for record in json.load(f):
+                record["scale_factor"] = float(match[1])
+                records.append(record)
+
+    scale_factors = sorted({r["scale_factor"] for r in records})
+    engines = []
+    for r in records:
+        if r["engine"] not in engines:
+            engines.append(r["engine"])
+    engines.sort(key=lambda e: (e != "ember-embedded", int(e.rsplit("-", 1)[-1]) if e[-1].isdigit() else 0))
+
+    summary = {}
+    for sf in scale_factors:
+        for engine in engines:
+            mine = [r for r in records if r["scale_factor"] == sf and r["engine"] == engine]
+            if not mine:
+                continue
+            failed = [r["query"] for r in mine if r.get("median") is None]
+            peaks = {}
+            for r in mine:
+                for name, size in r.get("peak_rss", []):
+                    peaks[name] = max(peaks.get(name, 0), size)
+            summary[(sf, engine)] = {
+                "total": sum(r["median"] for r in mine if r.get("median") is not None),
+                "failed": failed,
+                "largest": max(peaks.values(), default=0),
+                "all": sum(peaks.values()),
+            }
+
+    def sf_text(sf):
+        return f"{sf:g}"
+
+    lines = [
+        f"# TPC-H scaling: Ember on {args.threads} cores, median of {args.runs} runs",
+        "",
+        f"- Machine: {machine()}",
+        "- Command: `bench/scaling.sh --scale-factors "
+        + ",".join(sf_text(s) for s in scale_factors)
+        + f" --runs {args.runs} --threads {args.threads}`",
+        "- Engines: Ember embedded (`target_partitions` = cores) and local clusters of N",
+        "  executors sharing the same cores (each executor max(1, cores / N) task slots).",
+        "",
+        "Total of the 22 query medians in seconds (ratio to embedded at the same scale",
+        "factor; growth from the smallest scale factor):",
+        "",
+        "| engine | " + " | ".join(f"SF {sf_text(s)}" for s in scale_factors) + " |",
+        "| --- | " + " | ".join("---:" for _ in scale_factors) + " |",
+    ]
+    first = scale_factors[0]
+    for engine in engines:
+        cells = []
+        for sf in scale_factors:
+            s = summary.get((sf, engine))
+            base = summary.get((sf, "ember-embedded"))
+            start = summary.get((first, engine))
+            if s is None:
+                cells.append("—")
+                continue
+            cell = f"{s['total']:.2f}"
+            notes = []
+            if base and engine != "ember-embedded":
+                notes.append(f"{s['total'] / base['total']:.2f}x")
+            if start and sf != first:
+                notes.append(f"{s['total'] / start['total']:.1f}x SF {sf_text(first)}")
+            if notes:
+                cell += " (" + ", ".join(notes) + ")"
+            if s["failed"]:
+                cell += " failed: " + ", ".join(f"q{q}" for q in s["failed"])
+            cells.append(cell)
+        lines.append(f"| {engine} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Peak resident memory in MiB: the largest single process / all of the",
+        "engine's processes together (client, scheduler and executors on a cluster):",
+        "",
+        "| engine | " + " | ".join(f"SF {sf_text(s)}" for s in scale_factors) + " |",
+        "| --- | " + " | ".join("---:" for _ in scale_factors) + " |",
+    ]
+    for engine in engines:
+        cells = []
+        for sf in scale_factors:
+            s = summary.get((sf, engine))
+            cells.append("—" if s is None else f"{s['largest'] / 2**20:.0f} / {s['all'] / 2**20:.0f}")
+        lines.append(f"| {engine} | " + " | ".join(cells) + " |")
+    lines.append("")
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines))
+    with open(args.raw, "w") as f:
+        json.dump(records, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
