@@ -67,6 +67,41 @@ def main():
     def sf_text(sf):
         return f"{sf:g}"
 
+    def table(cell):
+        """A table of engine x scale factor; `cell(sf, engine, summary)`
+        writes one cell from that run's summary."""
+        rows = [
+            "| engine | " + " | ".join(f"SF {sf_text(s)}" for s in scale_factors) + " |",
+            "| --- | " + " | ".join("---:" for _ in scale_factors) + " |",
+        ]
+        for engine in engines:
+            cells = []
+            for sf in scale_factors:
+                s = summary.get((sf, engine))
+                cells.append("—" if s is None else cell(sf, engine, s))
+            rows.append(f"| {engine} | " + " | ".join(cells) + " |")
+        return rows
+
+    first = scale_factors[0]
+
+    def time_cell(sf, engine, s):
+        base = summary.get((sf, "ember-embedded"))
+        start = summary.get((first, engine))
+        cell = f"{s['total']:.2f}"
+        notes = []
+        if base and engine != "ember-embedded":
+            notes.append(f"{s['total'] / base['total']:.2f}x")
+        if start and sf != first:
+            notes.append(f"{s['total'] / start['total']:.1f}x SF {sf_text(first)}")
+        if notes:
+            cell += " (" + ", ".join(notes) + ")"
+        if s["failed"]:
+            cell += " failed: " + ", ".join(f"q{q}" for q in s["failed"])
+        return cell
+
+    def memory_cell(sf, engine, s):
+        return f"{s['largest'] / 2**20:.0f} / {s['all'] / 2**20:.0f}"
+
     lines = [
         f"# TPC-H scaling: Ember on {args.threads} cores, median of {args.runs} runs",
         "",
@@ -80,45 +115,13 @@ def main():
         "Total of the 22 query medians in seconds (ratio to embedded at the same scale",
         "factor; growth from the smallest scale factor):",
         "",
-        "| engine | " + " | ".join(f"SF {sf_text(s)}" for s in scale_factors) + " |",
-        "| --- | " + " | ".join("---:" for _ in scale_factors) + " |",
-    ]
-    first = scale_factors[0]
-    for engine in engines:
-        cells = []
-        for sf in scale_factors:
-            s = summary.get((sf, engine))
-            base = summary.get((sf, "ember-embedded"))
-            start = summary.get((first, engine))
-            if s is None:
-                cells.append("—")
-                continue
-            cell = f"{s['total']:.2f}"
-            notes = []
-            if base and engine != "ember-embedded":
-                notes.append(f"{s['total'] / base['total']:.2f}x")
-            if start and sf != first:
-                notes.append(f"{s['total'] / start['total']:.1f}x SF {sf_text(first)}")
-            if notes:
-                cell += " (" + ", ".join(notes) + ")"
-            if s["failed"]:
-                cell += " failed: " + ", ".join(f"q{q}" for q in s["failed"])
-            cells.append(cell)
-        lines.append(f"| {engine} | " + " | ".join(cells) + " |")
-    lines += [
+        *table(time_cell),
         "",
         "Peak resident memory in MiB: the largest single process / all of the",
         "engine's processes together (client, scheduler and executors on a cluster):",
         "",
-        "| engine | " + " | ".join(f"SF {sf_text(s)}" for s in scale_factors) + " |",
-        "| --- | " + " | ".join("---:" for _ in scale_factors) + " |",
+        *table(memory_cell),
     ]
-    for engine in engines:
-        cells = []
-        for sf in scale_factors:
-            s = summary.get((sf, engine))
-            cells.append("—" if s is None else f"{s['largest'] / 2**20:.0f} / {s['all'] / 2**20:.0f}")
-        lines.append(f"| {engine} | " + " | ".join(cells) + " |")
     lines.append("")
     with open(args.out, "w") as f:
         f.write("\n".join(lines))
