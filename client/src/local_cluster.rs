@@ -205,10 +205,11 @@ impl LocalCluster {
     async fn wait_for_registration(&mut self, count: usize, timeout: Duration) -> Result<()> {
         let started = Instant::now();
         loop {
-            if let Some(process) = self.exited_process() {
+            if let Some(exited) = self.exited() {
                 return Err(ClientError::Process(format!(
-                    "{process} exited while the cluster started{}",
-                    self.last_log_line(&process)
+                    "{} exited while the cluster started{}",
+                    exited.description,
+                    self.last_log_line(&exited.log_stem)
                         .map(|line| format!(": {line}"))
                         .unwrap_or_default()
                 )));
@@ -228,14 +229,10 @@ impl LocalCluster {
         }
     }
 
-    /// What a process of this cluster said last (`name` as
-    /// [`LocalCluster::exited_process`] gives it): the first error line of
-    /// its error output, else that output's last line, else its log's.
-    fn last_log_line(&self, name: &str) -> Option<String> {
-        let stem = match name.strip_prefix("ember-executor ") {
-            Some(rest) => format!("executor-{}", rest.split(' ').next()?),
-            None => "scheduler".to_string(),
-        };
+    /// What a process of this cluster said last, from its logs
+    /// (`<stem>.stderr.log`, `<stem>.log`): the first error line of its error
+    /// output, else that output's last line, else its log's.
+    fn last_log_line(&self, stem: &str) -> Option<String> {
         let read = |file: String| std::fs::read_to_string(self.log_dir.join(file)).ok();
         let last = |text: &str| {
             text.lines()
@@ -277,14 +274,25 @@ impl LocalCluster {
 
     /// Returns the name of the first process that has exited, if any.
     pub fn exited_process(&mut self) -> Option<String> {
+        self.exited().map(|exited| exited.description)
+    }
+
+    /// The first process that has exited, if any.
+    fn exited(&mut self) -> Option<ExitedProcess> {
         if let Some(scheduler) = self.scheduler.as_mut()
             && let Ok(Some(status)) = scheduler.try_wait()
         {
-            return Some(format!("ember-scheduler ({status})"));
+            return Some(ExitedProcess {
+                description: format!("ember-scheduler ({status})"),
+                log_stem: "scheduler".to_string(),
+            });
         }
         for (n, executor) in self.executors.iter_mut().enumerate() {
             if let Ok(Some(status)) = executor.try_wait() {
-                return Some(format!("ember-executor {n} ({status})"));
+                return Some(ExitedProcess {
+                    description: format!("ember-executor {n} ({status})"),
+                    log_stem: format!("executor-{n}"),
+                });
             }
         }
         None
@@ -314,6 +322,14 @@ impl LocalCluster {
         }
         stopped
     }
+}
+
+/// A process of a [`LocalCluster`] that exited by itself.
+struct ExitedProcess {
+    /// Its name and exit status, such as `ember-executor 1 (exit status: 2)`.
+    description: String,
+    /// The stem of its log files in the log dir (`executor-1`).
+    log_stem: String,
 }
 
 /// How a process of a [`LocalCluster`] ended when it was stopped.

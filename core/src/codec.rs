@@ -37,6 +37,21 @@ use crate::cache::{CACHED_DATASET, CachedDataset};
 use crate::functions::{MAP_PARTITIONS, MapPartitionsTable};
 use crate::memory_table::{MEMORY_TABLE, decode_memory_table, encode_memory_table};
 
+/// The one input of an operator named `name`, or an error saying how many
+/// it was given: for codecs' `decode` and `with_new_children`.
+pub(crate) fn single_input(
+    inputs: &[Arc<dyn ExecutionPlan>],
+    name: &str,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    match inputs {
+        [input] => Ok(input.clone()),
+        _ => Err(DataFusionError::Internal(format!(
+            "{name} takes one input, got {}",
+            inputs.len()
+        ))),
+    }
+}
+
 /// Encodes and decodes one of Ember's own physical operators.
 ///
 /// Implementations are registered on [`EmberPhysicalCodec`] on every process;

@@ -25,7 +25,7 @@ use datafusion_proto::protobuf::LogicalPlanNode;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 
-use crate::codec::ExtensionOperatorCodec;
+use crate::codec::{ExtensionOperatorCodec, single_input};
 
 /// The body of a partition function.
 pub type PartitionBody = dyn Fn(Vec<RecordBatch>) -> Result<Vec<RecordBatch>> + Send + Sync;
@@ -212,14 +212,10 @@ impl ExecutionPlan for MapPartitionsExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(Self::new(Arc::clone(&self.function), input))),
-            _ => Err(DataFusionError::Internal(
-                "MapPartitionsExec takes one input".into(),
-            )),
-        }
+        let input = single_input(&children, "MapPartitionsExec")?;
+        Ok(Arc::new(Self::new(Arc::clone(&self.function), input)))
     }
 
     fn apply_expressions(
@@ -279,14 +275,7 @@ impl ExtensionOperatorCodec for MapPartitionsCodec {
         let name = std::str::from_utf8(payload).map_err(|_| {
             DataFusionError::Internal("a partition function's name must be UTF-8".into())
         })?;
-        match inputs {
-            [input] => Ok(Arc::new(MapPartitionsExec::new(
-                lookup(name)?,
-                Arc::clone(input),
-            ))),
-            _ => Err(DataFusionError::Internal(
-                "MapPartitionsExec takes one input".into(),
-            )),
-        }
+        let input = single_input(inputs, "MapPartitionsExec")?;
+        Ok(Arc::new(MapPartitionsExec::new(lookup(name)?, input)))
     }
 }

@@ -9,17 +9,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use prost::Message;
 
 use super::exec::{SinkSpec, StagedWriteExec, WriteCommitExec};
-use crate::codec::ExtensionOperatorCodec;
-
-fn single_input(inputs: &[Arc<dyn ExecutionPlan>], name: &str) -> Result<Arc<dyn ExecutionPlan>> {
-    match inputs {
-        [input] => Ok(input.clone()),
-        _ => Err(DataFusionError::Internal(format!(
-            "{name} takes one input, got {}",
-            inputs.len()
-        ))),
-    }
-}
+use crate::codec::{ExtensionOperatorCodec, single_input};
 
 /// Codec of [`StagedWriteExec`] (`ember.staged_write`).
 #[derive(Debug, Default)]
