@@ -4,12 +4,15 @@
 # data and the same cores; writes bench/results/tpch-sf<SF>-<date>.md and
 # the PNG chart beside it.
 #
-#   bench/tpch.sh [--scale-factor SF] [--runs N] [--dask-runs N] [--threads N]
-#                 [--executors N] [--engines LIST] [--peers LIST] [--data DIR]
+#   bench/tpch.sh [--scale-factor SF] [--runs N] [--spark-runs N] [--dask-runs N]
+#                 [--dask-timeout S] [--threads N] [--executors N] [--engines LIST]
+#                 [--peers LIST] [--data DIR]
 #
-# Defaults: SF 1, 3 runs (Dask, 50 to 200 times slower than the others
-# here, gets --dask-runs, by default as many), 2 threads, 2 executors,
-# every engine. The data is
+# Defaults: SF 1, 3 runs, 2 threads, 2 executors, every engine. PySpark
+# and Dask, ten and fifty times slower than the others here, get runs of
+# their own (--spark-runs, --dask-runs; by default --runs), and with
+# --dask-timeout each Dask query that takes longer is stopped and
+# reported as skipped. The data is
 # generated once per scale factor under ~/.cache/ember/tpch-sf<SF> (or
 # --data). Ember's binaries are built in release mode first.
 #
@@ -19,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sf=1; runs=3; dask_runs=; threads=2; executors=2
+sf=1; runs=3; spark_runs=; dask_runs=; dask_timeout=; threads=2; executors=2
 engines=embedded,cluster,datafusion
 peers=duckdb,polars,datafusion,pyspark,dask
 data=
@@ -27,7 +30,9 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --scale-factor) sf=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
+        --spark-runs) spark_runs=$2; shift 2 ;;
         --dask-runs) dask_runs=$2; shift 2 ;;
+        --dask-timeout) dask_timeout=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
         --executors) executors=$2; shift 2 ;;
         --engines) engines=$2; shift 2 ;;
@@ -39,7 +44,8 @@ done
 data=${data:-${HOME:-/tmp}/.cache/ember/tpch-sf$sf}
 target=${CARGO_TARGET_DIR:-target}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# The records of a run that fails half-way are kept, and named.
+trap 'status=$?; if [ $status -ne 0 ]; then echo "tpch.sh: records so far are in $work" >&2; else rm -rf "$work"; fi' EXIT
 
 cargo build --release --locked -p ember-bench -p ember-scheduler -p ember-executor
 # One process per engine, so each one's peak memory is its own.
@@ -58,13 +64,18 @@ peer_runs() {
         --threads "$threads" --answers "$work/answers" "$@"
 }
 : > "$work/peer-files"
-others=$(echo ",$peers," | sed 's/,dask,/,/g; s/^,//; s/,$//')
+others=$(echo ",$peers," | sed 's/,dask,/,/g; s/,pyspark,/,/g; s/^,//; s/,$//')
 if [ -n "$others" ]; then
     peer_runs --engines "$others" --runs "$runs" --out "$work/peers-others.json"
     echo "$work/peers-others.json" >> "$work/peer-files"
 fi
+if [[ ",$peers," == *,pyspark,* ]]; then
+    peer_runs --engines pyspark --runs "${spark_runs:-$runs}" --out "$work/peers-pyspark.json"
+    echo "$work/peers-pyspark.json" >> "$work/peer-files"
+fi
 if [[ ",$peers," == *,dask,* ]]; then
-    peer_runs --engines dask --runs "${dask_runs:-$runs}" --out "$work/peers-dask.json"
+    peer_runs --engines dask --runs "${dask_runs:-$runs}" ${dask_timeout:+--query-timeout "$dask_timeout"} \
+        --out "$work/peers-dask.json"
     echo "$work/peers-dask.json" >> "$work/peer-files"
 fi
 # shellcheck disable=SC2046
@@ -76,7 +87,7 @@ agree=0
 out="bench/results/tpch-sf$sf-$(date +%F).md"
 "$venv/bin/python" bench/peers/report.py --records "$work/ember.json" "$work/peers.json" \
     --comparison "$work/comparison.json" \
-    --out "$out" --title "TPC-H SF $sf, $threads cores, median of $runs runs${dask_runs:+ (Dask: $dask_runs)}"
+    --out "$out" --title "TPC-H SF $sf, $threads cores, median of $runs runs${spark_runs:+ (PySpark: $spark_runs)}${dask_runs:+ (Dask: $dask_runs${dask_timeout:+, at most ${dask_timeout} s a query})}"
 cp "$work/ember.json" "${out%.md}-ember.json"
 cp "$work/peers.json" "${out%.md}-peers.json"
 echo "wrote $out"

@@ -107,6 +107,16 @@ def main():
     lines.append("| **geomean ratio** | " + " | ".join(
         f"{geomean(ratios[e]):.2f}x" if ratios[e] else "—" for e in engines) + " |")
 
+    failures = {}
+    for r in records:
+        if r.get("error"):
+            query = f"q{r['query']}" if r.get("query") else "every query"
+            failures.setdefault((r["engine"], r["error"]), []).append(query)
+    if failures:
+        lines += ["", "Not run (`—` above), with the reason:", ""]
+        for (engine, reason), queries in failures.items():
+            lines.append(f"- {engine}, {', '.join(queries)}: {reason}")
+
     rss = {}
     for r in records:
         for name, size in r.get("peak_rss", []):

@@ -8,8 +8,10 @@ all processes together.
     scaling_report.py --records sf1-embedded.json sf1-cluster-2.json ... \\
         --out tpch-scaling-DATE.md --raw tpch-scaling-DATE.json [--threads 2] [--runs 3]
 
-Each records file is named `sf<SF>-<engine>.json`; its records get a
-`scale_factor` field in the raw output.
+Each records file is named `sf<SF>-<engine>.json`, and its records get a
+`scale_factor` field in the raw output; or it is an earlier run's raw
+output (its records have that field), so a new scale factor can be added
+to an earlier run's without running that one again.
 """
 
 import argparse
@@ -32,11 +34,12 @@ def main():
     records = []
     for path in args.records:
         match = re.match(r"sf([0-9.]+)-", os.path.basename(path))
-        if not match:
-            raise SystemExit(f"{path}: expected a name like sf1-embedded.json")
         with open(path) as f:
             for record in json.load(f):
-                record["scale_factor"] = float(match[1])
+                if match:
+                    record["scale_factor"] = float(match[1])
+                elif "scale_factor" not in record:
+                    raise SystemExit(f"{path}: expected a name like sf1-embedded.json, or a raw output")
                 records.append(record)
 
     scale_factors = sorted({r["scale_factor"] for r in records})

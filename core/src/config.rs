@@ -48,6 +48,10 @@ pub struct EmberConfig {
     /// queries: comma-separated locations (path or URL prefixes), or `*`.
     /// Empty keeps none.
     pub gpu_cache_tables: String,
+    /// Whether a semi join (`IN (subquery)`, `EXISTS`) is applied below the
+    /// inner joins it sits on, where that can only save work (see
+    /// [`crate::semi_join::PushDownSemiJoin`]).
+    pub push_down_semi_joins: bool,
 }
 
 impl Default for EmberConfig {
@@ -59,6 +63,7 @@ impl Default for EmberConfig {
             gpu: GpuMode::Auto,
             gpu_min_rows: 1_000_000,
             gpu_cache_tables: String::new(),
+            push_down_semi_joins: true,
         }
     }
 }
@@ -85,6 +90,10 @@ const EMBER_KEYS: &[(&str, &str)] = &[
     (
         "gpu_cache_tables",
         "Table locations (or *) whose columns stay in GPU memory between queries",
+    ),
+    (
+        "push_down_semi_joins",
+        "Apply IN and EXISTS subqueries below the joins they sit on, where that saves work",
     ),
 ];
 
@@ -136,6 +145,11 @@ impl ExtensionOptions for EmberConfig {
                 })?
             }
             "gpu_cache_tables" => self.gpu_cache_tables = value.trim().to_string(),
+            "push_down_semi_joins" => {
+                self.push_down_semi_joins = value.trim().parse().or_else(|_| {
+                    config_err!("`ember.push_down_semi_joins` must be true or false, not `{value}`")
+                })?
+            }
             _ => {
                 return config_err!(
                     "unknown setting `ember.{key}`; known settings: {}",
@@ -160,6 +174,7 @@ impl ExtensionOptions for EmberConfig {
             self.gpu.to_string(),
             self.gpu_min_rows.to_string(),
             self.gpu_cache_tables.clone(),
+            self.push_down_semi_joins.to_string(),
         ];
         EMBER_KEYS
             .iter()
@@ -188,8 +203,9 @@ impl EmberConfig {
 
 /// The base session configuration of every Ember session.
 ///
-/// It keeps DataFusion's own defaults (so an embedded Ember plans exactly as
-/// DataFusion does), enables `information_schema` (for `SHOW TABLES`),
+/// It keeps DataFusion's own defaults (an embedded Ember plans as DataFusion
+/// does, but for the one optimizer rule [`crate::session::session_state`]
+/// adds), enables `information_schema` (for `SHOW TABLES`),
 /// registers Ember's `ember.*` settings and installs Ember's extension codecs.
 ///
 /// Ballista's `ballista.*` settings are not registered here: registering them

@@ -10,6 +10,8 @@
 //!   with Ballista's settings and Ember's `ember.*` extension ([`EmberConfig`]);
 //! * [`session`]: the session state (functions, planners) and the function
 //!   registry that executors resolve functions from;
+//! * [`semi_join`]: Ember's optimizer rule that filters a table by an `IN`
+//!   or `EXISTS` subquery before the joins above it;
 //! * [`object_store`] and [`s3`]: the runtime environment and the
 //!   object-store registry that maps `file://` and `s3://` locations to
 //!   stores, configured from the `AWS_*` environment and `s3.*` settings;
@@ -34,6 +36,7 @@ pub mod process;
 pub mod s3;
 pub mod scan_projection;
 pub mod scheduling;
+pub mod semi_join;
 pub mod session;
 pub mod telemetry;
 pub mod write;

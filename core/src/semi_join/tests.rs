@@ -1,0 +1,198 @@
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{JoinType, LogicalPlan};
+use datafusion::prelude::SessionContext;
+
+use crate::config::session_config;
+use crate::object_store::runtime_env;
+use crate::session::session_state;
+
+fn table(columns: Vec<(&str, ArrayRef)>) -> Arc<MemTable> {
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap())
+}
+
+fn ints(values: &[i64]) -> ArrayRef {
+    Arc::new(Int64Array::from(values.to_vec()))
+}
+
+fn strings(values: &[&str]) -> ArrayRef {
+    Arc::new(StringArray::from(values.to_vec()))
+}
+
+/// A session with Ember's state over small customer, orders, lineitem,
+/// supplier and nation tables.
+fn context() -> SessionContext {
+    let config = session_config();
+    let runtime = runtime_env(&config, None).unwrap();
+    let ctx = SessionContext::new_with_state(session_state(config, runtime).unwrap());
+    let tables = [
+        (
+            "customer",
+            table(vec![
+                ("c_custkey", ints(&[1, 2, 3])),
+                ("c_name", strings(&["a", "b", "c"])),
+            ]),
+        ),
+        (
+            "orders",
+            table(vec![
+                ("o_orderkey", ints(&[10, 11, 12, 13])),
+                ("o_custkey", ints(&[1, 1, 2, 3])),
+            ]),
+        ),
+        (
+            "lineitem",
+            table(vec![
+                ("l_orderkey", ints(&[10, 10, 11, 12, 13, 13])),
+                ("l_suppkey", ints(&[1, 2, 1, 2, 1, 2])),
+                ("l_quantity", ints(&[3, 4, 1, 6, 2, 2])),
+            ]),
+        ),
+        (
+            "supplier",
+            table(vec![
+                ("s_suppkey", ints(&[1, 2])),
+                ("s_nationkey", ints(&[7, 8])),
+            ]),
+        ),
+        (
+            "nation",
+            table(vec![
+                ("n_nationkey", ints(&[7, 8])),
+                ("n_name", strings(&["CANADA", "PERU"])),
+            ]),
+        ),
+    ];
+    for (name, provider) in tables {
+        ctx.register_table(name, provider).unwrap();
+    }
+    ctx
+}
+
+/// TPC-H Q18's shape: orders whose lines add up to more than 5.
+const BIG_ORDERS: &str = "
+    SELECT c_name, o_orderkey, sum(l_quantity) AS quantity
+    FROM customer, orders, lineitem
+    WHERE o_orderkey IN (
+            SELECT l_orderkey FROM lineitem GROUP BY l_orderkey HAVING sum(l_quantity) > 5)
+        AND c_custkey = o_custkey
+        AND o_orderkey = l_orderkey
+    GROUP BY c_name, o_orderkey
+    ORDER BY o_orderkey";
+
+const BIG_ORDERS_ANSWER: &str = "\
++--------+------------+----------+
+| c_name | o_orderkey | quantity |
++--------+------------+----------+
+| a      | 10         | 7        |
+| b      | 12         | 6        |
++--------+------------+----------+";
+
+/// The first line of the left input of the plan's semi join, looking
+/// through projections.
+fn semi_join_input(plan: &LogicalPlan) -> Option<String> {
+    if let LogicalPlan::Join(join) = plan
+        && join.join_type == JoinType::LeftSemi
+    {
+        let mut input = join.left.as_ref();
+        while let LogicalPlan::Projection(projection) = input {
+            input = projection.input.as_ref();
+        }
+        return Some(input.display().to_string());
+    }
+    plan.inputs().into_iter().find_map(semi_join_input)
+}
+
+async fn optimized(ctx: &SessionContext, sql: &str) -> LogicalPlan {
+    ctx.sql(sql).await.unwrap().into_optimized_plan().unwrap()
+}
+
+async fn answer(ctx: &SessionContext, sql: &str) -> String {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    pretty_format_batches(&batches).unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_in_subquery_filters_its_table_before_the_joins_above_it() {
+    let ctx = context();
+    let plan = optimized(&ctx, BIG_ORDERS).await;
+    let input = semi_join_input(&plan).expect("a semi join");
+    assert!(
+        input.starts_with("TableScan: orders"),
+        "the semi join should read orders directly, not {input}:\n{}",
+        plan.display_indent()
+    );
+    assert_eq!(answer(&ctx, BIG_ORDERS).await, BIG_ORDERS_ANSWER);
+}
+
+#[tokio::test]
+async fn the_setting_turns_the_rule_off_and_the_answer_is_the_same() {
+    let ctx = context();
+    ctx.sql("SET ember.push_down_semi_joins = false")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let plan = optimized(&ctx, BIG_ORDERS).await;
+    let input = semi_join_input(&plan).expect("a semi join");
+    assert!(
+        input.starts_with("Inner Join"),
+        "with the rule off the semi join stays on top: {input}"
+    );
+    assert_eq!(answer(&ctx, BIG_ORDERS).await, BIG_ORDERS_ANSWER);
+}
+
+#[tokio::test]
+async fn a_semi_join_stays_above_a_join_with_a_filtered_table() {
+    // TPC-H Q20's shape: the join with the filtered nation keeps fewer
+    // suppliers than the semi join would probe below it.
+    let ctx = context();
+    let sql = "
+        SELECT s_suppkey FROM supplier, nation
+        WHERE s_suppkey IN (SELECT l_suppkey FROM lineitem WHERE l_quantity > 5)
+            AND s_nationkey = n_nationkey AND n_name = 'PERU'";
+    let plan = optimized(&ctx, sql).await;
+    let input = semi_join_input(&plan).expect("a semi join");
+    assert!(input.starts_with("Inner Join"), "{input}");
+    assert_eq!(
+        answer(&ctx, sql).await,
+        "\
++-----------+
+| s_suppkey |
++-----------+
+| 2         |
++-----------+"
+    );
+}
+
+#[tokio::test]
+async fn a_semi_join_whose_condition_uses_both_sides_stays_above_the_join() {
+    // TPC-H Q21's shape: EXISTS with a condition on a column of the other
+    // side of the join below cannot move to one side.
+    let ctx = context();
+    let sql = "
+        SELECT c_name, o_orderkey FROM customer, orders
+        WHERE c_custkey = o_custkey
+            AND EXISTS (SELECT 1 FROM lineitem
+                        WHERE l_orderkey = o_orderkey AND l_suppkey <> c_custkey)
+        ORDER BY o_orderkey";
+    let plan = optimized(&ctx, sql).await;
+    let input = semi_join_input(&plan).expect("a semi join");
+    assert!(input.starts_with("Inner Join"), "{input}");
+    assert_eq!(
+        answer(&ctx, sql).await,
+        "\
++--------+------------+
+| c_name | o_orderkey |
++--------+------------+
+| a      | 10         |
+| c      | 13         |
++--------+------------+"
+    );
+}
