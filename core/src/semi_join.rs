@@ -62,18 +62,7 @@ impl OptimizerRule for PushDownSemiJoin {
             return Ok(Transformed::no(plan));
         }
         let used = left_columns_used(semi);
-        let wrap = |input: Arc<LogicalPlan>| -> Result<LogicalPlan> {
-            Ok(LogicalPlan::Join(Join::try_new(
-                input,
-                semi.right.clone(),
-                semi.on.clone(),
-                semi.filter.clone(),
-                semi.join_type,
-                semi.join_constraint,
-                semi.null_equality,
-                semi.null_aware,
-            )?))
-        };
+        let wrap = |input: Arc<LogicalPlan>| with_inputs(semi, input, semi.right.clone());
         match push_below(&semi.left, &used, &wrap)? {
             Some(pushed) => Ok(Transformed::yes(pushed)),
             None => Ok(Transformed::no(plan)),
@@ -131,19 +120,29 @@ fn push_below(
             } else {
                 return Ok(None);
             };
-            Ok(Some(LogicalPlan::Join(Join::try_new(
-                left,
-                right,
-                join.on.clone(),
-                join.filter.clone(),
-                join.join_type,
-                join.join_constraint,
-                join.null_equality,
-                join.null_aware,
-            )?)))
+            Ok(Some(with_inputs(join, left, right)?))
         }
         _ => Ok(None),
     }
+}
+
+/// `join` over new inputs, whose schemas hold the columns its keys and
+/// condition use.
+fn with_inputs(
+    join: &Join,
+    left: Arc<LogicalPlan>,
+    right: Arc<LogicalPlan>,
+) -> Result<LogicalPlan> {
+    Ok(LogicalPlan::Join(Join::try_new(
+        left,
+        right,
+        join.on.clone(),
+        join.filter.clone(),
+        join.join_type,
+        join.join_constraint,
+        join.null_equality,
+        join.null_aware,
+    )?))
 }
 
 /// Whether every expression is a bare column, so that the projection's
