@@ -150,8 +150,8 @@ async fn the_setting_turns_the_rule_off_and_the_answer_is_the_same() {
 
 #[tokio::test]
 async fn a_semi_join_stays_above_a_join_with_a_filtered_table() {
-    // TPC-H Q20's shape: the join with the filtered nation keeps fewer
-    // suppliers than the semi join would probe below it.
+    // TPC-H Q20's and Q21's shape: the join with the filtered nation keeps
+    // fewer suppliers than the semi join would probe below it.
     let ctx = context();
     let sql = "
         SELECT s_suppkey FROM supplier, nation
@@ -173,8 +173,8 @@ async fn a_semi_join_stays_above_a_join_with_a_filtered_table() {
 
 #[tokio::test]
 async fn a_semi_join_whose_condition_uses_both_sides_stays_above_the_join() {
-    // TPC-H Q21's shape: EXISTS with a condition on a column of the other
-    // side of the join below cannot move to one side.
+    // EXISTS whose correlation uses columns of both sides of the join
+    // below (orders' key, customer's key) cannot move to either side.
     let ctx = context();
     let sql = "
         SELECT c_name, o_orderkey FROM customer, orders
