@@ -50,20 +50,21 @@ impl OptimizerRule for PushDownSemiJoin {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let enabled = config
-            .options()
-            .extensions
-            .get::<EmberConfig>()
-            .is_none_or(|ember| ember.push_down_semi_joins);
         let LogicalPlan::Join(semi) = &plan else {
             return Ok(Transformed::no(plan));
         };
-        if !enabled || semi.join_type != JoinType::LeftSemi {
+        let enabled = || {
+            config
+                .options()
+                .extensions
+                .get::<EmberConfig>()
+                .is_none_or(|ember| ember.push_down_semi_joins)
+        };
+        if semi.join_type != JoinType::LeftSemi || !enabled() {
             return Ok(Transformed::no(plan));
         }
         let used = left_columns_used(semi);
-        let wrap = |input: Arc<LogicalPlan>| with_inputs(semi, input, semi.right.clone());
-        match push_below(&semi.left, &used, &wrap)? {
+        match push_below(&semi.left, semi, &used)? {
             Some(pushed) => Ok(Transformed::yes(pushed)),
             None => Ok(Transformed::no(plan)),
         }
@@ -92,17 +93,19 @@ fn left_columns_used(semi: &Join) -> HashSet<Column> {
     used
 }
 
-/// `plan` with the semi join (`wrap`) applied below its inner join, or
-/// `None` where the rule does not apply. Looks through projections that
+/// `plan` (the semi join's left input, or a part of it) with `semi` applied
+/// below its inner join, or `None` where the rule does not apply. `used`:
+/// the columns of `plan` that `semi` uses. Looks through projections that
 /// only pass columns on, which keep the columns' names.
 fn push_below(
     plan: &LogicalPlan,
+    semi: &Join,
     used: &HashSet<Column>,
-    wrap: &dyn Fn(Arc<LogicalPlan>) -> Result<LogicalPlan>,
 ) -> Result<Option<LogicalPlan>> {
+    let wrap = |input: Arc<LogicalPlan>| with_inputs(semi, input, semi.right.clone());
     match plan {
         LogicalPlan::Projection(projection) if passes_columns_on(&projection.expr) => {
-            let Some(input) = push_below(&projection.input, used, wrap)? else {
+            let Some(input) = push_below(&projection.input, semi, used)? else {
                 return Ok(None);
             };
             Ok(Some(LogicalPlan::Projection(Projection::try_new(
