@@ -47,6 +47,13 @@ work=$(mktemp -d)
 # The records of a run that fails half-way are kept, and named.
 trap 'status=$?; if [ $status -ne 0 ]; then echo "tpch.sh: records so far are in $work" >&2; else rm -rf "$work"; fi' EXIT
 
+# merge_records OUT FILE...: the records of every FILE, in order, as one JSON list in OUT.
+merge_records() {
+    local out=$1; shift
+    python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))]))' \
+        "$@" > "$out"
+}
+
 cargo build --release --locked -p ember-bench -p ember-scheduler -p ember-executor
 # One process per engine, so each one's peak memory is its own.
 for engine in ${engines//,/ }; do
@@ -56,31 +63,28 @@ for engine in ${engines//,/ }; do
 done
 ember_files=()
 for engine in ${engines//,/ }; do ember_files+=("$work/ember-$engine.json"); done
-python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))]))' \
-    "${ember_files[@]}" > "$work/ember.json"
+merge_records "$work/ember.json" "${ember_files[@]}"
 venv=$(bench/peers/setup-venv)
 peer_runs() {
     "$venv/bin/python" bench/peers/tpch_peers.py --data "$data" --queries client/src/tpch/queries \
         --threads "$threads" --answers "$work/answers" "$@"
 }
-: > "$work/peer-files"
+peer_files=()
 others=$(echo ",$peers," | sed 's/,dask,/,/g; s/,pyspark,/,/g; s/^,//; s/,$//')
 if [ -n "$others" ]; then
     peer_runs --engines "$others" --runs "$runs" --out "$work/peers-others.json"
-    echo "$work/peers-others.json" >> "$work/peer-files"
+    peer_files+=("$work/peers-others.json")
 fi
 if [[ ",$peers," == *,pyspark,* ]]; then
     peer_runs --engines pyspark --runs "${spark_runs:-$runs}" --out "$work/peers-pyspark.json"
-    echo "$work/peers-pyspark.json" >> "$work/peer-files"
+    peer_files+=("$work/peers-pyspark.json")
 fi
 if [[ ",$peers," == *,dask,* ]]; then
     peer_runs --engines dask --runs "${dask_runs:-$runs}" ${dask_timeout:+--query-timeout "$dask_timeout"} \
         --out "$work/peers-dask.json"
-    echo "$work/peers-dask.json" >> "$work/peer-files"
+    peer_files+=("$work/peers-dask.json")
 fi
-# shellcheck disable=SC2046
-python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))]))' \
-    $(cat "$work/peer-files") > "$work/peers.json"
+merge_records "$work/peers.json" ${peer_files[@]+"${peer_files[@]}"}
 agree=0
 "$venv/bin/python" bench/peers/answers.py --dir "$work/answers" --out "$work/comparison.json" \
     || agree=$?
