@@ -50,7 +50,7 @@ trap 'status=$?; if [ $status -ne 0 ]; then echo "tpch.sh: records so far are in
 # merge_records OUT FILE...: the records of every FILE, in order, as one JSON list in OUT.
 merge_records() {
     local out=$1; shift
-    python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))]))' \
+    python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=1))' \
         "$@" > "$out"
 }
 
@@ -66,7 +66,7 @@ for engine in ${engines//,/ }; do ember_files+=("$work/ember-$engine.json"); don
 merge_records "$work/ember.json" "${ember_files[@]}"
 venv=$(bench/peers/setup-venv)
 peer_runs() {
-    "$venv/bin/python" bench/peers/tpch_peers.py --data "$data" --queries client/src/tpch/queries \
+    "$venv/bin/python" bench/peers/tpch_peers.py --data "$data" --queries client/src/tpch/queries --scale-factor "$sf" \
         --threads "$threads" --answers "$work/answers" "$@"
 }
 peer_files=()

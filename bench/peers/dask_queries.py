@@ -279,7 +279,9 @@ def q11(t):
     )
     j = j.assign(value=j.ps_supplycost * j.ps_availqty)
     by_part = j.groupby("ps_partkey").value.sum().reset_index().compute()
-    threshold = by_part.value.sum() * 0.0001
+    # FRACTION is 0.0001 / SF; the data holds 10,000 suppliers per unit of SF.
+    scale_factor = len(s) / 10_000
+    threshold = by_part.value.sum() * round(0.0001 / scale_factor, 12)
     out = by_part[by_part.value > threshold]
     return out.sort_values(["value", "ps_partkey"], ascending=[False, True])
 

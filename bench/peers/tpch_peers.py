@@ -11,7 +11,7 @@ result (rows sorted, numbers rounded to 2 decimals). With --answers, each
 result is also written unrounded, for answers.py to compare with DuckDB's
 within a tolerance.
 
-    tpch_peers.py --data DIR --queries DIR --out FILE.json
+    tpch_peers.py --data DIR --queries DIR --scale-factor SF --out FILE.json
                   [--engines duckdb,polars,datafusion,pyspark,dask]
                   [--runs 3] [--threads 2] [--answers DIR] [--query-timeout SECONDS]
 
@@ -20,6 +20,10 @@ version of it) gets a record with its error instead of times. With
 --query-timeout, each query runs in a process of its own, started afresh
 (its start is not timed), and one that takes longer than that for all its
 runs is stopped and recorded as skipped, with the limit as the reason.
+
+The query texts carry the validation parameters of scale factor 1; Q11's
+FRACTION is set to 0.0001 / SF for the data's scale factor, as Ember's
+benchmark sets it (`ember::tpch::query_at_scale`).
 """
 
 import argparse
@@ -35,6 +39,24 @@ from datetime import date, datetime
 from decimal import Decimal
 
 TABLES = ["region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem"]
+
+# Q11's FRACTION in the query text: the specification's value at scale factor 1.
+Q11_FRACTION_AT_SF1 = "* 0.0001"
+
+
+def q11_fraction(scale_factor):
+    """Q11's FRACTION, 0.0001 / SF, as a decimal literal rounded to 12
+    decimals with no trailing zeros (as Ember's benchmark writes it)."""
+    return f"{0.0001 / scale_factor:.12f}".rstrip("0").rstrip(".")
+
+
+def at_scale(number, sql, scale_factor):
+    """The text of query `number` with the parameters for `scale_factor`."""
+    if number != 11:
+        return sql
+    if Q11_FRACTION_AT_SF1 not in sql:
+        raise ValueError(f"q11's text has no {Q11_FRACTION_AT_SF1!r} to set FRACTION in")
+    return sql.replace(Q11_FRACTION_AT_SF1, f"* {q11_fraction(scale_factor)}", 1)
 
 
 def exact(value):
@@ -241,6 +263,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--queries", required=True)
+    parser.add_argument("--scale-factor", type=float, required=True,
+                        help="the data's TPC-H scale factor (sets Q11's FRACTION)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--engines", default="duckdb,polars,datafusion,pyspark,dask")
     parser.add_argument("--runs", type=int, default=3)
@@ -257,7 +281,7 @@ def main():
     queries = {}
     for n in range(1, 23):
         with open(os.path.join(args.queries, f"q{n}.sql")) as f:
-            queries[n] = f.read().strip().rstrip(";")
+            queries[n] = at_scale(n, f.read().strip().rstrip(";"), args.scale_factor)
 
     records = []
     for engine_name in args.engines.split(","):

@@ -18,7 +18,8 @@ struct Args {
     /// there first when missing.
     #[arg(long)]
     data: PathBuf,
-    /// Scale factor to generate when --data lacks tables.
+    /// Scale factor of the data: generated at it when --data lacks tables,
+    /// and the one Q11's FRACTION is set for (0.0001 / SF).
     #[arg(long, default_value_t = 0.01)]
     scale_factor: f64,
     /// Engines, comma-separated: embedded, cluster, datafusion.
@@ -163,8 +164,8 @@ async fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("{}: {e}", kind.name()))?;
         for &query in &queries {
-            let sql = ember::tpch::query(query).unwrap_or_default();
-            let record = measure(&engine, query, sql, args.runs, args.answers.as_deref()).await;
+            let sql = ember::tpch::query_at_scale(query, args.scale_factor).unwrap_or_default();
+            let record = measure(&engine, query, &sql, args.runs, args.answers.as_deref()).await;
             eprintln!("{}", serde_json::to_string(&record).unwrap_or_default());
             records.push(record);
         }

@@ -48,9 +48,11 @@ pub struct EmberConfig {
     /// queries: comma-separated locations (path or URL prefixes), or `*`.
     /// Empty keeps none.
     pub gpu_cache_tables: String,
-    /// Whether a semi join (`IN (subquery)`, `EXISTS`) is applied below the
-    /// inner joins it sits on, where that can only save work (see
-    /// [`crate::semi_join::PushDownSemiJoin`]).
+    /// Whether Ember's semi-join rules rewrite plans where that can only
+    /// save work: a semi join (`IN (subquery)`, `EXISTS`) applied below the
+    /// inner joins it sits on ([`crate::semi_join::PushDownSemiJoin`]), and a
+    /// grouped aggregate's input filtered to the keys its join can match
+    /// ([`crate::semi_join::FilterAggregateByJoinKeys`]).
     pub push_down_semi_joins: bool,
 }
 
@@ -93,7 +95,8 @@ const EMBER_KEYS: &[(&str, &str)] = &[
     ),
     (
         "push_down_semi_joins",
-        "Apply IN and EXISTS subqueries below the joins they sit on, where that saves work",
+        "Filter with semi joins early where that saves work: IN and EXISTS below the joins \
+         they sit on, and a grouped aggregate's input to the keys its join can match",
     ),
 ];
 
@@ -146,9 +149,12 @@ impl ExtensionOptions for EmberConfig {
             }
             "gpu_cache_tables" => self.gpu_cache_tables = value.trim().to_string(),
             "push_down_semi_joins" => {
-                self.push_down_semi_joins = value.trim().parse().or_else(|_| {
-                    config_err!("`ember.push_down_semi_joins` must be true or false, not `{value}`")
-                })?
+                self.push_down_semi_joins = match parse_flag(value) {
+                    Some(flag) => flag,
+                    None => config_err!(
+                        "`ember.push_down_semi_joins` must be true or false, not `{value}`"
+                    )?,
+                }
             }
             _ => {
                 return config_err!(
@@ -277,6 +283,17 @@ pub fn apply_cluster_defaults(config: &mut SessionConfig) {
     }
 }
 
+/// A boolean setting's value: `true`, `1`, `yes` or `on`, and `false`, `0`,
+/// `no` or `off`, in any case and with surrounding spaces; `None` for
+/// anything else.
+pub(crate) fn parse_flag(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// Whether the session setting `key` holds a secret (S3 credentials) whose
 /// value must not be shown: not in logs, errors, `EXPLAIN` or the
 /// scheduler's REST API. Such settings still travel to the cluster, which
@@ -317,6 +334,24 @@ mod tests {
         let plain = session_config().upgrade_for_ballista();
         assert!(plain.ballista_config().adaptive_query_planner_enabled());
         assert!(!plain.options().optimizer.prefer_hash_join);
+    }
+
+    #[test]
+    fn boolean_settings_take_the_usual_spellings() {
+        let mut config = session_config();
+        for (value, expected) in [("off", false), ("ON", true), ("0", false), (" true ", true)] {
+            config
+                .options_mut()
+                .set("ember.push_down_semi_joins", value)
+                .expect("a boolean spelling");
+            let actual = EmberConfig::from_session_config(&config).push_down_semi_joins;
+            assert_eq!(actual, expected, "{value:?}");
+        }
+        let err = config
+            .options_mut()
+            .set("ember.push_down_semi_joins", "maybe")
+            .expect_err("not a boolean");
+        assert!(err.to_string().contains("`maybe`"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //! is at least as large as the rows of `A` that find a partner, and
 //! filtering `A` first can only save work. The rule is on by default and
 //! `SET ember.push_down_semi_joins = false` turns it off.
+//!
+//! The second rule here, [`FilterAggregateByJoinKeys`], adds a semi join of
+//! its own: below a grouped aggregate that an inner join reads, it drops the
+//! rows whose key the join cannot match (TPC-H Q17's correlated average).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -29,6 +33,10 @@ use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, Projection};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 use crate::config::EmberConfig;
+
+mod aggregate;
+
+pub use aggregate::FilterAggregateByJoinKeys;
 
 /// Moves a left semi join below the inner joins of its left input, onto the
 /// side whose columns it uses, when the other side is a whole table (see the
@@ -53,14 +61,7 @@ impl OptimizerRule for PushDownSemiJoin {
         let LogicalPlan::Join(semi) = &plan else {
             return Ok(Transformed::no(plan));
         };
-        let enabled = || {
-            config
-                .options()
-                .extensions
-                .get::<EmberConfig>()
-                .is_none_or(|ember| ember.push_down_semi_joins)
-        };
-        if semi.join_type != JoinType::LeftSemi || !enabled() {
+        if semi.join_type != JoinType::LeftSemi || !enabled(config) {
             return Ok(Transformed::no(plan));
         }
         let used = left_columns_used(semi);
@@ -69,6 +70,16 @@ impl OptimizerRule for PushDownSemiJoin {
             None => Ok(Transformed::no(plan)),
         }
     }
+}
+
+/// Whether the session lets Ember's semi-join rules rewrite plans
+/// (`ember.push_down_semi_joins`, on unless set off).
+fn enabled(config: &dyn OptimizerConfig) -> bool {
+    config
+        .options()
+        .extensions
+        .get::<EmberConfig>()
+        .is_none_or(|ember| ember.push_down_semi_joins)
 }
 
 /// The columns of the semi join's left input that its keys and condition

@@ -13,15 +13,16 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;
 
-use crate::semi_join::PushDownSemiJoin;
+use crate::semi_join::{FilterAggregateByJoinKeys, PushDownSemiJoin};
 use crate::write::EmberQueryPlanner;
 
 /// Builds a session state from a configuration and a runtime environment.
 ///
 /// The state has DataFusion's default planners, optimizer rules, functions
 /// and table formats, plus the functions Ballista adds, Ember's query planner
-/// (which turns file writes into distributed, atomic ones) and one optimizer
-/// rule of Ember's, [`PushDownSemiJoin`]. Ember's named functions (every
+/// (which turns file writes into distributed, atomic ones) and two optimizer
+/// rules of Ember's, [`PushDownSemiJoin`] and [`FilterAggregateByJoinKeys`].
+/// Ember's named functions (every
 /// library registered with [`crate::functions::register_library`]) are
 /// registered here too, so that the client (which plans), the scheduler (which re-plans
 /// physically) and the executors (which decode plans) resolve the same names.
@@ -35,6 +36,7 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<
         .with_window_functions(ballista_window_functions())
         .with_query_planner(Arc::new(EmberQueryPlanner))
         .with_optimizer_rule(Arc::new(PushDownSemiJoin))
+        .with_optimizer_rule(Arc::new(FilterAggregateByJoinKeys))
         .build();
     let (scalars, aggregates) = crate::functions::registered_functions();
     for function in scalars {

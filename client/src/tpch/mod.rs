@@ -3,7 +3,8 @@
 //!
 //! Ember uses TPC-H as its sample data set (the quickstart), in its
 //! cross-process tests and in its benchmarks. The queries use the
-//! specification's validation parameters. Where a query's `ORDER BY` can tie,
+//! specification's validation parameters; [`query_at_scale`] also sets the
+//! one that depends on the scale factor. Where a query's `ORDER BY` can tie,
 //! a unique key is appended to it, so that every engine returns rows in the
 //! same order and results compare row by row.
 
@@ -11,7 +12,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatchReader;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -55,9 +56,45 @@ const QUERIES: [&str; 22] = [
     include_str!("queries/q22.sql"),
 ];
 
-/// The SQL text of TPC-H query `number` (1 to 22).
+/// The SQL text of TPC-H query `number` (1 to 22), with the validation
+/// parameters of scale factor 1.
 pub fn query(number: usize) -> Option<&'static str> {
     number.checked_sub(1).and_then(|i| QUERIES.get(i)).copied()
+}
+
+/// Q11's `FRACTION` in the text of [`query`]: the specification's value at
+/// scale factor 1.
+const Q11_FRACTION_AT_SF1: &str = "* 0.0001";
+
+/// The SQL text of TPC-H query `number` (1 to 22) for data of
+/// `scale_factor`.
+///
+/// One substitution parameter depends on the scale factor: Q11 keeps the
+/// parts whose stock value exceeds `FRACTION` of the total, and the
+/// specification sets `FRACTION` to 0.0001 / SF. Without it, Q11 returns
+/// fewer rows as the data grows, and none at scale factor 10. The fraction is
+/// written with 12 decimals (see [`q11_fraction`]), as the benchmark's
+/// Python peers write it too, so that every engine runs the same query.
+pub fn query_at_scale(number: usize, scale_factor: f64) -> Option<String> {
+    let sql = query(number)?;
+    if number != 11 {
+        return Some(sql.to_string());
+    }
+    Some(sql.replacen(
+        Q11_FRACTION_AT_SF1,
+        &format!("* {}", q11_fraction(scale_factor)),
+        1,
+    ))
+}
+
+/// Q11's `FRACTION` for `scale_factor`, 0.0001 / SF, as a decimal literal
+/// rounded to 12 decimals, with no trailing zeros.
+pub fn q11_fraction(scale_factor: f64) -> String {
+    let fixed = format!("{:.12}", 0.0001 / scale_factor);
+    fixed
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string()
 }
 
 /// Errors raised while generating TPC-H data.
@@ -245,21 +282,57 @@ impl TpchGenerator {
 
     /// `CREATE EXTERNAL TABLE` statements for the tables stored under
     /// `base`, a directory or a URL such as `s3://bucket/tpch`.
+    ///
+    /// CSV tables are declared with the TPC-H column types (see
+    /// [`column_definitions`]): inferred from the text, prices would be
+    /// floating point, whose sums depend on the order of their terms, and
+    /// Q15's `total_revenue = max(total_revenue)` could then match no row.
     pub fn create_table_statements_at(&self, base: &str) -> Vec<String> {
         let base = base.trim_end_matches('/');
         TABLES
             .iter()
-            .map(|table| {
-                let mut sql = format!(
-                    "CREATE EXTERNAL TABLE {table} STORED AS {} LOCATION '{base}/{table}/'",
-                    self.format.stored_as(),
-                );
-                if self.format == DataFormat::Csv {
-                    sql.push_str(" OPTIONS ('format.has_header' 'true')");
+            .map(|table| match self.format {
+                DataFormat::Parquet => {
+                    format!(
+                        "CREATE EXTERNAL TABLE {table} STORED AS PARQUET LOCATION '{base}/{table}/'"
+                    )
                 }
-                sql
+                DataFormat::Csv => format!(
+                    "CREATE EXTERNAL TABLE {table} ({}) STORED AS CSV LOCATION '{base}/{table}/' \
+                     OPTIONS ('format.has_header' 'true')",
+                    column_definitions(table).unwrap_or_default(),
+                ),
             })
             .collect()
+    }
+}
+
+/// The column list of TPC-H `table` for `CREATE EXTERNAL TABLE`, in SQL
+/// types: `r_regionkey BIGINT NOT NULL, r_name VARCHAR NOT NULL, ...`.
+/// `None` for a name that is not a TPC-H table.
+pub fn column_definitions(table: &str) -> Option<String> {
+    // Readers are lazy: building one generates nothing.
+    let schema = reader(table, 1.0, 1, 1).ok()?.schema();
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let null = if field.is_nullable() { "" } else { " NOT NULL" };
+            format!("{} {}{null}", field.name(), sql_type(field.data_type()))
+        })
+        .collect();
+    Some(columns.join(", "))
+}
+
+/// The SQL name of one of the Arrow types that the TPC-H tables use.
+fn sql_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Int32 => "INT".to_string(),
+        DataType::Int64 => "BIGINT".to_string(),
+        DataType::Decimal128(precision, scale) => format!("DECIMAL({precision}, {scale})"),
+        DataType::Date32 => "DATE".to_string(),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "VARCHAR".to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -275,6 +348,20 @@ mod tests {
         }
         assert!(query(0).is_none());
         assert!(query(23).is_none());
+    }
+
+    #[test]
+    fn q11_fraction_follows_the_scale_factor() {
+        assert_eq!(q11_fraction(1.0), "0.0001");
+        assert_eq!(q11_fraction(10.0), "0.00001");
+        assert_eq!(q11_fraction(0.01), "0.01");
+        assert_eq!(q11_fraction(3.0), "0.000033333333");
+        let sf10 = query_at_scale(11, 10.0).unwrap();
+        assert!(sf10.contains("* 0.00001\n"), "{sf10}");
+        assert!(!sf10.contains("0.0001"), "{sf10}");
+        assert_eq!(query_at_scale(11, 1.0).unwrap(), query(11).unwrap());
+        assert_eq!(query_at_scale(6, 10.0).unwrap(), query(6).unwrap());
+        assert!(query_at_scale(23, 1.0).is_none());
     }
 
     #[test]
@@ -295,6 +382,72 @@ mod tests {
             .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "tmp")
             .count();
         assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn csv_tables_are_declared_with_the_tpch_types() {
+        let lineitem = column_definitions("lineitem").unwrap();
+        assert!(
+            lineitem.starts_with("l_orderkey BIGINT NOT NULL, "),
+            "{lineitem}"
+        );
+        assert!(lineitem.contains("l_linenumber INT NOT NULL"), "{lineitem}");
+        assert!(
+            lineitem.contains("l_extendedprice DECIMAL(15, 2) NOT NULL"),
+            "{lineitem}"
+        );
+        assert!(lineitem.contains("l_shipdate DATE NOT NULL"), "{lineitem}");
+        assert!(
+            lineitem.ends_with("l_comment VARCHAR NOT NULL"),
+            "{lineitem}"
+        );
+        assert!(column_definitions("lineitems").is_none());
+        let csv = TpchGenerator {
+            format: DataFormat::Csv,
+            ..TpchGenerator::default()
+        };
+        let statements = csv.create_table_statements_at("s3://tpch/csv/");
+        assert_eq!(
+            statements[0],
+            "CREATE EXTERNAL TABLE region (r_regionkey BIGINT NOT NULL, r_name VARCHAR NOT NULL, \
+             r_comment VARCHAR NOT NULL) STORED AS CSV LOCATION 's3://tpch/csv/region/' \
+             OPTIONS ('format.has_header' 'true')"
+        );
+    }
+
+    /// The CSV files read back, through their declared columns, as the
+    /// Parquet files do: same types, same values.
+    #[tokio::test]
+    async fn csv_tables_read_back_as_the_parquet_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let query = "SELECT l_returnflag, sum(l_extendedprice * (1 - l_discount)) AS revenue, \
+                     max(l_shipdate) AS last_ship, sum(l_linenumber) AS lines \
+                     FROM lineitem GROUP BY l_returnflag ORDER BY l_returnflag";
+        let mut results = Vec::new();
+        for format in [DataFormat::Parquet, DataFormat::Csv] {
+            let generator = TpchGenerator {
+                scale_factor: 0.001,
+                parts: 1,
+                format,
+            };
+            let data = dir.path().join(format.extension());
+            generator.write_table("lineitem", &data).unwrap();
+            let ctx = datafusion::prelude::SessionContext::new();
+            let create = generator
+                .create_table_statements(&data)
+                .into_iter()
+                .find(|s| s.contains(" lineitem "))
+                .unwrap();
+            ctx.sql(&create).await.unwrap().collect().await.unwrap();
+            let batches = ctx.sql(query).await.unwrap().collect().await.unwrap();
+            results.push(
+                arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        assert_eq!(results[0], results[1]);
+        assert!(results[0].contains("| R "), "{}", results[0]);
     }
 
     #[test]

@@ -29,6 +29,8 @@ use datafusion::physical_plan::{
 use ember_gpu::{AggregateValue, DeviceBatch, GpuDevice, GpuError, Group, HostBatch};
 use futures::{StreamExt, TryStreamExt};
 
+use crate::codec::single_input;
+
 use super::cache::{CachedScan, cached_columns, keep_columns};
 use super::output::{grouped_batch, ungrouped_batch};
 use super::placement::{GpuKernel, GpuPlacement};
@@ -164,11 +166,9 @@ impl ExecutionPlan for GpuAggregateExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let scan = children
-            .pop()
-            .ok_or_else(|| DataFusionError::Internal("GpuAggregateExec needs an input".into()))?;
+        let scan = single_input(&children, "GpuAggregateExec")?;
         // A new scan may read other files: its columns are not cached.
         let cached = if Arc::ptr_eq(&scan, &self.placement.scan) {
             self.cached.clone()

@@ -190,11 +190,12 @@ fn non_empty(value: &str) -> Option<String> {
 }
 
 fn parse_flag(key: &str, value: &str) -> Result<Option<bool>> {
-    match value.to_ascii_lowercase().as_str() {
-        "" => Ok(None),
-        "true" | "1" | "yes" | "on" => Ok(Some(true)),
-        "false" | "0" | "no" | "off" => Ok(Some(false)),
-        _ => config_err!("`s3.{key}` must be true or false, not `{value}`"),
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match crate::config::parse_flag(value) {
+        Some(flag) => Ok(Some(flag)),
+        None => config_err!("`s3.{key}` must be true or false, not `{value}`"),
     }
 }
 

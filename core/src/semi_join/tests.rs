@@ -25,7 +25,7 @@ fn strings(values: &[&str]) -> ArrayRef {
 }
 
 /// A session with Ember's state over small customer, orders, lineitem,
-/// supplier and nation tables.
+/// supplier, nation and part tables.
 fn context() -> SessionContext {
     let config = session_config();
     let runtime = runtime_env(&config, None).unwrap();
@@ -51,6 +51,14 @@ fn context() -> SessionContext {
                 ("l_orderkey", ints(&[10, 10, 11, 12, 13, 13])),
                 ("l_suppkey", ints(&[1, 2, 1, 2, 1, 2])),
                 ("l_quantity", ints(&[3, 4, 1, 6, 2, 2])),
+                ("l_partkey", ints(&[1, 2, 1, 2, 3, 1])),
+            ]),
+        ),
+        (
+            "part",
+            table(vec![
+                ("p_partkey", ints(&[1, 2, 3])),
+                ("p_brand", strings(&["X", "Y", "X"])),
             ]),
         ),
         (
@@ -133,12 +141,7 @@ async fn an_in_subquery_filters_its_table_before_the_joins_above_it() {
 #[tokio::test]
 async fn the_setting_turns_the_rule_off_and_the_answer_is_the_same() {
     let ctx = context();
-    ctx.sql("SET ember.push_down_semi_joins = false")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    set_push_down_semi_joins(&ctx, false).await;
     let plan = optimized(&ctx, BIG_ORDERS).await;
     let input = semi_join_input(&plan).expect("a semi join");
     assert!(
@@ -194,5 +197,124 @@ async fn a_semi_join_whose_condition_uses_both_sides_stays_above_the_join() {
 | a      | 10         |
 | c      | 13         |
 +--------+------------+"
+    );
+}
+
+/// TPC-H Q17's shape: lines of brand X parts with less than their part's
+/// average quantity. Part 1's lines have 3, 1 and 2 (average 2), part 3's
+/// one line has 2: only part 1's line of 1 is kept.
+const SMALL_LINES: &str = "
+    SELECT p_partkey, sum(l_quantity) AS total
+    FROM lineitem, part
+    WHERE p_partkey = l_partkey
+        AND p_brand = 'X'
+        AND l_quantity < (SELECT avg(l_quantity) FROM lineitem WHERE l_partkey = p_partkey)
+    GROUP BY p_partkey";
+
+const SMALL_LINES_ANSWER: &str = "\
++-----------+-------+
+| p_partkey | total |
++-----------+-------+
+| 1         | 1     |
++-----------+-------+";
+
+/// The first line of the input of every aggregate in the plan.
+fn aggregate_inputs(plan: &LogicalPlan) -> Vec<String> {
+    let mut inputs: Vec<String> = plan
+        .inputs()
+        .into_iter()
+        .flat_map(aggregate_inputs)
+        .collect();
+    if let LogicalPlan::Aggregate(aggregate) = plan {
+        inputs.push(aggregate.input.display().to_string());
+    }
+    inputs
+}
+
+/// Fails unless the plan reads no keys added by `FilterAggregateByJoinKeys`.
+fn assert_no_aggregate_filtered(plan: &LogicalPlan) {
+    let text = plan.display_indent().to_string();
+    assert!(!text.contains("__ember_join_keys"), "{text}");
+}
+
+async fn set_push_down_semi_joins(ctx: &SessionContext, on: bool) {
+    ctx.sql(&format!("SET ember.push_down_semi_joins = {on}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_correlated_aggregate_groups_only_the_keys_its_join_can_match() {
+    let ctx = context();
+    let plan = optimized(&ctx, SMALL_LINES).await;
+    let inputs = aggregate_inputs(&plan);
+    let filtered: Vec<_> = inputs
+        .iter()
+        .filter(|input| {
+            input.starts_with("LeftSemi Join: lineitem.l_partkey = __ember_join_keys.p_partkey")
+        })
+        .collect();
+    assert_eq!(
+        filtered.len(),
+        1,
+        "the subquery's aggregate, and only it, should read lines of brand X parts:\n{}",
+        plan.display_indent()
+    );
+    assert_eq!(answer(&ctx, SMALL_LINES).await, SMALL_LINES_ANSWER);
+
+    set_push_down_semi_joins(&ctx, false).await;
+    let plan = optimized(&ctx, SMALL_LINES).await;
+    assert_no_aggregate_filtered(&plan);
+    assert_eq!(answer(&ctx, SMALL_LINES).await, SMALL_LINES_ANSWER);
+}
+
+#[tokio::test]
+async fn an_aggregate_joined_with_a_whole_table_is_left_alone() {
+    // Every part may match: filtering the lines by them saves nothing.
+    let ctx = context();
+    let sql = "
+        SELECT p_partkey, total
+        FROM part, (SELECT l_partkey, sum(l_quantity) AS total FROM lineitem GROUP BY l_partkey)
+        WHERE p_partkey = l_partkey
+        ORDER BY p_partkey";
+    let plan = optimized(&ctx, sql).await;
+    assert_no_aggregate_filtered(&plan);
+    assert_eq!(
+        answer(&ctx, sql).await,
+        "\
++-----------+-------+
+| p_partkey | total |
++-----------+-------+
+| 1         | 6     |
+| 2         | 10    |
+| 3         | 2     |
++-----------+-------+"
+    );
+}
+
+#[tokio::test]
+async fn an_aggregate_an_outer_join_keeps_whole_is_left_alone() {
+    // A left join keeps every group, matched or not.
+    let ctx = context();
+    let sql = "
+        SELECT l_partkey, total, p_brand
+        FROM (SELECT l_partkey, sum(l_quantity) AS total FROM lineitem GROUP BY l_partkey)
+        LEFT JOIN (SELECT * FROM part WHERE p_brand = 'X') ON p_partkey = l_partkey
+        ORDER BY l_partkey";
+    let plan = optimized(&ctx, sql).await;
+    assert_no_aggregate_filtered(&plan);
+    assert_eq!(
+        answer(&ctx, sql).await,
+        "\
++-----------+-------+---------+
+| l_partkey | total | p_brand |
++-----------+-------+---------+
+| 1         | 6     | X       |
+| 2         | 10    |         |
+| 3         | 2     | X       |
++-----------+-------+---------+"
     );
 }

@@ -46,6 +46,7 @@ use object_store::path::Path;
 use prost::Message;
 
 use super::staging::{SUCCESS_MARKER, StagingArea};
+use crate::codec::single_input;
 
 /// How many staged files the commit moves at once.
 const COMMIT_CONCURRENCY: usize = 16;
@@ -332,11 +333,9 @@ impl ExecutionPlan for StagedWriteExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = children
-            .pop()
-            .ok_or_else(|| DataFusionError::Internal("StagedWriteExec needs an input".into()))?;
+        let input = single_input(&children, "StagedWriteExec")?;
         Ok(Arc::new(Self::try_new(
             input,
             self.sink.clone(),
@@ -513,11 +512,9 @@ impl ExecutionPlan for WriteCommitExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = children
-            .pop()
-            .ok_or_else(|| DataFusionError::Internal("WriteCommitExec needs an input".into()))?;
+        let input = single_input(&children, "WriteCommitExec")?;
         Ok(Arc::new(Self::new(
             input,
             self.destination.clone(),
