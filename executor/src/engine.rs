@@ -12,6 +12,8 @@ use datafusion::error::Result;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 
+use crate::transport_failure::RetryTransportFailures;
+
 /// A rewrite applied to each decoded stage plan on the executor, before it
 /// runs (for example: replace a supported subtree by a GPU operator).
 ///
@@ -54,6 +56,8 @@ impl StagePlanRewrite for GpuStageRewrite {
 /// Ember's [`ExecutionEngine`]: applies its [`StagePlanRewrite`]s to every
 /// stage plan, then hands it to Ballista's default engine (which wires the
 /// shuffle readers and writers), so shuffle behaves exactly as in Ballista.
+/// Each stage it returns reports a broken connection to a peer as a
+/// retryable error ([`RetryTransportFailures`]).
 pub struct EmberExecutionEngine {
     inner: Arc<dyn ExecutionEngine>,
     rewrites: Vec<Arc<dyn StagePlanRewrite>>,
@@ -106,7 +110,7 @@ impl ExecutionEngine for EmberExecutionEngine {
             plan = rewrite.rewrite(plan, config)?;
             tracing::debug!(%job_id, stage_id, task_id, rewrite = rewrite.name(), "stage plan rewritten");
         }
-        self.inner.create_query_stage_exec(
+        let stage = self.inner.create_query_stage_exec(
             job_id,
             stage_id,
             task_id,
@@ -114,7 +118,8 @@ impl ExecutionEngine for EmberExecutionEngine {
             plan,
             work_dir,
             config,
-        )
+        )?;
+        Ok(Arc::new(RetryTransportFailures::new(stage)))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod flight;
 pub mod ports;
 pub mod size;
+pub mod transport_failure;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
