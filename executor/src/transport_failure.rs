@@ -119,18 +119,23 @@ pub fn broken_connection(error: &DataFusionError) -> Option<String> {
             broken_connection(inner)
         }
         DataFusionError::Collection(errors) => errors.iter().find_map(broken_connection),
-        DataFusionError::External(inner) => {
-            if let Some(ballista) = inner.downcast_ref::<BallistaError>() {
-                broken_connection_in_ballista(ballista)
-            } else if let Some(arrow) = inner.downcast_ref::<ArrowError>() {
-                broken_connection_in_arrow(arrow)
-            } else if let Some(datafusion) = inner.downcast_ref::<DataFusionError>() {
-                broken_connection(datafusion)
-            } else {
-                None
-            }
-        }
+        DataFusionError::External(inner) => broken_connection_in_external(inner.as_ref()),
         _ => None,
+    }
+}
+
+/// [`broken_connection`] for an error boxed by DataFusion or Arrow.
+fn broken_connection_in_external(
+    error: &(dyn std::error::Error + Send + Sync + 'static),
+) -> Option<String> {
+    if let Some(ballista) = error.downcast_ref::<BallistaError>() {
+        broken_connection_in_ballista(ballista)
+    } else if let Some(arrow) = error.downcast_ref::<ArrowError>() {
+        broken_connection_in_arrow(arrow)
+    } else if let Some(datafusion) = error.downcast_ref::<DataFusionError>() {
+        broken_connection(datafusion)
+    } else {
+        None
     }
 }
 
@@ -152,15 +157,7 @@ fn broken_connection_in_arrow(error: &ArrowError) -> Option<String> {
         ArrowError::IoError(message, io) => {
             reads_as_broken(message).or_else(|| reads_as_broken(&io.to_string()))
         }
-        ArrowError::ExternalError(inner) => {
-            if let Some(ballista) = inner.downcast_ref::<BallistaError>() {
-                broken_connection_in_ballista(ballista)
-            } else if let Some(datafusion) = inner.downcast_ref::<DataFusionError>() {
-                broken_connection(datafusion)
-            } else {
-                None
-            }
-        }
+        ArrowError::ExternalError(inner) => broken_connection_in_external(inner.as_ref()),
         _ => None,
     }
 }
