@@ -291,10 +291,20 @@ impl EmberContext {
                 if let Some(write) = write {
                     let runtime = self.session.runtime_env();
                     write.abort(&runtime).await;
-                    // Tasks stop at their next await point: a file opened in
-                    // the meantime is removed by a second pass.
-                    tokio::time::sleep(Duration::from_millis(LATE_FILE_GRACE_MILLIS)).await;
-                    write.abort(&runtime).await;
+                    // Tasks stop at their next await point, and executors
+                    // stop a cancelled job's tasks once they see it has
+                    // failed: a file opened in the meantime is removed by a
+                    // later pass. Passes go on until one finds nothing.
+                    let started = std::time::Instant::now();
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(LATE_FILE_GRACE_MILLIS)).await;
+                        let removed = write.abort(&runtime).await;
+                        if removed == 0
+                            || started.elapsed() >= Duration::from_secs(JOB_CANCEL_WAIT_SECS)
+                        {
+                            break;
+                        }
+                    }
                 }
                 Err(ClientError::Cancelled { signal })
             }
@@ -352,8 +362,8 @@ const JOB_NAME_KEY: &str = "ballista.job.name";
 /// How long a cancelled statement waits for its cluster job to stop.
 const JOB_CANCEL_WAIT_SECS: u64 = 10;
 
-/// How long after a cancelled write's first clean-up its staging area is
-/// cleaned again.
+/// How long after each clean-up of a cancelled write's staging area it is
+/// cleaned again (until a clean-up finds nothing).
 const LATE_FILE_GRACE_MILLIS: u64 = 500;
 
 /// Whether running this frame needs executors: it executes a plan (DDL and

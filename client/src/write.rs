@@ -43,26 +43,32 @@ impl PendingWrite {
         &self.write_id
     }
 
-    /// Removes whatever the failed write staged. Failures to remove are
-    /// logged, not returned: the write's own error is the one to report.
-    pub async fn abort(&self, runtime: &RuntimeEnv) {
+    /// Removes whatever the failed write staged, and returns how many files
+    /// that was. Failures to remove are logged, not returned: the write's
+    /// own error is the one to report.
+    pub async fn abort(&self, runtime: &RuntimeEnv) -> usize {
+        let mut removed = 0;
         // The staging area sits in the destination directory, or beside a
         // single-file destination; the id is unique, so clean both.
         for single_file in [false, true] {
             let area = StagingArea::new(&self.destination, single_file, &self.write_id);
             match area.remove(runtime).await {
                 Ok(0) => {}
-                Ok(files) => tracing::info!(
-                    destination = %self.destination,
-                    files,
-                    "removed the staged files of a failed write"
-                ),
+                Ok(files) => {
+                    removed += files;
+                    tracing::info!(
+                        destination = %self.destination,
+                        files,
+                        "removed the staged files of a failed write"
+                    )
+                }
                 Err(e) => tracing::warn!(
                     destination = %self.destination,
                     "cannot remove the staged files of a failed write: {e}"
                 ),
             }
         }
+        removed
     }
 }
 

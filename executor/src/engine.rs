@@ -12,7 +12,8 @@ use datafusion::error::Result;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 
-use crate::transport_failure::RetryTransportFailures;
+use crate::job_watch::JobStatusSource;
+use crate::stage::SupervisedStage;
 
 /// A rewrite applied to each decoded stage plan on the executor, before it
 /// runs (for example: replace a supported subtree by a GPU operator).
@@ -56,11 +57,13 @@ impl StagePlanRewrite for GpuStageRewrite {
 /// Ember's [`ExecutionEngine`]: applies its [`StagePlanRewrite`]s to every
 /// stage plan, then hands it to Ballista's default engine (which wires the
 /// shuffle readers and writers), so shuffle behaves exactly as in Ballista.
-/// Each stage it returns reports a broken connection to a peer as a
-/// retryable error ([`RetryTransportFailures`]).
+/// Each stage it returns is a [`SupervisedStage`]: it stops when its job
+/// fails or is cancelled, and reports a broken connection to a peer as a
+/// retryable error.
 pub struct EmberExecutionEngine {
     inner: Arc<dyn ExecutionEngine>,
     rewrites: Vec<Arc<dyn StagePlanRewrite>>,
+    jobs: Option<JobStatusSource>,
 }
 
 impl Debug for EmberExecutionEngine {
@@ -79,12 +82,20 @@ impl EmberExecutionEngine {
         Self {
             inner,
             rewrites: Vec::new(),
+            jobs: None,
         }
     }
 
     /// An engine over Ballista's default engine.
     pub fn with_default_engine() -> Self {
         Self::new(Arc::new(DefaultExecutionEngine::new()))
+    }
+
+    /// Stops each stage when `jobs` says its job has failed or was
+    /// cancelled; without it, stages run to their end.
+    pub fn with_job_status_source(mut self, jobs: JobStatusSource) -> Self {
+        self.jobs = Some(jobs);
+        self
     }
 
     /// Adds a stage plan rewrite; rewrites run in the order they were added.
@@ -110,6 +121,7 @@ impl ExecutionEngine for EmberExecutionEngine {
             plan = rewrite.rewrite(plan, config)?;
             tracing::debug!(%job_id, stage_id, task_id, rewrite = rewrite.name(), "stage plan rewritten");
         }
+        let job = job_id.to_string();
         let stage = self.inner.create_query_stage_exec(
             job_id,
             stage_id,
@@ -119,7 +131,11 @@ impl ExecutionEngine for EmberExecutionEngine {
             work_dir,
             config,
         )?;
-        Ok(Arc::new(RetryTransportFailures::new(stage)))
+        Ok(Arc::new(SupervisedStage::new(
+            stage,
+            job,
+            self.jobs.clone(),
+        )))
     }
 }
 

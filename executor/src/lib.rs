@@ -9,8 +9,10 @@
 
 pub mod engine;
 pub mod flight;
+pub mod job_watch;
 pub mod ports;
 pub mod size;
+pub mod stage;
 pub mod transport_failure;
 
 use std::path::PathBuf;
@@ -241,6 +243,13 @@ impl PreparedExecutor {
         let ports = reserved.ports();
         let work_dir_str = work_dir.path().to_string_lossy().into_owned();
 
+        let jobs =
+            job_watch::JobStatusSource::new(&scheduler.host, scheduler.port).map_err(|e| {
+                ExecutorError::InvalidFlag {
+                    flag: "scheduler",
+                    reason: e.to_string(),
+                }
+            })?;
         let mut config = ExecutorProcessConfig {
             bind_host: options.bind.clone(),
             external_host: Some(advertised_host(options)),
@@ -285,6 +294,7 @@ impl PreparedExecutor {
         config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));
         config.override_execution_engine = Some(Arc::new(
             EmberExecutionEngine::with_default_engine()
+                .with_job_status_source(jobs)
                 .with_rewrite(Arc::new(engine::GpuStageRewrite)),
         ));
         // Cached partitions live in this process's block store, served to

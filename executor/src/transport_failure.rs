@@ -9,24 +9,16 @@
 //! connection`, `broken pipe`), which the scheduler takes for a bug in the
 //! query and fails the whole job for.
 //!
-//! [`RetryTransportFailures`] wraps each stage and reports such an error as an
-//! I/O error instead, which the scheduler retries. The retried task finds the
+//! [`SupervisedStage`](crate::stage::SupervisedStage) reports such an error
+//! as an I/O error instead ([`retryable_if_broken_connection`]), which the
+//! scheduler retries. The retried task finds the
 //! peer gone, gets a fetch failure this time, and the scheduler recomputes
 //! what the peer held. An error of the query itself never reads like a broken
 //! connection, so it still fails the job on the first try.
 
-use std::fmt::{Debug, Display};
-use std::sync::Arc;
-
 use ballista_core::error::BallistaError;
-use ballista_core::serde::protobuf::{
-    RuntimeStatsReport, ShuffleWritePartition, TaskColumnStats, WindowStateReport,
-};
-use ballista_executor::execution_engine::QueryStageExecutor;
 use datafusion::arrow::error::ArrowError;
-use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::TaskContext;
-use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::error::DataFusionError;
 
 /// What the text of a gRPC status or an I/O error says when the connection
 /// to a peer broke, in lower case.
@@ -38,62 +30,6 @@ const BROKEN_CONNECTION: [&str; 6] = [
     "connection refused",
     "connection closed",
 ];
-
-/// A stage that reports a broken connection to a peer as a retryable I/O
-/// error (see the module documentation); everything else it passes through.
-#[derive(Debug)]
-pub struct RetryTransportFailures {
-    inner: Arc<dyn QueryStageExecutor>,
-}
-
-impl RetryTransportFailures {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn QueryStageExecutor>) -> Self {
-        Self { inner }
-    }
-}
-
-impl Display for RetryTransportFailures {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        Display::fmt(&self.inner, f)
-    }
-}
-
-#[async_trait::async_trait]
-impl QueryStageExecutor for RetryTransportFailures {
-    async fn execute_query_stage(
-        &self,
-        task_id: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<Vec<ShuffleWritePartition>> {
-        self.inner
-            .execute_query_stage(task_id, context)
-            .await
-            .map_err(|error| {
-                let reported = retryable_if_broken_connection(error);
-                if matches!(reported, DataFusionError::IoError(_)) {
-                    tracing::warn!(task_id, error = %reported, "the task will be retried");
-                }
-                reported
-            })
-    }
-
-    fn collect_plan_metrics(&self) -> Vec<MetricsSet> {
-        self.inner.collect_plan_metrics()
-    }
-
-    fn collect_runtime_stats_reports(&self) -> Vec<RuntimeStatsReport> {
-        self.inner.collect_runtime_stats_reports()
-    }
-
-    fn collect_window_state_reports(&self) -> Result<Vec<WindowStateReport>> {
-        self.inner.collect_window_state_reports()
-    }
-
-    fn collect_column_stats(&self) -> Vec<TaskColumnStats> {
-        self.inner.collect_column_stats()
-    }
-}
 
 /// `error` as an I/O error, which the scheduler retries, when a broken
 /// connection to a peer caused it; otherwise `error` itself.
@@ -172,6 +108,8 @@ fn reads_as_broken(message: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     /// The error a task of the executor-loss test failed with, as Ballista

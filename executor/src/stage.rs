@@ -1,0 +1,104 @@
+//! The stage every task runs on an Ember executor: Ballista's stage, watched
+//! over while it runs.
+
+use std::fmt::{Debug, Display};
+use std::sync::Arc;
+
+use ballista_core::serde::protobuf::{
+    RuntimeStatsReport, ShuffleWritePartition, TaskColumnStats, WindowStateReport,
+};
+use ballista_executor::execution_engine::QueryStageExecutor;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::metrics::MetricsSet;
+
+use crate::job_watch::JobStatusSource;
+use crate::transport_failure::retryable_if_broken_connection;
+
+/// A stage of job `job_id` that
+/// - stops when the scheduler says the job has failed or was cancelled
+///   (when it has a [`JobStatusSource`]; see [`crate::job_watch`]), and
+/// - reports a broken connection to a peer executor as a retryable error
+///   (see [`crate::transport_failure`]).
+///
+/// Everything else is the wrapped stage's.
+#[derive(Debug)]
+pub struct SupervisedStage {
+    inner: Arc<dyn QueryStageExecutor>,
+    job_id: String,
+    jobs: Option<JobStatusSource>,
+}
+
+impl SupervisedStage {
+    /// Wraps `inner`, a stage of job `job_id`; `jobs`: where to learn that
+    /// the job has ended, if anywhere.
+    pub fn new(
+        inner: Arc<dyn QueryStageExecutor>,
+        job_id: String,
+        jobs: Option<JobStatusSource>,
+    ) -> Self {
+        Self {
+            inner,
+            job_id,
+            jobs,
+        }
+    }
+
+    /// Returns once the job has failed; never without a status source.
+    async fn job_failed(&self) {
+        match &self.jobs {
+            Some(jobs) => jobs.wait_for_failure(&self.job_id).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Display for SupervisedStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Display::fmt(&self.inner, f)
+    }
+}
+
+#[async_trait::async_trait]
+impl QueryStageExecutor for SupervisedStage {
+    async fn execute_query_stage(
+        &self,
+        task_id: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<Vec<ShuffleWritePartition>> {
+        let job_id = &self.job_id;
+        tokio::select! {
+            result = self.inner.execute_query_stage(task_id, context) => {
+                result.map_err(|error| {
+                    let reported = retryable_if_broken_connection(error);
+                    if matches!(reported, DataFusionError::IoError(_)) {
+                        tracing::warn!(%job_id, task_id, error = %reported, "the task will be retried");
+                    }
+                    reported
+                })
+            }
+            () = self.job_failed() => {
+                tracing::info!(%job_id, task_id, "the job failed or was cancelled: task stopped");
+                Err(DataFusionError::Execution(format!(
+                    "job {job_id} failed or was cancelled; task {task_id} stopped"
+                )))
+            }
+        }
+    }
+
+    fn collect_plan_metrics(&self) -> Vec<MetricsSet> {
+        self.inner.collect_plan_metrics()
+    }
+
+    fn collect_runtime_stats_reports(&self) -> Vec<RuntimeStatsReport> {
+        self.inner.collect_runtime_stats_reports()
+    }
+
+    fn collect_window_state_reports(&self) -> Result<Vec<WindowStateReport>> {
+        self.inner.collect_window_state_reports()
+    }
+
+    fn collect_column_stats(&self) -> Vec<TaskColumnStats> {
+        self.inner.collect_column_stats()
+    }
+}
