@@ -102,3 +102,58 @@ impl QueryStageExecutor for SupervisedStage {
         self.inner.collect_column_stats()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ballista_core::error::BallistaError;
+    use datafusion::arrow::error::ArrowError;
+
+    use super::*;
+
+    /// A stage that fails with the error it is given.
+    #[derive(Debug)]
+    struct FailingStage(fn() -> DataFusionError);
+
+    impl Display for FailingStage {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "FailingStage")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl QueryStageExecutor for FailingStage {
+        async fn execute_query_stage(
+            &self,
+            _task_id: usize,
+            _context: Arc<TaskContext>,
+        ) -> Result<Vec<ShuffleWritePartition>> {
+            Err((self.0)())
+        }
+
+        fn collect_plan_metrics(&self) -> Vec<MetricsSet> {
+            Vec::new()
+        }
+    }
+
+    async fn run(error: fn() -> DataFusionError) -> DataFusionError {
+        let stage = SupervisedStage::new(Arc::new(FailingStage(error)), "job-1".into(), None);
+        stage
+            .execute_query_stage(0, Arc::new(TaskContext::default()))
+            .await
+            .expect_err("the stage fails")
+    }
+
+    #[tokio::test]
+    async fn a_broken_connection_fails_the_task_as_retryable_and_other_errors_pass_through() {
+        let broken = run(|| {
+            let status = "code: 'Unknown error', message: \"h2 protocol error: error reading a body from connection\"";
+            DataFusionError::External(Box::new(BallistaError::ArrowError(Box::new(
+                ArrowError::IpcError(status.into()),
+            ))))
+        })
+        .await;
+        assert!(matches!(broken, DataFusionError::IoError(_)), "{broken}");
+        let query = run(|| DataFusionError::Execution("Arithmetic overflow".into())).await;
+        assert!(matches!(query, DataFusionError::Execution(_)), "{query}");
+    }
+}

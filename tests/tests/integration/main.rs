@@ -9,6 +9,7 @@ mod dataset_cache;
 mod examples;
 mod executor_loss;
 mod gpu_rewrite;
+mod job_watch;
 mod quickstart;
 mod s3;
 mod tpch;
