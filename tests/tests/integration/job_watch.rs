@@ -67,5 +67,6 @@ async fn only_a_failed_job_reads_as_failed() {
 
     // A scheduler that cannot be reached never stops a task.
     drop(cluster);
+    let source = JobStatusSource::new(&address.host, address.port).unwrap();
     assert!(!source.has_failed(failed[0]).await, "the scheduler is gone");
 }
