@@ -59,9 +59,16 @@ pub struct SqlArgs {
     /// it, queries run embedded in this process.
     #[arg(long, env = "EMBER_SCHEDULER", value_name = "HOST:PORT")]
     pub scheduler: Option<String>,
-    /// Print how long each statement takes (on standard error).
+    /// Print how long each statement takes (on standard error), and what it
+    /// spilled to disk.
     #[arg(long)]
     pub timing: bool,
+    /// Memory an embedded session may use, such as `2GiB`: its queries'
+    /// operators hold 60% of it and spill beyond that (default: operators
+    /// hold up to half the machine's or container's memory). On a cluster,
+    /// each executor's `--memory` rules.
+    #[arg(long, env = "EMBER_MEMORY", value_name = "SIZE")]
+    pub memory: Option<ember_memory::ByteSize>,
     /// History file of the interactive shell.
     #[arg(long, value_name = "FILE")]
     pub history_file: Option<PathBuf>,
@@ -134,6 +141,10 @@ pub struct LocalClusterArgs {
     /// Task slots per executor.
     #[arg(long, default_value_t = 2)]
     pub cores: usize,
+    /// Each executor's memory pool, such as `4GiB` (default: a share of
+    /// the machine's memory).
+    #[arg(long, value_name = "SIZE")]
+    pub executor_memory: Option<ember_memory::ByteSize>,
     /// Scheduler port (0 picks a free one).
     #[arg(long, default_value_t = 50050)]
     pub port: u16,
@@ -182,6 +193,11 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn run_sql(args: SqlArgs) -> Result<()> {
     let context = EmberContext::new(args.scheduler.as_deref()).await?;
+    if let Some(memory) = args.memory {
+        context.set_process_memory(memory)?;
+        // A process given a memory budget keeps to it.
+        ember_memory::allocator::return_freed_memory_promptly();
+    }
     for (key, value) in args.s3.settings() {
         context.set_option(&key, &value)?;
     }
@@ -254,6 +270,7 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
     };
     let mut options = LocalClusterOptions::new(bin_dir, args.executors, &state_dir);
     options.cores_per_executor = args.cores;
+    options.executor_memory = args.executor_memory;
     options.scheduler_port = args.port;
     eprintln!("Starting a scheduler and {} executor(s)...", args.executors);
     let mut cluster = LocalCluster::start(&options).await?;

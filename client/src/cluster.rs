@@ -248,6 +248,30 @@ async fn rest_json(
         })
 }
 
+/// What the job named `job_name` spilled to disk, summed over its stages'
+/// operators; `None` when the scheduler lists no job of that name.
+pub async fn job_spill(
+    addr: &SchedulerAddress,
+    job_name: &str,
+) -> Result<Option<ember_memory::SpillTotals>> {
+    let timeout = Duration::from_secs(5);
+    let Some(job) = list_jobs(addr, timeout)
+        .await?
+        .into_iter()
+        .find(|job| job.name == job_name)
+    else {
+        return Ok(None);
+    };
+    let path = format!("/api/ember/job/{}/spill", job.id);
+    let body = rest_json(addr, reqwest::Method::GET, &path, timeout).await?;
+    let number = |key: &str| body[key].as_u64().unwrap_or_default() as usize;
+    Ok(Some(ember_memory::SpillTotals {
+        files: number("spill_files"),
+        bytes: number("spilled_bytes"),
+        rows: number("spilled_rows"),
+    }))
+}
+
 /// Where the cluster's executors hold a cached dataset's partitions.
 pub async fn cache_storage(addr: &SchedulerAddress, cache_id: &str) -> Result<CacheStorage> {
     let path = format!("/api/ember/cache/{cache_id}");

@@ -8,10 +8,13 @@ use ballista_core::planner::scans_only_information_schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::listing::ListingTable;
+use datafusion::execution::memory_pool::MemoryLimit;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
 use ember_core::EmberConfig;
 use ember_core::object_store::{EmberObjectStoreRegistry, runtime_env_with_registry};
 use ember_core::s3::S3Settings;
+use ember_memory::SpillTotals;
 
 use crate::copy_options::fold_copy_options;
 use crate::s3_glob::expand_s3_globs;
@@ -46,6 +49,17 @@ pub struct EmberContext {
     /// The client's object stores: used to plan (listing files, inferring
     /// schemas) and to remove a failed write's staged files.
     stores: Arc<EmberObjectStoreRegistry>,
+    /// The statement that ran last, for what it spilled.
+    last_run: Arc<std::sync::Mutex<Option<LastRun>>>,
+}
+
+/// Where to find what the last statement spilled.
+#[derive(Debug, Clone)]
+enum LastRun {
+    /// Embedded: its plan's operators, after it ran.
+    Embedded(SpillTotals),
+    /// On a cluster: its job, by name.
+    Cluster(String),
 }
 
 impl std::fmt::Debug for EmberContext {
@@ -57,22 +71,77 @@ impl std::fmt::Debug for EmberContext {
 }
 
 impl EmberContext {
-    /// A context that runs everything in this process.
+    /// A context that runs everything in this process, its queries holding
+    /// at most the default share of the machine's memory
+    /// ([`ember_memory::default_embedded_limit`]) before they spill to the
+    /// system's temporary directory.
     pub fn embedded() -> Result<Self> {
         let config = ember_core::session_config();
         let stores = Arc::new(EmberObjectStoreRegistry::new(S3Settings::default()));
         let runtime = runtime_env_with_registry(stores.clone(), None)?;
         let state = ember_core::session_state(config, runtime)?;
-        // Embedded plans go through the same GPU placement as an
-        // executor's stages (it does nothing without a GPU).
+        // Embedded plans go through the same GPU placement and adaptive
+        // joins as an executor's stages.
         let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
             .with_physical_optimizer_rule(Arc::new(ember_core::gpu::GpuPlacementRule))
+            .with_physical_optimizer_rule(Arc::new(ember_core::memory::AdaptiveJoinRule))
             .build();
-        Ok(Self {
+        let context = Self {
             session: SessionContext::new_with_state(state),
             mode: ExecutionMode::Embedded,
             stores,
-        })
+            last_run: Arc::default(),
+        };
+        if let Some(limit) = ember_memory::default_embedded_limit() {
+            context.set_memory_limit(limit)?;
+        }
+        Ok(context)
+    }
+
+    /// Limits the memory this embedded session's queries may hold: beyond
+    /// it, sorts, aggregates and joins spill to disk, and a query that cannot
+    /// fail with an error naming the operator. `SET
+    /// datafusion.runtime.memory_limit = '2GiB'` does the same. On a cluster,
+    /// each executor's `--memory` sets its limit instead, and this fails.
+    pub fn set_memory_limit(&self, limit: ember_memory::ByteSize) -> Result<()> {
+        if self.mode != ExecutionMode::Embedded {
+            return Err(ClientError::Process(format!(
+                "a memory limit ({limit}) applies to embedded sessions; on a cluster, \
+                 start the executors with --memory"
+            )));
+        }
+        let state_ref = self.session.state_ref();
+        let mut state = state_ref.write();
+        let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+            .with_memory_pool(ember_memory::memory_pool(limit))
+            .build_arc()
+            .map_err(ClientError::from_datafusion)?;
+        *state = datafusion::execution::SessionStateBuilder::from(state.clone())
+            .with_runtime_env(runtime)
+            .build();
+        // Sorts set aside a share of the pool, not a fixed 10 MiB, to merge
+        // their spill files.
+        let execution = &mut state.config_mut().options_mut().execution;
+        execution.sort_spill_reservation_bytes =
+            ember_memory::sort_merge_reservation(limit, execution.sort_spill_reservation_bytes);
+        Ok(())
+    }
+
+    /// Lets this embedded session use `memory` in all, as `ember sql
+    /// --memory` does: its queries' operators hold
+    /// [`ember_memory::POOL_FRACTION`] of it (the rest covers what the pool
+    /// does not track), exactly as an executor given the same `--memory`.
+    pub fn set_process_memory(&self, memory: ember_memory::ByteSize) -> Result<()> {
+        self.set_memory_limit(ember_memory::pool_for_process(memory))
+    }
+
+    /// The memory this session's queries may hold, `None` when unlimited
+    /// (or on a cluster, where each executor has its own).
+    pub fn memory_limit(&self) -> Option<ember_memory::ByteSize> {
+        match self.session.runtime_env().memory_pool.memory_limit() {
+            MemoryLimit::Finite(bytes) => Some(ember_memory::ByteSize::new(bytes as u64)),
+            _ => None,
+        }
     }
 
     /// A context that runs queries on the cluster whose scheduler listens at
@@ -101,6 +170,7 @@ impl EmberContext {
             session,
             mode: ExecutionMode::Cluster(addr),
             stores,
+            last_run: Arc::default(),
         })
     }
 
@@ -183,6 +253,13 @@ impl EmberContext {
             .statement_to_plan(statement)
             .await
             .map_err(ClientError::from_datafusion)?;
+        if let Some(limit) = memory_limit_statement(&plan)? {
+            self.set_memory_limit(limit)?;
+            return self
+                .session
+                .read_empty()
+                .map_err(ClientError::from_datafusion);
+        }
         let (plan, statement_settings) = fold_copy_options(&state, plan)?;
         let frame = self
             .session
@@ -269,16 +346,28 @@ impl EmberContext {
         let (frame, write) = PendingWrite::prepare(frame)?;
         let (frame, job_name) = self.name_job(frame)?;
         let outcome = tokio::select! {
-            result = frame.collect() => Ok(result),
+            result = run_frame(frame) => Ok(result),
             signal = cancel => Err(signal.to_string()),
         };
         match outcome {
-            Ok(Ok(batches)) => Ok(batches),
+            Ok(Ok((batches, spill))) => {
+                let last = match job_name {
+                    Some(name) => LastRun::Cluster(name),
+                    None => LastRun::Embedded(spill),
+                };
+                *self.last_run.lock().unwrap_or_else(|e| e.into_inner()) = Some(last);
+                Ok(batches)
+            }
             Ok(Err(err)) => {
                 if let Some(write) = write {
                     write.abort(&self.session.runtime_env()).await;
                 }
-                Err(ClientError::from_datafusion(err))
+                let remedy = match self.mode {
+                    ExecutionMode::Embedded => crate::error::EMBEDDED_MEMORY_REMEDY,
+                    ExecutionMode::Cluster(_) => crate::error::CLUSTER_MEMORY_REMEDY,
+                };
+                Err(crate::error::out_of_memory(&err, remedy)
+                    .unwrap_or_else(|| ClientError::from_datafusion(err)))
             }
             Err(signal) => {
                 tracing::info!(%signal, "cancelling the running statement");
@@ -308,6 +397,26 @@ impl EmberContext {
                 }
                 Err(ClientError::Cancelled { signal })
             }
+        }
+    }
+
+    /// What the last statement that ran to its end spilled to disk: from
+    /// its plan's operators embedded, from the scheduler on a cluster.
+    /// `None` before any statement ran, or when the scheduler no longer
+    /// knows its job.
+    pub async fn last_statement_spill(&self) -> Result<Option<SpillTotals>> {
+        let last = self
+            .last_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match (last, &self.mode) {
+            (None, _) => Ok(None),
+            (Some(LastRun::Embedded(spill)), _) => Ok(Some(spill)),
+            (Some(LastRun::Cluster(name)), ExecutionMode::Cluster(addr)) => {
+                crate::cluster::job_spill(addr, &name).await
+            }
+            (Some(LastRun::Cluster(_)), ExecutionMode::Embedded) => Ok(None),
         }
     }
 
@@ -354,6 +463,39 @@ pub(crate) fn with_settings(frame: DataFrame, settings: &[(String, String)]) -> 
             .map_err(ClientError::from_datafusion)?;
     }
     Ok(DataFrame::new(state, plan))
+}
+
+/// Plans and runs `frame`, returning its rows and what its operators
+/// spilled (on a cluster, the client's plan spills nothing: the scheduler
+/// knows what the job's did).
+async fn run_frame(frame: DataFrame) -> datafusion::error::Result<(Vec<RecordBatch>, SpillTotals)> {
+    let task = Arc::new(frame.task_ctx());
+    let plan = frame.create_physical_plan().await?;
+    let batches = datafusion::physical_plan::collect(Arc::clone(&plan), task).await?;
+    Ok((batches, SpillTotals::of_plan(&plan)))
+}
+
+/// The setting DataFusion users know for an embedded session's memory.
+const MEMORY_LIMIT_SETTING: &str = "datafusion.runtime.memory_limit";
+
+/// `SET datafusion.runtime.memory_limit = '…'`: the limit it sets. Ember
+/// takes it over from DataFusion, which would install a pool that does not
+/// share memory fairly between the operators that spill, and reads sizes as
+/// `--memory` does (`512MiB`, `2GB`, `4g`).
+fn memory_limit_statement(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> Result<Option<ember_memory::ByteSize>> {
+    use datafusion::logical_expr::{LogicalPlan, Statement};
+    let LogicalPlan::Statement(Statement::SetVariable(set)) = plan else {
+        return Ok(None);
+    };
+    if !set.variable.eq_ignore_ascii_case(MEMORY_LIMIT_SETTING) {
+        return Ok(None);
+    }
+    set.value
+        .parse()
+        .map(Some)
+        .map_err(|e| ClientError::Process(format!("{MEMORY_LIMIT_SETTING}: {e}")))
 }
 
 /// The session setting that names a cluster job.

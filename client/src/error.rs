@@ -52,6 +52,15 @@ pub enum ClientError {
     /// A query failed to plan or run.
     #[error("{}", describe(.0))]
     Query(#[from] DataFusionError),
+    /// A query needed more memory than it was given, even with every
+    /// operator that can spill spilling.
+    #[error("out of memory: {detail}; give it more with {remedy}")]
+    OutOfMemory {
+        /// What was refused: the operator and the memory it asked for.
+        detail: String,
+        /// The setting that gives queries more memory where this one ran.
+        remedy: &'static str,
+    },
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     ReadFile {
@@ -105,6 +114,43 @@ impl ClientError {
             other => other,
         }
     }
+}
+
+/// Where a query that ran out of memory gets more of it.
+pub(crate) const EMBEDDED_MEMORY_REMEDY: &str =
+    "`ember sql --memory SIZE` or `SET datafusion.runtime.memory_limit = 'SIZE'`";
+
+/// Where a cluster query that ran out of memory gets more of it.
+pub(crate) const CLUSTER_MEMORY_REMEDY: &str = "the executors' `--memory` (EMBER_EXECUTOR_MEMORY)";
+
+/// The refused reservation in a memory pool's error: `Failed to allocate
+/// additional 136.0 MB for HashJoinInput[1] with … available for the total
+/// memory pool: fair(pool_size: 256.0 MB)`, without the list of the largest
+/// consumers or the advice of the operator that asked; `None` when `text`
+/// holds no such error.
+pub(crate) fn refused_reservation(text: &str) -> Option<String> {
+    const MARKER: &str = "Failed to allocate additional";
+    let start = text.find(MARKER)?;
+    let sentence = &text[start..];
+    // The pool's description ends the message; a cluster's job error wraps
+    // it in Debug quotes and parentheses.
+    let end = sentence
+        .find("pool_size: ")
+        .and_then(|at| sentence[at..].find(')').map(|close| at + close + 1))
+        .unwrap_or(sentence.len());
+    Some(one_line(&sentence[..end]))
+}
+
+/// The error a memory pool's refusal inside `err` becomes, with `remedy`
+/// naming the setting to raise; `None` for any other error.
+pub(crate) fn out_of_memory(err: &DataFusionError, remedy: &'static str) -> Option<ClientError> {
+    let exhausted = matches!(err.find_root(), DataFusionError::ResourcesExhausted(_));
+    let text = err.to_string();
+    if !exhausted && !text.contains("ResourcesExhausted") && !text.contains("Resources exhausted") {
+        return None;
+    }
+    let detail = refused_reservation(&text).unwrap_or_else(|| describe(err.find_root()));
+    Some(ClientError::OutOfMemory { detail, remedy })
 }
 
 /// Finds a SQL parser error inside `err` and splits it into its message and
@@ -273,6 +319,44 @@ mod tests {
             describe(&DataFusionError::Execution("disk full".to_string())),
             "disk full"
         );
+    }
+
+    #[test]
+    fn memory_errors_name_the_operator_the_memory_and_the_remedy() {
+        let tracked = DataFusionError::ResourcesExhausted(
+            "Additional allocation failed for HashJoinInput[1] with top memory consumers \
+             (across reservations) as:\n  HashJoinInput[1]#3(can spill: false) consumed 122.2 MB\n\
+             Error: Failed to allocate additional 136.0 MB for HashJoinInput[1] with 122.2 MB \
+             already allocated for this reservation - 133.8 MB remain available for the total \
+             memory pool: fair(pool_size: 256.0 MB)"
+                .to_string(),
+        )
+        .context("Not enough memory to continue external sort.");
+        let err = out_of_memory(&tracked, EMBEDDED_MEMORY_REMEDY).expect("a memory error");
+        assert_eq!(
+            err.to_string(),
+            "out of memory: Failed to allocate additional 136.0 MB for HashJoinInput[1] with \
+             122.2 MB already allocated for this reservation - 133.8 MB remain available for \
+             the total memory pool: fair(pool_size: 256.0 MB); give it more with \
+             `ember sql --memory SIZE` or `SET datafusion.runtime.memory_limit = 'SIZE'`"
+        );
+        let job = DataFusionError::Execution(
+            "Job 7 failed: Job failed due to stage 3 failed: Task failed due to runtime \
+             execution error: DataFusionError(ResourcesExhausted(\"Failed to allocate additional \
+             8.0 MB for ExternalSorter[0] with 0.0 B already allocated for this reservation - \
+             1.0 MB remain available for the total memory pool: fair(pool_size: 16.0 MB)\"))"
+                .to_string(),
+        );
+        let err = out_of_memory(&job, CLUSTER_MEMORY_REMEDY).expect("a memory error");
+        assert_eq!(
+            err.to_string(),
+            "out of memory: Failed to allocate additional 8.0 MB for ExternalSorter[0] with 0.0 B \
+             already allocated for this reservation - 1.0 MB remain available for the total \
+             memory pool: fair(pool_size: 16.0 MB); give it more with the executors' `--memory` \
+             (EMBER_EXECUTOR_MEMORY)"
+        );
+        let other = DataFusionError::Execution("disk full".to_string());
+        assert!(out_of_memory(&other, CLUSTER_MEMORY_REMEDY).is_none());
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct LocalClusterOptions {
     pub executors: usize,
     /// Task slots per executor.
     pub cores_per_executor: usize,
+    /// Each executor's memory pool (`--memory`); `None` keeps the
+    /// executor's default, a share of the machine's memory.
+    pub executor_memory: Option<ember_memory::ByteSize>,
     /// Scheduler port (0: a free port).
     pub scheduler_port: u16,
     /// Where each process's output goes (`scheduler.log`, `executor-N.log`).
@@ -46,6 +49,7 @@ impl LocalClusterOptions {
             bin_dir: bin_dir.into(),
             executors,
             cores_per_executor: 2,
+            executor_memory: None,
             scheduler_port: 0,
             log_dir: state_dir.join("logs"),
             work_dir: state_dir.join("work"),
@@ -178,6 +182,13 @@ impl LocalCluster {
                     "0",
                 ])
                 .args(["--cores", &options.cores_per_executor.to_string()])
+                .args(
+                    options
+                        .executor_memory
+                        .map(|memory| ["--memory".to_string(), memory.bytes().to_string()])
+                        .into_iter()
+                        .flatten(),
+                )
                 .arg("--work-dir")
                 .arg(&work_dir)
                 .args(["--log", &options.log_filter])

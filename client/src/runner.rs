@@ -43,10 +43,19 @@ impl StatementRunner {
             .await?;
         write_batches(out, &batches, self.format)?;
         if self.timing {
+            let elapsed = started.elapsed();
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let spill = match self.context.last_statement_spill().await {
+                Ok(Some(spill)) if spill.spilled() => format!(", {spill}"),
+                Ok(_) => String::new(),
+                Err(e) => {
+                    tracing::warn!("cannot tell what the statement spilled: {e}");
+                    String::new()
+                }
+            };
             eprintln!(
-                "Time: {:.3}s ({rows} row{})",
-                started.elapsed().as_secs_f64(),
+                "Time: {:.3}s ({rows} row{}{spill})",
+                elapsed.as_secs_f64(),
                 if rows == 1 { "" } else { "s" }
             );
         }

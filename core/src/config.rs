@@ -21,84 +21,192 @@ use ember_gpu::GpuMode;
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
 use crate::s3::S3Settings;
 
-/// Ember's own settings, under the `ember.` prefix.
-///
-/// They can be changed per session with `SET ember.<key> = <value>`; on a
-/// cluster they travel with every query to the scheduler and executors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmberConfig {
+/// A value an `ember.*` setting can hold: how it is parsed from `SET` and
+/// shown by `SHOW` (and sent to the cluster).
+trait SettingValue: Sized {
+    /// Parses `value`, set under `ember.{key}`.
+    fn parse_setting(key: &str, value: &str) -> DFResult<Self>;
+    /// The value as `SET` takes it back.
+    fn show(&self) -> String;
+}
+
+impl SettingValue for u64 {
+    fn parse_setting(key: &str, value: &str) -> DFResult<Self> {
+        value
+            .trim()
+            .parse()
+            .or_else(|_| config_err!("`ember.{key}` must be a whole number, not `{value}`"))
+    }
+
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl SettingValue for bool {
+    fn parse_setting(key: &str, value: &str) -> DFResult<Self> {
+        match parse_flag(value) {
+            Some(flag) => Ok(flag),
+            None => config_err!("`ember.{key}` must be true or false, not `{value}`"),
+        }
+    }
+
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl SettingValue for String {
+    fn parse_setting(_key: &str, value: &str) -> DFResult<Self> {
+        Ok(value.trim().to_string())
+    }
+
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+impl SettingValue for GpuMode {
+    fn parse_setting(_key: &str, value: &str) -> DFResult<Self> {
+        value
+            .parse()
+            .map_err(|e: String| datafusion::error::DataFusionError::Configuration(e))
+    }
+
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The id of a distributed write's staging directory: letters, digits, `-`
+/// and `_` only, since it becomes a path segment. Empty means "pick one".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteId(pub String);
+
+impl WriteId {
+    /// The id as text (empty when none is set).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl SettingValue for WriteId {
+    fn parse_setting(key: &str, value: &str) -> DFResult<Self> {
+        let id = value.trim();
+        if !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return config_err!("`ember.{key}` may hold only letters, digits, - and _");
+        }
+        Ok(WriteId(id.to_string()))
+    }
+
+    fn show(&self) -> String {
+        self.0.clone()
+    }
+}
+
+/// Declares Ember's `ember.*` settings once: each setting's documentation,
+/// name, type (which parses and shows it), default and the one-line
+/// description `SHOW ALL` prints. The struct, its defaults, `SET` and the
+/// entries sent to the cluster all derive from the declaration.
+macro_rules! ember_settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident: $ty:ty = $default:expr, $description:literal;
+    )*) => {
+        /// Ember's own settings, under the `ember.` prefix.
+        ///
+        /// They can be changed per session with `SET ember.<key> = <value>`; on a
+        /// cluster they travel with every query to the scheduler and executors.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct EmberConfig {
+            $( $(#[doc = $doc])* pub $name: $ty, )*
+        }
+
+        impl Default for EmberConfig {
+            fn default() -> Self {
+                Self { $( $name: $default, )* }
+            }
+        }
+
+        /// The names of [`EmberConfig`]'s settings, without the prefix.
+        const EMBER_KEYS: &[&str] = &[$( stringify!($name) ),*];
+
+        impl EmberConfig {
+            fn set_by_key(&mut self, key: &str, value: &str) -> DFResult<bool> {
+                match key {
+                    $( stringify!($name) => {
+                        self.$name = <$ty as SettingValue>::parse_setting(key, value)?;
+                    } )*
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            }
+
+            /// Entries carry their full `ember.` key, so that they survive the
+            /// trip to the scheduler and executors (which set them back by key).
+            fn config_entries(&self) -> Vec<ConfigEntry> {
+                vec![$( ConfigEntry {
+                    key: concat!("ember.", stringify!($name)).to_string(),
+                    value: Some(SettingValue::show(&self.$name)),
+                    description: $description,
+                } ),*]
+            }
+        }
+    };
+}
+
+ember_settings! {
     /// Seconds the client waits to reach the scheduler before giving up.
-    pub client_connect_timeout_secs: u64,
+    client_connect_timeout_secs: u64 = 5,
+        "Seconds the client waits to reach the scheduler";
     /// Seconds the client waits for at least one executor to be registered
     /// with the scheduler before it fails a query. 0 fails at once.
-    pub client_executor_wait_secs: u64,
+    client_executor_wait_secs: u64 = 10,
+        "Seconds the client waits for an executor to register";
     /// The id of the write the next statement performs: its files are
     /// staged under `<destination>/_temporary/<write_id>/` until the job
     /// commits. The client sets it per statement, so that it can remove the
     /// staged files of a job that fails; empty means "pick one".
-    pub write_id: String,
+    write_id: WriteId = WriteId::default(),
+        "Id of the next write's staging directory";
     /// Whether operators run on a GPU: `off`, `auto` (where a GPU is present
     /// and the operator is supported) or `force` (a missing GPU is an
     /// error).
-    pub gpu: GpuMode,
+    gpu: GpuMode = GpuMode::Auto,
+        "Run supported operators on a GPU: off, auto or force";
     /// Fewest input rows for which a partition's operator runs on the GPU;
     /// below it the CPU is quicker than the copy to the device.
-    pub gpu_min_rows: u64,
+    gpu_min_rows: u64 = 1_000_000,
+        "Fewest rows of a partition for which an operator runs on the GPU";
     /// Tables whose columns GPU operators keep in device memory between
     /// queries: comma-separated locations (path or URL prefixes), or `*`.
     /// Empty keeps none.
-    pub gpu_cache_tables: String,
+    gpu_cache_tables: String = String::new(),
+        "Table locations (or *) whose columns stay in GPU memory between queries";
     /// Whether Ember's semi-join rules rewrite plans where that can only
     /// save work: a semi join (`IN (subquery)`, `EXISTS`) applied below the
     /// inner joins it sits on ([`crate::semi_join::PushDownSemiJoin`]), and a
     /// grouped aggregate's input filtered to the keys its join can match
     /// ([`crate::semi_join::FilterAggregateByJoinKeys`]).
-    pub push_down_semi_joins: bool,
-}
-
-impl Default for EmberConfig {
-    fn default() -> Self {
-        Self {
-            client_connect_timeout_secs: 5,
-            client_executor_wait_secs: 10,
-            write_id: String::new(),
-            gpu: GpuMode::Auto,
-            gpu_min_rows: 1_000_000,
-            gpu_cache_tables: String::new(),
-            push_down_semi_joins: true,
-        }
-    }
-}
-
-/// The keys of [`EmberConfig`], with their descriptions.
-const EMBER_KEYS: &[(&str, &str)] = &[
-    (
-        "client_connect_timeout_secs",
-        "Seconds the client waits to reach the scheduler",
-    ),
-    (
-        "client_executor_wait_secs",
-        "Seconds the client waits for an executor to register",
-    ),
-    ("write_id", "Id of the next write's staging directory"),
-    (
-        "gpu",
-        "Run supported operators on a GPU: off, auto or force",
-    ),
-    (
-        "gpu_min_rows",
-        "Fewest rows of a partition for which an operator runs on the GPU",
-    ),
-    (
-        "gpu_cache_tables",
-        "Table locations (or *) whose columns stay in GPU memory between queries",
-    ),
-    (
-        "push_down_semi_joins",
+    push_down_semi_joins: bool = true,
         "Filter with semi joins early where that saves work: IN and EXISTS below the joins \
-         they sit on, and a grouped aggregate's input to the keys its join can match",
-    ),
-];
+         they sit on, and a grouped aggregate's input to the keys its join can match";
+    /// Whether partitioned hash joins adapt to memory: a partition whose
+    /// build side does not fit runs as a grace hash join that spills,
+    /// instead of failing the query ([`ember_memory::AdaptiveJoinExec`]).
+    adaptive_joins: bool = true,
+        "A hash join partition whose build side does not fit in memory runs as a \
+         grace hash join that spills instead of failing";
+    /// The percentage of a task's memory pool that the build sides of one
+    /// hash join (all its partitions together) may hold; a larger build side
+    /// makes its partition a grace hash join, leaving the rest of the pool to
+    /// the operators that spill.
+    hash_join_memory_percent: u64 = 50,
+        "Percent of the memory pool one hash join's build sides may hold before they spill";
+}
 
 impl ConfigExtension for EmberConfig {
     const PREFIX: &'static str = "ember";
@@ -119,78 +227,17 @@ impl ExtensionOptions for EmberConfig {
 
     fn set(&mut self, key: &str, value: &str) -> DFResult<()> {
         let key = key.strip_prefix("ember.").unwrap_or(key);
-        let seconds = |value: &str| {
-            value.trim().parse::<u64>().or_else(|_| {
-                config_err!("`ember.{key}` must be a whole number of seconds, not `{value}`")
-            })
-        };
-        match key {
-            "client_connect_timeout_secs" => self.client_connect_timeout_secs = seconds(value)?,
-            "client_executor_wait_secs" => self.client_executor_wait_secs = seconds(value)?,
-            "write_id" => {
-                let id = value.trim();
-                if !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                {
-                    return config_err!("`ember.write_id` may hold only letters, digits, - and _");
-                }
-                self.write_id = id.to_string();
-            }
-            "gpu" => {
-                self.gpu = value
-                    .parse()
-                    .map_err(|e: String| datafusion::error::DataFusionError::Configuration(e))?
-            }
-            "gpu_min_rows" => {
-                self.gpu_min_rows = value.trim().parse().or_else(|_| {
-                    config_err!("`ember.gpu_min_rows` must be a whole number, not `{value}`")
-                })?
-            }
-            "gpu_cache_tables" => self.gpu_cache_tables = value.trim().to_string(),
-            "push_down_semi_joins" => {
-                self.push_down_semi_joins = match parse_flag(value) {
-                    Some(flag) => flag,
-                    None => config_err!(
-                        "`ember.push_down_semi_joins` must be true or false, not `{value}`"
-                    )?,
-                }
-            }
-            _ => {
-                return config_err!(
-                    "unknown setting `ember.{key}`; known settings: {}",
-                    EMBER_KEYS
-                        .iter()
-                        .map(|(k, _)| *k)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
+        if self.set_by_key(key, value)? {
+            return Ok(());
         }
-        Ok(())
+        config_err!(
+            "unknown setting `ember.{key}`; known settings: {}",
+            EMBER_KEYS.join(", ")
+        )
     }
 
-    /// Entries carry their full `ember.` key, so that they survive the trip
-    /// to the scheduler and executors (which set them back by key).
     fn entries(&self) -> Vec<ConfigEntry> {
-        let values = [
-            self.client_connect_timeout_secs.to_string(),
-            self.client_executor_wait_secs.to_string(),
-            self.write_id.clone(),
-            self.gpu.to_string(),
-            self.gpu_min_rows.to_string(),
-            self.gpu_cache_tables.clone(),
-            self.push_down_semi_joins.to_string(),
-        ];
-        EMBER_KEYS
-            .iter()
-            .zip(values)
-            .map(|((key, description), value)| ConfigEntry {
-                key: format!("ember.{key}"),
-                value: Some(value),
-                description,
-            })
-            .collect()
+        self.config_entries()
     }
 }
 
@@ -375,7 +422,12 @@ mod tests {
             .unwrap();
         let pairs = client.to_key_value_pairs();
         let executor = distributed_session_config().update_from_key_value_pair(&pairs);
-        assert_eq!(EmberConfig::from_session_config(&executor).write_id, "w-1");
+        assert_eq!(
+            EmberConfig::from_session_config(&executor)
+                .write_id
+                .as_str(),
+            "w-1"
+        );
         assert_eq!(
             S3Settings::from_session_config(&executor)
                 .for_bucket("lake")

@@ -15,6 +15,8 @@
 //! * [`object_store`] and [`s3`]: the runtime environment and the
 //!   object-store registry that maps `file://` and `s3://` locations to
 //!   stores, configured from the `AWS_*` environment and `s3.*` settings;
+//! * [`memory`]: where `ember-memory`'s adaptive joins go in a plan, as the
+//!   `ember.adaptive_joins` setting says;
 //! * [`write`]: distributed, atomic `COPY` and `INSERT` (staged part files
 //!   per task, one commit per job);
 //! * [`codec`]: the logical and physical extension codecs that wrap Ballista's,
@@ -30,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod functions;
 pub mod gpu;
+pub mod memory;
 pub mod memory_table;
 pub mod object_store;
 pub mod process;

@@ -54,6 +54,29 @@ impl StagePlanRewrite for GpuStageRewrite {
     }
 }
 
+/// Makes each stage's partitioned hash joins adaptive, as the session's
+/// `ember.adaptive_joins` allows: a task whose build side does not fit its
+/// memory pool joins by a grace hash join that spills instead of failing.
+/// The scheduler plans plain hash joins; only the executor's copy changes,
+/// node for node, so stage metrics still line up with the scheduler's plan.
+#[derive(Debug, Default)]
+pub struct AdaptiveJoinRewrite;
+
+impl StagePlanRewrite for AdaptiveJoinRewrite {
+    fn name(&self) -> &str {
+        "adaptive_joins"
+    }
+
+    fn rewrite(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        config: &SessionConfig,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let settings = ember_core::EmberConfig::from_session_config(config);
+        ember_core::memory::adapt_joins_with_settings(plan, &settings)
+    }
+}
+
 /// Ember's [`ExecutionEngine`]: applies its [`StagePlanRewrite`]s to every
 /// stage plan, then hands it to Ballista's default engine (which wires the
 /// shuffle readers and writers), so shuffle behaves exactly as in Ballista.

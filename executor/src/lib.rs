@@ -11,7 +11,6 @@ pub mod engine;
 pub mod flight;
 pub mod job_watch;
 pub mod ports;
-pub mod size;
 pub mod stage;
 pub mod transport_failure;
 
@@ -22,9 +21,9 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use datafusion::prelude::SessionConfig;
 use ember_core::{EmberLogicalCodec, EmberPhysicalCodec, SchedulerAddress};
 
+pub use ember_memory::{ByteSize, ParseByteSizeError};
 pub use engine::{EmberExecutionEngine, StagePlanRewrite};
 pub use ports::ExecutorPorts;
-pub use size::{ByteSize, ParseByteSizeError};
 
 /// Errors that stop an executor.
 #[derive(Debug, thiserror::Error)]
@@ -94,9 +93,11 @@ pub struct ExecutorOptions {
     /// Task slots: how many tasks run at once (default: the number of CPU cores).
     #[arg(long, env = "EMBER_EXECUTOR_CORES")]
     pub cores: Option<usize>,
-    /// Memory pool for query operators, such as `4GiB` or `512MB`; operators
-    /// that can spill do so beyond it (default: 70% of the machine's or
-    /// container's memory).
+    /// Memory this executor may use, such as `4GiB` or `512MB`: its tasks'
+    /// operators share 60% of it as their pool (split among the task slots)
+    /// and spill beyond it; the rest is headroom for what the pool does not
+    /// track (shuffle transfers, Parquet decoding, allocator slack). Default:
+    /// the machine's or container's memory.
     #[arg(long, env = "EMBER_EXECUTOR_MEMORY")]
     pub memory: Option<ByteSize>,
     /// Directory for shuffle files and spills (default: a fresh directory
@@ -222,6 +223,45 @@ fn owned_or_given(given: Option<&PathBuf>, prefix: &str) -> Result<WorkDir, Exec
     }
 }
 
+/// The prefix of the directories DataFusion spills into, one per task's
+/// runtime, created inside the work dir and removed when the task ends.
+const SPILL_DIR_PREFIX: &str = "datafusion-";
+
+/// Removes the spill directories a previous executor left in `work_dir`
+/// when it was killed mid-task: no task of this one has started yet, so
+/// every spill directory there is stale. Returns how many were removed.
+fn remove_stale_spill_dirs(work_dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let is_spill_dir = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SPILL_DIR_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_spill_dir {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::warn!(
+                "cannot remove the stale spill directory {}: {e}",
+                entry.path().display()
+            ),
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            "removed {removed} spill director{} left in {} by an earlier executor",
+            if removed == 1 { "y" } else { "ies" },
+            work_dir.display()
+        );
+    }
+    removed
+}
+
 impl PreparedExecutor {
     /// Validates the options and builds the executor's configuration.
     pub fn prepare(options: &ExecutorOptions) -> Result<Self, ExecutorError> {
@@ -233,6 +273,7 @@ impl PreparedExecutor {
             });
         }
         let work_dir = owned_or_given(options.work_dir.as_ref(), "ember-executor-")?;
+        remove_stale_spill_dirs(work_dir.path());
         let cache_dir = owned_or_given(options.cache_dir.as_ref(), "ember-cache-")?;
         let reserved = ports::ReservedPorts::bind(
             &options.bind,
@@ -265,7 +306,12 @@ impl PreparedExecutor {
             grpc_max_encoding_message_size: options.grpc_max_message_bytes,
             job_data_clean_up_interval_seconds: 60,
             job_data_ttl_seconds: 24 * 3600,
-            memory_pool_size: options.memory.map(|size| size.bytes()),
+            memory_pool_size: options
+                .memory
+                .map(|memory| ember_memory::pool_for_process(memory).bytes()),
+            // Without `--memory`, the budget is the machine's or container's
+            // memory, and the pool the same share of it.
+            memory_pool_fraction: ember_memory::POOL_FRACTION,
             print_thread_info: false,
             ..ExecutorProcessConfig::default()
         };
@@ -295,7 +341,8 @@ impl PreparedExecutor {
         config.override_execution_engine = Some(Arc::new(
             EmberExecutionEngine::with_default_engine()
                 .with_job_status_source(jobs)
-                .with_rewrite(Arc::new(engine::GpuStageRewrite)),
+                .with_rewrite(Arc::new(engine::GpuStageRewrite))
+                .with_rewrite(Arc::new(engine::AdaptiveJoinRewrite)),
         ));
         // Cached partitions live in this process's block store, served to
         // peers by the Flight service beside shuffle data.
@@ -406,7 +453,9 @@ mod tests {
         assert!(prepared.config.override_execution_engine.is_some());
         assert!(prepared.config.override_function_registry.is_some());
         assert_eq!(prepared.config.vcores, 2);
-        assert_eq!(prepared.config.memory_pool_size, Some(256 * 1024 * 1024));
+        // 60% of --memory is the operators' pool; the rest is headroom.
+        let pool = (256.0 * 1024.0 * 1024.0 * ember_memory::POOL_FRACTION) as u64;
+        assert_eq!(prepared.config.memory_pool_size, Some(pool));
         assert_ne!(prepared.ports.flight, 0);
         assert_ne!(prepared.ports.grpc, 0);
         assert!(prepared.work_dir().is_dir());
@@ -443,6 +492,23 @@ mod tests {
             let host = advertised_host(&opts);
             assert_eq!(Some(host), machine_host_name(), "bind {wildcard}");
         }
+    }
+
+    #[test]
+    fn stale_spill_dirs_are_removed_from_a_given_work_dir_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join("datafusion-abc123");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join(".tmpXYZ"), b"spilled rows").unwrap();
+        let shuffle = dir.path().join("job-1");
+        std::fs::create_dir(&shuffle).unwrap();
+        let mut opts = options();
+        opts.work_dir = Some(dir.path().to_path_buf());
+        let prepared = PreparedExecutor::prepare(&opts).unwrap();
+        assert!(!stale.exists(), "the stale spill dir is removed");
+        assert!(shuffle.exists(), "other job data stays");
+        drop(prepared);
+        assert!(dir.path().exists(), "a given work dir is kept");
     }
 
     #[test]

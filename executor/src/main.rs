@@ -22,6 +22,10 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.options.memory.is_some() {
+        // A process given a memory budget keeps to it.
+        ember_memory::allocator::return_freed_memory_promptly();
+    }
     ember_core::telemetry::init_tracing(&cli.log);
     let prepared = match PreparedExecutor::prepare(&cli.options) {
         Ok(prepared) => prepared,

@@ -67,6 +67,9 @@ impl QueryStageExecutor for SupervisedStage {
         context: Arc<TaskContext>,
     ) -> Result<Vec<ShuffleWritePartition>> {
         let job_id = &self.job_id;
+        // Sorts set aside a share of the task's pool, not DataFusion's fixed
+        // 10 MiB, to merge their spill files; repartitions never spill.
+        let context = ember_memory::task_context_within_pool(context);
         tokio::select! {
             result = self.inner.execute_query_stage(task_id, context) => {
                 result.map_err(|error| {

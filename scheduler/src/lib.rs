@@ -10,10 +10,12 @@
 //!
 //! The same port serves gRPC (clients and executors), Ballista's REST API
 //! (`/api/state`, `/api/executors`, `/api/jobs`, ...) with secret session
-//! settings masked, and the health probes (`/healthz`, `/readyz`); the
-//! `server` module composes them.
+//! settings masked, Ember's own routes (cached datasets, a job's spill
+//! totals) and the health probes (`/healthz`, `/readyz`); the `server`
+//! module composes them.
 
 mod cache;
+mod job_metrics;
 mod server;
 
 use std::net::SocketAddr;
@@ -185,9 +187,10 @@ impl BoundScheduler {
         self.config.validate()?;
         let config = Arc::new(self.config);
         let cluster = BallistaCluster::new_from_config(&config).await?;
+        let jobs = cluster.job_state();
         let scheduler =
             create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config).await?;
-        server::serve(self.listener, scheduler)
+        server::serve(self.listener, scheduler, jobs)
             .await
             .map_err(SchedulerError::Serve)
     }

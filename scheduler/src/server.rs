@@ -24,6 +24,7 @@ use axum::routing::get;
 use ballista_core::flight_proxy_service::BallistaFlightProxyService;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_scheduler::api::get_routes;
+use ballista_scheduler::cluster::JobState;
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::net::TcpListener;
@@ -38,8 +39,9 @@ pub(crate) const REDACTED: &str = "****";
 /// The largest job configuration the REST API will redact and return.
 const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
 
-/// Builds the router that serves gRPC, REST and health on one port.
-pub(crate) fn router(scheduler: EmberSchedulerServer) -> Router {
+/// Builds the router that serves gRPC, REST and health on one port; `jobs`
+/// is the job state Ember's own job routes read.
+pub(crate) fn router(scheduler: EmberSchedulerServer, jobs: Arc<dyn JobState>) -> Router {
     let config = scheduler.state.config.clone();
     let max_decoding = config.grpc_server_max_decoding_message_size as usize;
     let max_encoding = config.grpc_server_max_encoding_message_size as usize;
@@ -68,15 +70,19 @@ pub(crate) fn router(scheduler: EmberSchedulerServer) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(scheduler);
-    rest.merge(grpc).merge(health).merge(crate::cache::routes())
+    rest.merge(grpc)
+        .merge(health)
+        .merge(crate::cache::routes())
+        .merge(crate::job_metrics::routes(jobs))
 }
 
 /// Serves [`router`] on `listener` until serving fails.
 pub(crate) async fn serve(
     listener: TcpListener,
     scheduler: EmberSchedulerServer,
+    jobs: Arc<dyn JobState>,
 ) -> std::io::Result<()> {
-    let app = router(scheduler).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(scheduler, jobs).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).await
 }
 

@@ -91,6 +91,14 @@ pub struct TestCluster {
     _state: tempfile::TempDir,
 }
 
+impl TestCluster {
+    /// The directory under which each executor has its work dir
+    /// (`executor-N`).
+    pub fn work_dir(&self) -> PathBuf {
+        self._state.path().join("work")
+    }
+}
+
 impl std::ops::Deref for TestCluster {
     type Target = LocalCluster;
 
@@ -113,9 +121,17 @@ pub async fn start_cluster(executors: usize) -> TestCluster {
 
 /// [`start_cluster`], with extra environment variables for every process.
 pub async fn start_cluster_with_env(executors: usize, env: Vec<(String, String)>) -> TestCluster {
+    start_cluster_with(executors, |options| options.env = env).await
+}
+
+/// [`start_cluster`], with its options changed by `configure` first.
+pub async fn start_cluster_with(
+    executors: usize,
+    configure: impl FnOnce(&mut LocalClusterOptions),
+) -> TestCluster {
     let state = tempfile::tempdir().expect("state dir");
     let mut options = LocalClusterOptions::new(bin_dir(), executors, state.path());
-    options.env = env;
+    configure(&mut options);
     let cluster = LocalCluster::start(&options)
         .await
         .expect("local cluster starts");

@@ -61,7 +61,7 @@ pub fn distribute_writes(
     plan: Arc<dyn ExecutionPlan>,
     config: &SessionConfig,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let requested_id = EmberConfig::from_session_config(config).write_id;
+    let requested_id = EmberConfig::from_session_config(config).write_id.0;
     plan.transform_up(|node| {
         let Some(sink_exec) = node.downcast_ref::<DataSinkExec>() else {
             return Ok(Transformed::no(node));

@@ -10,6 +10,7 @@ mod examples;
 mod executor_loss;
 mod gpu_rewrite;
 mod job_watch;
+mod memory;
 mod quickstart;
 mod s3;
 mod tpch;

@@ -1,4 +1,4 @@
-//! Human-readable byte sizes for flags such as `--memory 4GiB`.
+//! Human-readable byte sizes for flags and settings such as `--memory 4GiB`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -6,10 +6,15 @@ use std::str::FromStr;
 /// A number of bytes, parsed from `1024`, `512MB`, `4GiB`, `1.5g` and the like.
 /// Decimal units (`KB`, `MB`, `GB`, `TB`) and binary units (`KiB`, `MiB`,
 /// `GiB`, `TiB`, or a bare `K`/`M`/`G`/`T`) are accepted, case-insensitively.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(u64);
 
 impl ByteSize {
+    /// A size of `bytes` bytes.
+    pub const fn new(bytes: u64) -> Self {
+        Self(bytes)
+    }
+
     /// The size in bytes.
     pub fn bytes(self) -> u64 {
         self.0
@@ -56,9 +61,24 @@ impl FromStr for ByteSize {
     }
 }
 
+/// Shown in the largest binary unit that keeps one decimal: `256.0 MiB`,
+/// `1.5 GiB`, `512 B`.
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} bytes", self.0)
+        const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+        let mut value = self.0 as f64;
+        if value < 1024.0 {
+            return write!(f, "{} B", self.0);
+        }
+        let mut unit = "B";
+        for next in UNITS {
+            if value < 1024.0 {
+                break;
+            }
+            value /= 1024.0;
+            unit = next;
+        }
+        write!(f, "{value:.1} {unit}")
     }
 }
 
@@ -87,5 +107,12 @@ mod tests {
         for input in ["", "GiB", "12XB", "-1G", "1..2M"] {
             assert!(input.parse::<ByteSize>().is_err(), "{input}");
         }
+    }
+
+    #[test]
+    fn displays_in_binary_units() {
+        assert_eq!(ByteSize::new(512).to_string(), "512 B");
+        assert_eq!(ByteSize::new(256 << 20).to_string(), "256.0 MiB");
+        assert_eq!(ByteSize::new(3 << 29).to_string(), "1.5 GiB");
     }
 }
