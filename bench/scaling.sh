@@ -28,7 +28,7 @@ target=${CARGO_TARGET_DIR:-target}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-cargo build --release --locked -p ember-bench -p ember-scheduler -p ember-executor
+cargo build --release --locked --workspace --bins
 for sf in ${scale_factors//,/ }; do
     data="${HOME:-/tmp}/.cache/ember/tpch-sf$sf"
     "$target/release/ember-tpch-bench" --data "$data" --scale-factor "$sf" --runs "$runs" \

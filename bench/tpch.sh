@@ -54,7 +54,7 @@ merge_records() {
         "$@" > "$out"
 }
 
-cargo build --release --locked -p ember-bench -p ember-scheduler -p ember-executor
+cargo build --release --locked --workspace --bins
 # One process per engine, so each one's peak memory is its own.
 for engine in ${engines//,/ }; do
     "$target/release/ember-tpch-bench" --data "$data" --scale-factor "$sf" --runs "$runs" \

@@ -7,6 +7,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use ember::EmberContext;
 use ember::local_cluster::{LocalCluster, LocalClusterOptions};
+use ember_memory::ByteSize;
 
 use crate::BenchError;
 
@@ -43,6 +44,8 @@ enum Session {
 /// A started engine with the TPC-H tables registered.
 pub struct BenchEngine {
     kind: EngineKind,
+    /// The memory limit it was started with, as the user wrote it.
+    memory_label: Option<String>,
     session: Session,
     processes: Vec<(String, u32)>,
     // Kept for their Drop: the cluster's processes and its state dir.
@@ -51,13 +54,18 @@ pub struct BenchEngine {
 
 impl BenchEngine {
     /// Starts `kind` over the Parquet tables under `data`, using `threads`
-    /// cores in all; cluster binaries come from `bin_dir`.
+    /// cores in all; cluster binaries come from `bin_dir`. `memory` limits
+    /// an embedded session, or each executor of a cluster (its label, as the
+    /// user wrote it, joins the engine's name).
     pub async fn start(
         kind: EngineKind,
         data: &Path,
         threads: usize,
         bin_dir: &Path,
+        memory: Option<(&str, ByteSize)>,
     ) -> Result<Self, BenchError> {
+        let memory_label = memory.map(|(label, _)| label.to_string());
+        let memory = memory.map(|(_, size)| size);
         let generator = ember::tpch::TpchGenerator::default();
         let threads = threads.max(1);
         let own = std::process::id();
@@ -76,6 +84,7 @@ impl BenchEngine {
                 }
                 Ok(Self {
                     kind,
+                    memory_label,
                     session: Session::DataFusion(ctx),
                     processes: vec![("bench".into(), own)],
                     _cluster: None,
@@ -83,6 +92,9 @@ impl BenchEngine {
             }
             EngineKind::Embedded => {
                 let ctx = EmberContext::embedded()?;
+                if let Some(memory) = memory {
+                    ctx.set_process_memory(memory)?;
+                }
                 ctx.set_option(
                     "datafusion.execution.target_partitions",
                     &threads.to_string(),
@@ -92,6 +104,7 @@ impl BenchEngine {
                 }
                 Ok(Self {
                     kind,
+                    memory_label,
                     session: Session::Ember(ctx),
                     processes: vec![("bench".into(), own)],
                     _cluster: None,
@@ -104,6 +117,7 @@ impl BenchEngine {
                 })?;
                 let mut options = LocalClusterOptions::new(bin_dir, executors, state.path());
                 options.cores_per_executor = (threads / executors.max(1)).max(1);
+                options.executor_memory = memory;
                 options.log_filter = "warn".into();
                 let cluster = LocalCluster::start(&options).await?;
                 let ctx = EmberContext::connect(&cluster.address().to_string()).await?;
@@ -125,6 +139,7 @@ impl BenchEngine {
                 );
                 Ok(Self {
                     kind,
+                    memory_label,
                     session: Session::Ember(ctx),
                     processes,
                     _cluster: Some((cluster, state)),
@@ -133,9 +148,35 @@ impl BenchEngine {
         }
     }
 
-    /// The engine's name in records.
+    /// The engine's name in records: its kind's, then `@` and its memory
+    /// limit when it was given one.
     pub fn name(&self) -> String {
-        self.kind.name()
+        match &self.memory_label {
+            Some(label) => format!("{}@{label}", self.kind.name()),
+            None => self.kind.name(),
+        }
+    }
+
+    /// Sets a session setting (Ember only; DataFusion keeps its defaults).
+    pub fn set(&self, key: &str, value: &str) -> Result<(), BenchError> {
+        match &self.session {
+            Session::Ember(ctx) => Ok(ctx.set_option(key, value)?),
+            Session::DataFusion(_) => Ok(()),
+        }
+    }
+
+    /// Bytes the last query's operators spilled to disk (Ember only).
+    pub async fn last_spilled_bytes(&self) -> Option<u64> {
+        match &self.session {
+            Session::Ember(ctx) => match ctx.last_statement_spill().await {
+                Ok(spill) => spill.map(|s| s.bytes as u64),
+                Err(e) => {
+                    eprintln!("cannot tell what the query spilled: {e}");
+                    None
+                }
+            },
+            Session::DataFusion(_) => None,
+        }
     }
 
     /// The engine's version.

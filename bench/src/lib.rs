@@ -70,6 +70,10 @@ pub struct QueryRecord {
     /// query's runs, in bytes, by process name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peak_rss: Vec<(String, u64)>,
+    /// Bytes the query's operators spilled to disk in its last run (Ember
+    /// only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spilled_bytes: Option<u64>,
     /// Why the query did not run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

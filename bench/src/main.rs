@@ -10,6 +10,11 @@ use ember_bench::{
     BenchEngine, EngineKind, QueryRecord, result_answer, result_digest, rss, summarize,
 };
 
+/// The allocator of Ember's own binaries, so that an embedded engine here
+/// holds memory as `ember sql` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs the TPC-H queries and writes their timings as JSON.
 #[derive(Debug, Parser)]
 #[command(name = "ember-tpch-bench", version)]
@@ -56,6 +61,15 @@ struct Args {
     /// result digest (the CI smoke run).
     #[arg(long)]
     check: bool,
+    /// Memory limit of Ember's engines, such as `256MiB`: of the embedded
+    /// session, or of each executor (`--memory`); it joins their names
+    /// (`ember-cluster-2@256MiB`). Default: each engine's own default.
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<String>,
+    /// A session setting for Ember's engines, as KEY=VALUE (may be
+    /// repeated), such as `ember.adaptive_joins=false`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
 }
 
 fn kind(name: &str, executors: usize) -> Result<EngineKind, String> {
@@ -86,6 +100,7 @@ async fn measure(
         rows: None,
         digest: None,
         peak_rss: Vec::new(),
+        spilled_bytes: None,
         error: None,
     };
     for (_, pid) in engine.processes() {
@@ -124,6 +139,7 @@ async fn measure(
             record.error = Some(format!("cannot write {}: {e}", path.display()));
         }
     }
+    record.spilled_bytes = engine.last_spilled_bytes().await;
     record.peak_rss = engine
         .processes()
         .iter()
@@ -158,11 +174,29 @@ async fn run(args: Args) -> Result<(), String> {
             .and_then(|exe| exe.parent().map(PathBuf::from))
             .ok_or("cannot tell this binary's directory: give --bin-dir")?,
     };
+    let memory = match &args.memory {
+        Some(text) => {
+            let size: ember_memory::ByteSize =
+                text.parse().map_err(|e| format!("--memory: {e}"))?;
+            // As `ember sql --memory` does: freed memory goes back at once.
+            ember_memory::allocator::return_freed_memory_promptly();
+            Some((text.as_str(), size))
+        }
+        None => None,
+    };
     let mut records = Vec::new();
     for kind in kinds {
-        let engine = BenchEngine::start(kind, &args.data, args.threads, &bin_dir)
+        let engine = BenchEngine::start(kind, &args.data, args.threads, &bin_dir, memory)
             .await
             .map_err(|e| format!("{}: {e}", kind.name()))?;
+        for setting in &args.settings {
+            let (key, value) = setting
+                .split_once('=')
+                .ok_or_else(|| format!("--set {setting}: expected KEY=VALUE"))?;
+            engine
+                .set(key.trim(), value.trim())
+                .map_err(|e| format!("--set {setting}: {e}"))?;
+        }
         for &query in &queries {
             let sql = ember::tpch::query_at_scale(query, args.scale_factor).unwrap_or_default();
             let record = measure(&engine, query, &sql, args.runs, args.answers.as_deref()).await;
