@@ -14,6 +14,7 @@ use datafusion::prelude::SessionContext;
 use ember_core::EmberConfig;
 use ember_core::object_store::{EmberObjectStoreRegistry, runtime_env_with_registry};
 use ember_core::s3::S3Settings;
+use ember_core::settings_rewrite::SettingsRewrite;
 use ember_memory::SpillTotals;
 
 use crate::copy_options::fold_copy_options;
@@ -83,8 +84,8 @@ impl EmberContext {
         // Embedded plans go through the same GPU placement and adaptive
         // joins as an executor's stages.
         let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
-            .with_physical_optimizer_rule(Arc::new(ember_core::gpu::GpuPlacementRule))
-            .with_physical_optimizer_rule(Arc::new(ember_core::memory::AdaptiveJoinRule))
+            .with_physical_optimizer_rule(Arc::new(SettingsRewrite::GPU_PLACEMENT))
+            .with_physical_optimizer_rule(Arc::new(SettingsRewrite::ADAPTIVE_JOINS))
             .build();
         let context = Self {
             session: SessionContext::new_with_state(state),

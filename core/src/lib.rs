@@ -41,6 +41,7 @@ pub mod scan_projection;
 pub mod scheduling;
 pub mod semi_join;
 pub mod session;
+pub mod settings_rewrite;
 pub mod telemetry;
 pub mod write;
 

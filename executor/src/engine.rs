@@ -11,6 +11,7 @@ use ballista_executor::execution_engine::{
 use datafusion::error::Result;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
+use ember_core::settings_rewrite::SettingsRewrite;
 
 use crate::job_watch::JobStatusSource;
 use crate::stage::SupervisedStage;
@@ -32,16 +33,20 @@ pub trait StagePlanRewrite: Debug + Send + Sync {
     ) -> Result<Arc<dyn ExecutionPlan>>;
 }
 
-/// Places supported operators of each stage on this executor's GPU, as
-/// the session's `ember.gpu` allows (`force` without a GPU fails the task
-/// with a clear error). The rewritten stage still ends in the same shuffle
-/// writer, so the scheduler and the other executors see no difference.
-#[derive(Debug, Default)]
-pub struct GpuStageRewrite;
+/// A settings-driven rewrite ([`SettingsRewrite`]) of each stage, as the
+/// session's `ember.*` settings say: the GPU placement (`ember.gpu`;
+/// `force` without a GPU fails the task with a clear error) and the
+/// adaptive joins (`ember.adaptive_joins`: a task whose build side does not
+/// fit its memory pool joins by a grace hash join that spills). The
+/// rewritten stage still ends in the same shuffle writer, and the
+/// scheduler's plan keeps the original operators node for node, so the
+/// scheduler, the other executors and the stage metrics see no difference.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingsStageRewrite(pub SettingsRewrite);
 
-impl StagePlanRewrite for GpuStageRewrite {
+impl StagePlanRewrite for SettingsStageRewrite {
     fn name(&self) -> &str {
-        "gpu_placement"
+        self.0.name()
     }
 
     fn rewrite(
@@ -50,30 +55,7 @@ impl StagePlanRewrite for GpuStageRewrite {
         config: &SessionConfig,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let settings = ember_core::EmberConfig::from_session_config(config);
-        ember_core::gpu::rewrite_with_settings(plan, &settings)
-    }
-}
-
-/// Makes each stage's partitioned hash joins adaptive, as the session's
-/// `ember.adaptive_joins` allows: a task whose build side does not fit its
-/// memory pool joins by a grace hash join that spills instead of failing.
-/// The scheduler plans plain hash joins; only the executor's copy changes,
-/// node for node, so stage metrics still line up with the scheduler's plan.
-#[derive(Debug, Default)]
-pub struct AdaptiveJoinRewrite;
-
-impl StagePlanRewrite for AdaptiveJoinRewrite {
-    fn name(&self) -> &str {
-        "adaptive_joins"
-    }
-
-    fn rewrite(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        config: &SessionConfig,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let settings = ember_core::EmberConfig::from_session_config(config);
-        ember_core::memory::adapt_joins_with_settings(plan, &settings)
+        self.0.apply(plan, &settings)
     }
 }
 

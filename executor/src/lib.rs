@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use datafusion::prelude::SessionConfig;
+use ember_core::settings_rewrite::SettingsRewrite;
 use ember_core::{EmberLogicalCodec, EmberPhysicalCodec, SchedulerAddress};
 
 pub use ember_memory::{ByteSize, ParseByteSizeError};
@@ -341,8 +342,12 @@ impl PreparedExecutor {
         config.override_execution_engine = Some(Arc::new(
             EmberExecutionEngine::with_default_engine()
                 .with_job_status_source(jobs)
-                .with_rewrite(Arc::new(engine::GpuStageRewrite))
-                .with_rewrite(Arc::new(engine::AdaptiveJoinRewrite)),
+                .with_rewrite(Arc::new(engine::SettingsStageRewrite(
+                    SettingsRewrite::GPU_PLACEMENT,
+                )))
+                .with_rewrite(Arc::new(engine::SettingsStageRewrite(
+                    SettingsRewrite::ADAPTIVE_JOINS,
+                ))),
         ));
         // Cached partitions live in this process's block store, served to
         // peers by the Flight service beside shuffle data.

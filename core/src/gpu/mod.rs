@@ -17,9 +17,7 @@ mod translate;
 use std::sync::{Arc, OnceLock};
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::AggregateExec;
 use ember_gpu::{GpuDevice, GpuMode};
@@ -135,34 +133,6 @@ fn rewrite(
         }
     })
     .map(|t| t.data)
-}
-
-/// The embedded session's physical optimizer rule: [`rewrite_for_gpu`]
-/// where `ember.gpu` and the machine allow.
-#[derive(Debug, Default)]
-pub struct GpuPlacementRule;
-
-impl PhysicalOptimizerRule for GpuPlacementRule {
-    fn optimize(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        config: &ConfigOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let settings = config
-            .extensions
-            .get::<EmberConfig>()
-            .cloned()
-            .unwrap_or_default();
-        rewrite_with_settings(plan, &settings)
-    }
-
-    fn name(&self) -> &str {
-        "ember_gpu_placement"
-    }
-
-    fn schema_check(&self) -> bool {
-        true
-    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,7 @@ use datafusion::datasource::MemTable;
 use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::prelude::SessionContext;
 
-use super::{
-    GpuCachePolicy, GpuPlacementRule, process_gpu, rewrite_for_cpu_reference, rewrite_for_gpu,
-};
+use super::{GpuCachePolicy, process_gpu, rewrite_for_cpu_reference, rewrite_for_gpu};
 use crate::config::session_config;
 
 fn no_cache() -> GpuCachePolicy {
@@ -195,7 +193,7 @@ async fn force_without_a_gpu_is_a_clear_error() {
     let cpu = plan(&ctx, Q6).await;
     let options = ctx.copied_config();
     let err = datafusion::physical_optimizer::PhysicalOptimizerRule::optimize(
-        &GpuPlacementRule,
+        &crate::settings_rewrite::SettingsRewrite::GPU_PLACEMENT,
         cpu,
         options.options(),
     )
