@@ -219,3 +219,41 @@ fn timing_says_what_a_statement_spilled() {
     assert!(stderr.contains("Time: "), "{stderr}");
     assert!(stderr.contains(", spilled "), "the sort spilled: {stderr}");
 }
+
+/// The value of metric `name` in `line` (`name=VALUE`, up to a comma or
+/// bracket).
+fn metric<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &line[start..];
+    Some(rest[..rest.find([',', ']']).unwrap_or(rest.len())].trim())
+}
+
+#[test]
+fn explain_analyze_shows_what_a_join_spilled() {
+    // The build side (300,000 keys) takes more than its share of a 19 MB
+    // pool, so the join falls back to a grace hash join that spills.
+    let (code, stdout, stderr) = run_ember(
+        &[
+            "sql",
+            "--memory",
+            "32MiB",
+            "-c",
+            "EXPLAIN ANALYZE SELECT count(*) \
+             FROM (SELECT value AS k, repeat('x', 100) AS p FROM generate_series(1, 300000)) a \
+             JOIN (SELECT value AS k FROM generate_series(1, 300000)) b ON a.k = b.k",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let join = stdout
+        .lines()
+        .find(|line| line.contains("AdaptiveJoinExec: fallback=grace"))
+        .unwrap_or_else(|| panic!("an adaptive join in the plan: {stdout}"));
+    assert_ne!(metric(join, "grace_fallbacks"), Some("0"), "{join}");
+    assert!(metric(join, "grace_fallbacks").is_some(), "{join}");
+    assert_ne!(metric(join, "spill_count"), Some("0"), "{join}");
+    assert!(
+        metric(join, "spilled_bytes").is_some_and(|b| b != "0.0 B"),
+        "{join}"
+    );
+}
