@@ -65,7 +65,7 @@ use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, Stream, StreamExt};
 
 use self::grace::{Buckets, GraceJoin};
-use self::taps::{InputTapExec, InputTaps, JoinSide, ProbeInput, lock};
+use self::taps::{BuildInput, InputTapExec, InputTaps, JoinSide, ProbeInput, lock};
 
 /// Metric: how many partitions fell back to the grace hash join.
 pub const GRACE_FALLBACKS_METRIC: &str = "grace_fallbacks";
@@ -403,37 +403,18 @@ impl AdaptiveJoinStream {
             match shared.as_ref() {
                 Some(buckets) => buckets.clone(),
                 None => {
-                    let Some(build) = lock(&build_input).take() else {
+                    let Some(split) = self.split_build(&build_input) else {
                         return Err(error);
                     };
-                    let grace = self.grace.clone();
-                    let split = async move {
-                        grace
-                            .split_build(build)
-                            .await
-                            .map(Arc::new)
-                            .map_err(Arc::new)
-                    }
-                    .boxed()
-                    .shared();
                     *shared = Some(split.clone());
                     split
                 }
             }
         } else {
-            let Some(build) = lock(&build_input).take() else {
+            let Some(split) = self.split_build(&build_input) else {
                 return Err(error);
             };
-            let grace = self.grace.clone();
-            async move {
-                grace
-                    .split_build(build)
-                    .await
-                    .map(Arc::new)
-                    .map_err(Arc::new)
-            }
-            .boxed()
-            .shared()
+            split
         };
         let Some(probe) = probe_input.take() else {
             return Err(error);
@@ -452,6 +433,26 @@ impl AdaptiveJoinStream {
             grace.join_with(build, probe).await
         }
         .boxed())
+    }
+}
+
+impl AdaptiveJoinStream {
+    /// Takes the build side back and starts splitting it into buckets, a
+    /// future any partition may await; `None` once the build side is gone.
+    fn split_build(&self, build_input: &Mutex<BuildInput>) -> Option<SharedBuckets> {
+        let build = lock(build_input).take()?;
+        let grace = self.grace.clone();
+        Some(
+            async move {
+                grace
+                    .split_build(build)
+                    .await
+                    .map(Arc::new)
+                    .map_err(Arc::new)
+            }
+            .boxed()
+            .shared(),
+        )
     }
 }
 
