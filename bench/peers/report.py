@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Turns the records of `ember-tpch-bench` and `tpch_peers.py` into a
+"""Turns the records of `ember-tpch-bench` and `tpch_peers.py` (or of
+`ember-tpcds-bench` and `tpcds_peers.py`, with --queries 99) into a
 Markdown table (query x engine, with ratios to Ember embedded, totals and
 geometric means) and a PNG bar chart beside it.
 
@@ -51,6 +52,7 @@ def main():
     parser.add_argument("--title", default="TPC-H")
     parser.add_argument("--reference", default="duckdb")
     parser.add_argument("--comparison", help="answers.py's --out")
+    parser.add_argument("--queries", type=int, default=22, help="how many queries the suite has")
     args = parser.parse_args()
     comparison = None
     if args.comparison:
@@ -67,7 +69,7 @@ def main():
             engines.append(r["engine"])
     versions = {r["engine"]: r.get("version", "") for r in records if r.get("version")}
     by = {(r["engine"], r.get("query")): r for r in records}
-    reference = {q: by.get((args.reference, q), {}).get("digest") for q in range(1, 23)}
+    reference = {q: by.get((args.reference, q), {}).get("digest") for q in range(1, args.queries + 1)}
 
     lines = [f"# {args.title}", "", f"- Machine: {machine()}", "- Engines: " + ", ".join(
         f"{e} {versions.get(e, '')}".strip() for e in engines), ""]
@@ -79,7 +81,7 @@ def main():
     totals = {e: 0.0 for e in engines}
     complete = {e: True for e in engines}
     ratios = {e: [] for e in engines}
-    for q in range(1, 23):
+    for q in range(1, args.queries + 1):
         base = by.get((BASELINE, q), {}).get("median")
         cells = []
         for e in engines:
@@ -135,14 +137,14 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(14, 5))
+        fig, ax = plt.subplots(figsize=(max(14, args.queries * 0.5), 5))
         width = 0.8 / max(len(engines), 1)
         for i, e in enumerate(engines):
-            xs = [q + (i - len(engines) / 2) * width for q in range(1, 23)]
-            ys = [by.get((e, q), {}).get("median") or float("nan") for q in range(1, 23)]
+            xs = [q + (i - len(engines) / 2) * width for q in range(1, args.queries + 1)]
+            ys = [by.get((e, q), {}).get("median") or float("nan") for q in range(1, args.queries + 1)]
             ax.bar(xs, ys, width, label=e)
-        ax.set_xticks(range(1, 23))
-        ax.set_xticklabels([f"q{q}" for q in range(1, 23)])
+        ax.set_xticks(range(1, args.queries + 1))
+        ax.set_xticklabels([f"q{q}" for q in range(1, args.queries + 1)])
         ax.set_yscale("log")
         ax.set_ylabel("median seconds (log scale)")
         ax.set_title(args.title)

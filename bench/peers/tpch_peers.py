@@ -95,13 +95,13 @@ def digest(rows):
 class DuckDB:
     name = "duckdb"
 
-    def __init__(self, data, threads):
+    def __init__(self, data, threads, tables=TABLES):
         import duckdb
 
         self.version = duckdb.__version__
         self.con = duckdb.connect()
         self.con.execute(f"SET threads TO {threads}")
-        for t in TABLES:
+        for t in tables:
             self.con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{data}/{t}/*.parquet')")
 
     def run(self, number, sql):
@@ -145,7 +145,7 @@ class DataFusion:
 class PySpark:
     name = "pyspark"
 
-    def __init__(self, data, threads):
+    def __init__(self, data, threads, tables=TABLES):
         from pyspark.sql import SparkSession
 
         self.spark = (
@@ -159,7 +159,7 @@ class PySpark:
         )
         self.spark.sparkContext.setLogLevel("ERROR")
         self.version = self.spark.version
-        for t in TABLES:
+        for t in tables:
             self.spark.read.parquet(f"{data}/{t}/").createOrReplaceTempView(t)
 
     def run(self, number, sql):

@@ -9,7 +9,7 @@ use ember::EmberContext;
 use ember::local_cluster::{LocalCluster, LocalClusterOptions};
 use ember_memory::ByteSize;
 
-use crate::BenchError;
+use crate::{BenchError, Suite};
 
 /// Which engine to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +53,13 @@ pub struct BenchEngine {
 }
 
 impl BenchEngine {
-    /// Starts `kind` over the Parquet tables under `data`, using `threads`
-    /// cores in all; cluster binaries come from `bin_dir`. `memory` limits
-    /// an embedded session, or each executor of a cluster (its label, as the
-    /// user wrote it, joins the engine's name).
+    /// Starts `kind` over `suite`'s Parquet tables under `data`, using
+    /// `threads` cores in all; cluster binaries come from `bin_dir`.
+    /// `memory` limits an embedded session, or each executor of a cluster
+    /// (its label, as the user wrote it, joins the engine's name).
     pub async fn start(
         kind: EngineKind,
+        suite: Suite,
         data: &Path,
         threads: usize,
         bin_dir: &Path,
@@ -66,14 +67,13 @@ impl BenchEngine {
     ) -> Result<Self, BenchError> {
         let memory_label = memory.map(|(label, _)| label.to_string());
         let memory = memory.map(|(_, size)| size);
-        let generator = ember::tpch::TpchGenerator::default();
         let threads = threads.max(1);
         let own = std::process::id();
         match kind {
             EngineKind::DataFusion => {
                 let config = SessionConfig::new().with_target_partitions(threads);
                 let ctx = SessionContext::new_with_config(config);
-                for table in ember::tpch::TABLES {
+                for &table in suite.tables() {
                     let path = data.join(table);
                     ctx.register_parquet(
                         table,
@@ -99,7 +99,7 @@ impl BenchEngine {
                     "datafusion.execution.target_partitions",
                     &threads.to_string(),
                 )?;
-                for statement in generator.create_table_statements(data) {
+                for statement in suite.create_table_statements(data) {
                     ctx.run_sql(&statement).await?;
                 }
                 Ok(Self {
@@ -121,7 +121,7 @@ impl BenchEngine {
                 options.log_filter = "warn".into();
                 let cluster = LocalCluster::start(&options).await?;
                 let ctx = EmberContext::connect(&cluster.address().to_string()).await?;
-                for statement in generator.create_table_statements(data) {
+                for statement in suite.create_table_statements(data) {
                     ctx.run_sql(&statement).await?;
                 }
                 let mut processes = vec![("client".to_string(), own)];

@@ -11,14 +11,16 @@
 
 pub mod digest;
 pub mod engines;
+pub mod measure;
 pub mod rss;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 pub use digest::{result_answer, result_digest};
 pub use engines::{BenchEngine, EngineKind};
+pub use measure::measure;
 
 /// Errors of a benchmark run.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +31,12 @@ pub enum BenchError {
     /// DataFusion failed.
     #[error("{0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
-    /// The data could not be generated.
+    /// The TPC-H data could not be generated.
     #[error("{0}")]
     Tpch(#[from] ember::tpch::TpchError),
+    /// The TPC-DS data could not be generated, or its queries read.
+    #[error("{0}")]
+    Tpcds(#[from] ember::tpcds::TpcdsError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -49,7 +54,7 @@ pub struct QueryRecord {
     pub engine: String,
     /// The engine's version.
     pub version: String,
-    /// The TPC-H query number.
+    /// The query's number in its benchmark (TPC-H or TPC-DS).
     pub query: usize,
     /// Median wall time in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,19 +97,117 @@ pub fn summarize(times: &[f64]) -> (f64, f64, f64) {
     (median, sorted[0], sorted[n - 1])
 }
 
+/// The benchmark whose tables an engine serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// TPC-H: 8 tables, 22 queries.
+    Tpch,
+    /// TPC-DS: 24 tables, 99 queries.
+    Tpcds,
+}
+
+impl Suite {
+    /// The suite's table names.
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            Suite::Tpch => &ember::tpch::TABLES,
+            Suite::Tpcds => &ember::tpcds::TABLES,
+        }
+    }
+
+    /// `CREATE EXTERNAL TABLE` statements for its Parquet tables under
+    /// `dir`.
+    pub fn create_table_statements(self, dir: &Path) -> Vec<String> {
+        match self {
+            Suite::Tpch => ember::tpch::TpchGenerator::default().create_table_statements(dir),
+            Suite::Tpcds => ember::tpcds::TpcdsGenerator::default().create_table_statements(dir),
+        }
+    }
+
+    /// Writes the suite's data at `scale_factor` as Parquet under `dir`
+    /// (`parts` files per large table), unless `dir` already holds every
+    /// table.
+    pub fn generate(self, dir: &Path, scale_factor: f64, parts: usize) -> Result<(), BenchError> {
+        if self.tables().iter().all(|t| dir.join(t).is_dir()) {
+            return Ok(());
+        }
+        match self {
+            Suite::Tpch => {
+                let generator = ember::tpch::TpchGenerator {
+                    scale_factor,
+                    parts,
+                    format: ember::tpch::DataFormat::Parquet,
+                };
+                generator.write_all(dir)?;
+            }
+            Suite::Tpcds => {
+                let generator = ember::tpcds::TpcdsGenerator {
+                    scale_factor,
+                    parts,
+                };
+                generator.write_all(dir)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes TPC-H at `scale_factor` as Parquet under `dir` (`parts` files per
 /// table), unless `dir` already holds every table.
 pub fn generate(dir: &Path, scale_factor: f64, parts: usize) -> Result<(), BenchError> {
-    let complete = ember::tpch::TABLES.iter().all(|t| dir.join(t).is_dir());
-    if complete {
-        return Ok(());
+    Suite::Tpch.generate(dir, scale_factor, parts)
+}
+
+/// The directory of `ember-scheduler` and `ember-executor`: `given`, else
+/// this binary's.
+pub fn bin_dir(given: Option<&Path>) -> Result<PathBuf, String> {
+    match given {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(PathBuf::from))
+            .ok_or_else(|| "cannot tell this binary's directory: give --bin-dir".to_string()),
     }
-    let generator = ember::tpch::TpchGenerator {
-        scale_factor,
-        parts,
-        format: ember::tpch::DataFormat::Parquet,
-    };
-    generator.write_all(dir)?;
+}
+
+/// The engine a command line names: `embedded`, `cluster` (with
+/// `executors` executors) or `datafusion`.
+pub fn engine_kind(name: &str, executors: usize) -> Result<EngineKind, String> {
+    match name {
+        "embedded" => Ok(EngineKind::Embedded),
+        "cluster" => Ok(EngineKind::Cluster { executors }),
+        "datafusion" => Ok(EngineKind::DataFusion),
+        other => Err(format!(
+            "unknown engine `{other}`: expected embedded, cluster or datafusion"
+        )),
+    }
+}
+
+/// Every record has a digest, and every query's digests agree.
+pub fn check(records: &[QueryRecord], queries: &[usize]) -> Result<(), String> {
+    if let Some(failed) = records.iter().find(|r| r.error.is_some()) {
+        return Err(format!(
+            "{} failed q{}: {}",
+            failed.engine,
+            failed.query,
+            failed.error.as_deref().unwrap_or_default()
+        ));
+    }
+    for &query in queries {
+        let answers: Vec<(&str, &str)> = records
+            .iter()
+            .filter(|r| r.query == query)
+            .map(|r| (r.engine.as_str(), r.digest.as_deref().unwrap_or_default()))
+            .collect();
+        if answers.windows(2).any(|pair| pair[0].1 != pair[1].1) {
+            return Err(format!("q{query}: the engines disagree: {answers:?}"));
+        }
+    }
+    eprintln!(
+        "check: {} queries, {} engines, identical results",
+        queries.len(),
+        records.len() / queries.len().max(1)
+    );
     Ok(())
 }
 

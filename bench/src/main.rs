@@ -3,12 +3,9 @@
 //! query (see `ember_bench::QueryRecord`).
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Parser;
-use ember_bench::{
-    BenchEngine, EngineKind, QueryRecord, result_answer, result_digest, rss, summarize,
-};
+use ember_bench::{BenchEngine, Suite, measure};
 
 /// The allocator of Ember's own binaries, so that an embedded engine here
 /// holds memory as `ember sql` does.
@@ -72,87 +69,11 @@ struct Args {
     settings: Vec<String>,
 }
 
-fn kind(name: &str, executors: usize) -> Result<EngineKind, String> {
-    match name {
-        "embedded" => Ok(EngineKind::Embedded),
-        "cluster" => Ok(EngineKind::Cluster { executors }),
-        "datafusion" => Ok(EngineKind::DataFusion),
-        other => Err(format!(
-            "unknown engine `{other}`: expected embedded, cluster or datafusion"
-        )),
-    }
-}
-
-async fn measure(
-    engine: &BenchEngine,
-    query: usize,
-    sql: &str,
-    runs: usize,
-    answers: Option<&std::path::Path>,
-) -> QueryRecord {
-    let mut record = QueryRecord {
-        engine: engine.name(),
-        version: engine.version(),
-        query,
-        median: None,
-        min: None,
-        max: None,
-        rows: None,
-        digest: None,
-        peak_rss: Vec::new(),
-        spilled_bytes: None,
-        error: None,
-    };
-    for (_, pid) in engine.processes() {
-        rss::reset_peak(*pid);
-    }
-    let mut times = Vec::new();
-    let mut last = Vec::new();
-    for _ in 0..runs.max(1) {
-        let started = Instant::now();
-        match engine.run(sql).await {
-            Ok(batches) => {
-                times.push(started.elapsed().as_secs_f64());
-                last = batches;
-            }
-            Err(e) => {
-                record.error = Some(e.to_string());
-                return record;
-            }
-        }
-    }
-    let (median, min, max) = summarize(&times);
-    record.median = Some(median);
-    record.min = Some(min);
-    record.max = Some(max);
-    record.rows = Some(last.iter().map(|b| b.num_rows()).sum());
-    match result_digest(&last) {
-        Ok(digest) => record.digest = Some(digest),
-        Err(e) => record.error = Some(format!("cannot digest the result: {e}")),
-    }
-    if let Some(dir) = answers {
-        let path = dir.join(format!("{}-q{query}.json", record.engine));
-        let written = result_answer(&last)
-            .map_err(|e| e.to_string())
-            .and_then(|json| std::fs::write(&path, json).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            record.error = Some(format!("cannot write {}: {e}", path.display()));
-        }
-    }
-    record.spilled_bytes = engine.last_spilled_bytes().await;
-    record.peak_rss = engine
-        .processes()
-        .iter()
-        .filter_map(|(name, pid)| rss::peak(*pid).map(|bytes| (name.clone(), bytes)))
-        .collect();
-    record
-}
-
 async fn run(args: Args) -> Result<(), String> {
     let kinds = args
         .engines
         .iter()
-        .map(|e| kind(e.trim(), args.executors))
+        .map(|e| ember_bench::engine_kind(e.trim(), args.executors))
         .collect::<Result<Vec<_>, _>>()?;
     let queries: Vec<usize> = if args.queries.is_empty() {
         (1..=22).collect()
@@ -165,15 +86,10 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(dir) = &args.answers {
         std::fs::create_dir_all(dir).map_err(|e| format!("--answers {}: {e}", dir.display()))?;
     }
-    ember_bench::generate(&args.data, args.scale_factor, args.threads.max(2))
+    Suite::Tpch
+        .generate(&args.data, args.scale_factor, args.threads.max(2))
         .map_err(|e| e.to_string())?;
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(PathBuf::from))
-            .ok_or("cannot tell this binary's directory: give --bin-dir")?,
-    };
+    let bin_dir = ember_bench::bin_dir(args.bin_dir.as_deref())?;
     let memory = match &args.memory {
         Some(text) => {
             let size: ember_memory::ByteSize =
@@ -186,9 +102,16 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let mut records = Vec::new();
     for kind in kinds {
-        let engine = BenchEngine::start(kind, &args.data, args.threads, &bin_dir, memory)
-            .await
-            .map_err(|e| format!("{}: {e}", kind.name()))?;
+        let engine = BenchEngine::start(
+            kind,
+            Suite::Tpch,
+            &args.data,
+            args.threads,
+            &bin_dir,
+            memory,
+        )
+        .await
+        .map_err(|e| format!("{}: {e}", kind.name()))?;
         for setting in &args.settings {
             let (key, value) = setting
                 .split_once('=')
@@ -199,7 +122,7 @@ async fn run(args: Args) -> Result<(), String> {
         }
         for &query in &queries {
             let sql = ember::tpch::query_at_scale(query, args.scale_factor).unwrap_or_default();
-            let record = measure(&engine, query, &sql, args.runs, args.answers.as_deref()).await;
+            let record = measure(&engine, query, &[sql], args.runs, args.answers.as_deref()).await;
             eprintln!("{}", serde_json::to_string(&record).unwrap_or_default());
             records.push(record);
         }
@@ -207,36 +130,8 @@ async fn run(args: Args) -> Result<(), String> {
     let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
     std::fs::write(&args.out, json).map_err(|e| format!("{}: {e}", args.out.display()))?;
     if args.check {
-        check(&records, &queries)?;
+        ember_bench::check(&records, &queries)?;
     }
-    Ok(())
-}
-
-/// Every record has a digest, and every query's digests agree.
-fn check(records: &[QueryRecord], queries: &[usize]) -> Result<(), String> {
-    if let Some(failed) = records.iter().find(|r| r.error.is_some()) {
-        return Err(format!(
-            "{} failed q{}: {}",
-            failed.engine,
-            failed.query,
-            failed.error.as_deref().unwrap_or_default()
-        ));
-    }
-    for &query in queries {
-        let answers: Vec<(&str, &str)> = records
-            .iter()
-            .filter(|r| r.query == query)
-            .map(|r| (r.engine.as_str(), r.digest.as_deref().unwrap_or_default()))
-            .collect();
-        if answers.windows(2).any(|pair| pair[0].1 != pair[1].1) {
-            return Err(format!("q{query}: the engines disagree: {answers:?}"));
-        }
-    }
-    eprintln!(
-        "check: {} queries, {} engines, identical results",
-        queries.len(),
-        records.len() / queries.len().max(1)
-    );
     Ok(())
 }
 

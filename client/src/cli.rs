@@ -289,6 +289,8 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
     println!("Press Ctrl-C to stop.");
     let _ = std::io::stdout().flush();
 
+    // The scheduler's exit stops the cluster; an executor's is a loss the
+    // cluster survives: it is started again, as a supervisor would.
     let mut watchdog = tokio::time::interval(Duration::from_millis(500));
     let outcome = loop {
         tokio::select! {
@@ -297,11 +299,22 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
                 break Ok(());
             }
             _ = watchdog.tick() => {
-                if let Some(process) = cluster.exited_process() {
+                if let Some(process) = cluster.scheduler_exit() {
                     break Err(ClientError::Process(format!(
                         "{process} exited; stopping the cluster (logs in {})",
                         cluster.log_dir().display()
                     )));
+                }
+                match cluster.restart_exited_executors() {
+                    Ok(restarted) => {
+                        for executor in restarted {
+                            eprintln!(
+                                "ember-executor {} exited ({}); restarted it as process {}",
+                                executor.number, executor.exit, executor.pid
+                            );
+                        }
+                    }
+                    Err(e) => break Err(e),
                 }
             }
         }

@@ -30,6 +30,7 @@ pub mod runner;
 pub mod s3_glob;
 pub mod script;
 pub mod statement;
+pub mod tpcds;
 pub mod tpch;
 pub mod write;
 

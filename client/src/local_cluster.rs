@@ -3,7 +3,10 @@
 //!
 //! `ember cluster local` uses it, and so do the cross-process tests. Every
 //! process is stopped (SIGTERM, then SIGKILL after a grace period) when the
-//! [`LocalCluster`] is dropped, also when a test panics.
+//! [`LocalCluster`] is dropped, also when a test panics. An executor that
+//! dies can be started again in its place
+//! ([`LocalCluster::restart_exited_executors`]), which is how `ember cluster
+//! local` keeps a cluster usable when one of its executors is killed.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -67,6 +70,43 @@ pub struct LocalCluster {
     executors: Vec<Child>,
     address: SchedulerAddress,
     log_dir: PathBuf,
+    /// How executors are started, kept to restart them.
+    launch: ExecutorLaunch,
+    /// Per executor: when it last started and how many of its last starts
+    /// died young.
+    starts: Vec<ExecutorStarts>,
+}
+
+/// What starting an executor takes.
+#[derive(Debug, Clone)]
+struct ExecutorLaunch {
+    binary: PathBuf,
+    options: LocalClusterOptions,
+}
+
+/// An executor's recent starts, to tell a crash loop from a one-off loss.
+#[derive(Debug, Clone, Copy)]
+struct ExecutorStarts {
+    at: Instant,
+    early_deaths: u32,
+}
+
+/// An executor that has lived shorter than this when it dies counts as
+/// dying young; [`MAX_EARLY_DEATHS`] of those in a row stop the restarts.
+const YOUNG: Duration = Duration::from_secs(10);
+
+/// Early deaths in a row after which an executor is not restarted again.
+const MAX_EARLY_DEATHS: u32 = 3;
+
+/// An executor [`LocalCluster::restart_exited_executors`] started again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartedExecutor {
+    /// Its number, as in `ember-executor N` and `executor-N.log`.
+    pub number: usize,
+    /// How the previous process ended, such as `signal: 9 (SIGKILL)`.
+    pub exit: String,
+    /// The new process's id.
+    pub pid: u32,
 }
 
 fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf> {
@@ -153,6 +193,11 @@ impl LocalCluster {
                 port: 0,
             },
             log_dir: options.log_dir.clone(),
+            launch: ExecutorLaunch {
+                binary: executor_bin,
+                options: options.clone(),
+            },
+            starts: Vec::new(),
         };
         let line = wait_for_line(
             &mut scheduler,
@@ -168,42 +213,12 @@ impl LocalCluster {
         cluster.address = SchedulerAddress::parse(addr)?;
 
         for n in 0..options.executors {
-            let work_dir = options.work_dir.join(format!("executor-{n}"));
-            let child = Command::new(&executor_bin)
-                .args(["--scheduler", &cluster.address.to_string()])
-                .args([
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--grpc-port",
-                    "0",
-                    "--health-port",
-                    "0",
-                ])
-                .args(["--cores", &options.cores_per_executor.to_string()])
-                .args(
-                    options
-                        .executor_memory
-                        .map(|memory| ["--memory".to_string(), memory.bytes().to_string()])
-                        .into_iter()
-                        .flatten(),
-                )
-                .arg("--work-dir")
-                .arg(&work_dir)
-                .args(["--log", &options.log_filter])
-                .envs(options.env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::null())
-                .stdout(log_file(&options.log_dir, &format!("executor-{n}.log"))?)
-                .stderr(log_file(
-                    &options.log_dir,
-                    &format!("executor-{n}.stderr.log"),
-                )?)
-                .spawn()
-                .map_err(|e| {
-                    ClientError::Process(format!("cannot start {}: {e}", executor_bin.display()))
-                })?;
+            let child = cluster.launch.spawn(n, &cluster.address, false)?;
             cluster.executors.push(child);
+            cluster.starts.push(ExecutorStarts {
+                at: Instant::now(),
+                early_deaths: 0,
+            });
         }
         cluster
             .wait_for_registration(options.executors, options.startup_timeout)
@@ -288,6 +303,55 @@ impl LocalCluster {
         self.exited().map(|exited| exited.description)
     }
 
+    /// Whether the scheduler has exited, and how.
+    pub fn scheduler_exit(&mut self) -> Option<String> {
+        let scheduler = self.scheduler.as_mut()?;
+        match scheduler.try_wait() {
+            Ok(Some(status)) => Some(format!("ember-scheduler ({status})")),
+            _ => None,
+        }
+    }
+
+    /// Starts every executor that has exited again, in its place (same
+    /// number, work dir and log files, appended to), and returns them. An
+    /// executor that died young ([`YOUNG`]) [`MAX_EARLY_DEATHS`] times in a
+    /// row is a crash loop, not a loss: that is an error, naming its last
+    /// log line.
+    pub fn restart_exited_executors(&mut self) -> Result<Vec<RestartedExecutor>> {
+        let mut restarted = Vec::new();
+        for n in 0..self.executors.len() {
+            let status = match self.executors[n].try_wait() {
+                Ok(Some(status)) => status,
+                _ => continue,
+            };
+            let starts = &mut self.starts[n];
+            if starts.at.elapsed() < YOUNG {
+                starts.early_deaths += 1;
+            } else {
+                starts.early_deaths = 0;
+            }
+            if starts.early_deaths >= MAX_EARLY_DEATHS {
+                return Err(ClientError::Process(format!(
+                    "ember-executor {n} died {MAX_EARLY_DEATHS} times within {}s of starting \
+                     ({status}){}",
+                    YOUNG.as_secs(),
+                    self.last_log_line(&format!("executor-{n}"))
+                        .map(|line| format!(": {line}"))
+                        .unwrap_or_default()
+                )));
+            }
+            let child = self.launch.spawn(n, &self.address, true)?;
+            self.starts[n].at = Instant::now();
+            restarted.push(RestartedExecutor {
+                number: n,
+                exit: status.to_string(),
+                pid: child.id(),
+            });
+            self.executors[n] = child;
+        }
+        Ok(restarted)
+    }
+
     /// The first process that has exited, if any.
     fn exited(&mut self) -> Option<ExitedProcess> {
         if let Some(scheduler) = self.scheduler.as_mut()
@@ -333,6 +397,61 @@ impl LocalCluster {
         }
         stopped
     }
+}
+
+impl ExecutorLaunch {
+    /// Starts executor `n`; `append` keeps what its log files hold.
+    fn spawn(&self, n: usize, scheduler: &SchedulerAddress, append: bool) -> Result<Child> {
+        let options = &self.options;
+        let work_dir = options.work_dir.join(format!("executor-{n}"));
+        let log = |name: String| {
+            if append {
+                append_log_file(&options.log_dir, &name)
+            } else {
+                log_file(&options.log_dir, &name)
+            }
+        };
+        Command::new(&self.binary)
+            .args(["--scheduler", &scheduler.to_string()])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--grpc-port",
+                "0",
+                "--health-port",
+                "0",
+            ])
+            .args(["--cores", &options.cores_per_executor.to_string()])
+            .args(
+                options
+                    .executor_memory
+                    .map(|memory| ["--memory".to_string(), memory.bytes().to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .arg("--work-dir")
+            .arg(&work_dir)
+            .args(["--log", &options.log_filter])
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log(format!("executor-{n}.log"))?)
+            .stderr(log(format!("executor-{n}.stderr.log"))?)
+            .spawn()
+            .map_err(|e| {
+                ClientError::Process(format!("cannot start {}: {e}", self.binary.display()))
+            })
+    }
+}
+
+fn append_log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
+    let path = dir.join(name);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| ClientError::Process(format!("cannot open log file {}: {e}", path.display())))
 }
 
 /// A process of a [`LocalCluster`] that exited by itself.

@@ -107,6 +107,7 @@ impl Default for EmberPhysicalCodec {
                 Arc::new(crate::write::WriteCommitCodec),
                 Arc::new(crate::cache::CacheOperatorCodec),
                 Arc::new(crate::functions::MapPartitionsCodec),
+                Arc::new(crate::exchange_properties::ExchangePropertiesCodec),
             ],
         }
     }
@@ -440,6 +441,7 @@ mod tests {
                 "ember.write_commit",
                 "ember.cache",
                 "ember.map_partitions",
+                "ember.exchange_properties",
                 "test.empty"
             ]
         );

@@ -30,6 +30,7 @@ pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod exchange_properties;
 pub mod functions;
 pub mod gpu;
 pub mod memory;

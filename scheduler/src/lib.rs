@@ -16,16 +16,25 @@
 
 mod cache;
 mod job_metrics;
+mod liveness;
+mod long_poll;
+mod retention;
 mod server;
+
+pub use liveness::ProbeSettings;
+pub use retention::RetentionSettings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::create_scheduler;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use ember_core::exchange_properties::CarryExchangeProperties;
 use ember_core::{EmberLogicalCodec, EmberPhysicalCodec};
 use tokio::net::TcpListener;
 
@@ -100,7 +109,32 @@ pub struct SchedulerOptions {
     /// Largest gRPC message, in bytes, on every scheduler connection.
     #[arg(long, env = "EMBER_SCHEDULER_GRPC_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub grpc_max_message_bytes: u32,
+    /// Milliseconds between two TCP probes of every executor's Flight port;
+    /// an executor that refuses or ignores `--executor-probe-failures`
+    /// probes in a row is removed at once and its tasks run elsewhere,
+    /// without waiting for the heartbeat timeout. 0 turns probing off.
+    #[arg(long, env = "EMBER_SCHEDULER_EXECUTOR_PROBE_MS", default_value_t = DEFAULT_PROBE_MS)]
+    pub executor_probe_ms: u64,
+    /// Failed probes in a row after which an executor counts as lost.
+    #[arg(long, env = "EMBER_SCHEDULER_EXECUTOR_PROBE_FAILURES", default_value_t = DEFAULT_PROBE_FAILURES)]
+    pub executor_probe_failures: u32,
+    /// Seconds a finished job's state (plan, stages, metrics) stays in
+    /// memory and on `/api/jobs` after it ends.
+    #[arg(long, env = "EMBER_SCHEDULER_FINISHED_JOB_SECS", default_value_t = DEFAULT_FINISHED_JOB_SECS)]
+    pub finished_job_secs: u64,
+    /// Most finished jobs kept in memory; the oldest are dropped first.
+    #[arg(long, env = "EMBER_SCHEDULER_FINISHED_JOBS", default_value_t = DEFAULT_FINISHED_JOBS)]
+    pub finished_jobs: usize,
 }
+
+/// Default of [`SchedulerOptions::executor_probe_ms`].
+const DEFAULT_PROBE_MS: u64 = 1000;
+/// Default of [`SchedulerOptions::executor_probe_failures`].
+const DEFAULT_PROBE_FAILURES: u32 = 3;
+/// Default of [`SchedulerOptions::finished_job_secs`].
+const DEFAULT_FINISHED_JOB_SECS: u64 = 600;
+/// Default of [`SchedulerOptions::finished_jobs`].
+const DEFAULT_FINISHED_JOBS: usize = 100;
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
@@ -113,6 +147,33 @@ impl Default for SchedulerOptions {
             executor_timeout_secs: 60,
             flight_proxy: false,
             grpc_max_message_bytes: 64 * 1024 * 1024,
+            executor_probe_ms: DEFAULT_PROBE_MS,
+            executor_probe_failures: DEFAULT_PROBE_FAILURES,
+            finished_job_secs: DEFAULT_FINISHED_JOB_SECS,
+            finished_jobs: DEFAULT_FINISHED_JOBS,
+        }
+    }
+}
+
+impl SchedulerOptions {
+    /// The executor probe's settings; `None` when probing is off.
+    pub fn probe_settings(&self) -> Option<ProbeSettings> {
+        (self.executor_probe_ms > 0).then(|| {
+            let interval = Duration::from_millis(self.executor_probe_ms);
+            ProbeSettings {
+                interval,
+                connect_timeout: interval.min(Duration::from_secs(2)),
+                failures_to_remove: self.executor_probe_failures.max(1),
+            }
+        })
+    }
+
+    /// How long, and how many, finished jobs are kept.
+    pub fn retention_settings(&self) -> RetentionSettings {
+        RetentionSettings {
+            keep_for: Duration::from_secs(self.finished_job_secs),
+            keep_at_most: self.finished_jobs,
+            interval: Duration::from_secs(self.finished_job_secs.clamp(1, 10)),
         }
     }
 }
@@ -121,6 +182,18 @@ impl Default for SchedulerOptions {
 /// distributed session configuration.
 fn scheduler_session_config() -> SessionConfig {
     ember_core::distributed_session_config()
+}
+
+/// The session builder installed on the scheduler: Ember's session state,
+/// plus the one physical optimizer rule only a planner that cuts plans into
+/// stages needs (`CarryExchangeProperties`: what is known about the data
+/// before a shuffle stays known after it).
+fn scheduler_session_state(config: SessionConfig) -> datafusion::error::Result<SessionState> {
+    let runtime = ember_core::runtime_env(&config, None)?;
+    let state = ember_core::session_state(config, runtime)?;
+    Ok(SessionStateBuilder::new_from_existing(state)
+        .with_physical_optimizer_rule(Arc::new(CarryExchangeProperties))
+        .build())
 }
 
 /// Builds Ballista's scheduler configuration with Ember's hooks installed.
@@ -138,13 +211,16 @@ pub fn scheduler_config(options: &SchedulerOptions) -> SchedulerConfig {
         .with_grpc_server_max_encoding_message_size(options.grpc_max_message_bytes)
         .with_grpc_client_max_message_size(options.grpc_max_message_bytes)
         .with_override_config_producer(Arc::new(scheduler_session_config))
-        .with_override_session_builder(Arc::new(|config: SessionConfig| {
-            let runtime = ember_core::runtime_env(&config, None)?;
-            ember_core::session_state(config, runtime)
-        }));
+        .with_override_session_builder(Arc::new(scheduler_session_state));
     config.bind_host = options.bind.clone();
     config.scheduling_policy = options.scheduling_policy.ballista();
     config.executor_timeout_seconds = options.executor_timeout_secs;
+    // Heartbeats are checked often; the probe notices a killed executor
+    // sooner still.
+    config.expire_dead_executor_interval_seconds = (options.executor_timeout_secs / 4).clamp(1, 15);
+    // Finished jobs are dropped by Ember's retention (see `retention`), by
+    // time and by count, rather than by one timer per job an hour later.
+    config.finished_job_state_clean_up_interval_seconds = 0;
     config.no_executors_grace_period_seconds = options.executor_timeout_secs;
     config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
     config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));
@@ -155,6 +231,8 @@ pub fn scheduler_config(options: &SchedulerOptions) -> SchedulerConfig {
 pub struct BoundScheduler {
     listener: TcpListener,
     config: SchedulerConfig,
+    probe: Option<ProbeSettings>,
+    retention: RetentionSettings,
 }
 
 impl BoundScheduler {
@@ -173,7 +251,12 @@ impl BoundScheduler {
             .map_err(|source| SchedulerError::Bind { addr, source })?;
         let mut config = scheduler_config(options);
         config.bind_port = local.port();
-        Ok(Self { listener, config })
+        Ok(Self {
+            listener,
+            config,
+            probe: options.probe_settings(),
+            retention: options.retention_settings(),
+        })
     }
 
     /// The address the scheduler listens on.
@@ -184,13 +267,23 @@ impl BoundScheduler {
     /// Serves gRPC, REST and health requests until the future is dropped or
     /// serving fails.
     pub async fn serve(self) -> Result<(), SchedulerError> {
-        self.config.validate()?;
-        let config = Arc::new(self.config);
+        let mut config = self.config;
+        // Idle executors' polls wait for this (see `long_poll`).
+        let work_available = Arc::new(tokio::sync::Notify::new());
+        let notify = work_available.clone();
+        config.on_work_available = Some(Arc::new(move |_reason| notify.notify_waiters()));
+        config.validate()?;
+        let config = Arc::new(config);
         let cluster = BallistaCluster::new_from_config(&config).await?;
         let jobs = cluster.job_state();
         let scheduler =
             create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config).await?;
-        server::serve(self.listener, scheduler, jobs)
+        // Both background tasks end with the runtime that serves.
+        if let Some(probe) = self.probe {
+            tokio::spawn(liveness::ExecutorProbe::new(scheduler.clone(), probe).run());
+        }
+        tokio::spawn(retention::FinishedJobRetention::new(jobs.clone(), self.retention).run());
+        server::serve(self.listener, scheduler, jobs, work_available)
             .await
             .map_err(SchedulerError::Serve)
     }

@@ -30,6 +30,8 @@ use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
+use crate::long_poll::LongPollScheduler;
+
 /// The scheduler as Ballista builds it with Ember's codecs.
 pub(crate) type EmberSchedulerServer = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
 
@@ -41,14 +43,18 @@ const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
 
 /// Builds the router that serves gRPC, REST and health on one port; `jobs`
 /// is the job state Ember's own job routes read.
-pub(crate) fn router(scheduler: EmberSchedulerServer, jobs: Arc<dyn JobState>) -> Router {
+pub(crate) fn router(
+    scheduler: EmberSchedulerServer,
+    jobs: Arc<dyn JobState>,
+    work_available: Arc<tokio::sync::Notify>,
+) -> Router {
     let config = scheduler.state.config.clone();
     let max_decoding = config.grpc_server_max_decoding_message_size as usize;
     let max_encoding = config.grpc_server_max_encoding_message_size as usize;
 
     let mut grpc = RoutesBuilder::default();
     grpc.add_service(
-        SchedulerGrpcServer::new(scheduler.clone())
+        SchedulerGrpcServer::new(LongPollScheduler::new(scheduler.clone(), work_available))
             .max_decoding_message_size(max_decoding)
             .max_encoding_message_size(max_encoding),
     );
@@ -81,8 +87,10 @@ pub(crate) async fn serve(
     listener: TcpListener,
     scheduler: EmberSchedulerServer,
     jobs: Arc<dyn JobState>,
+    work_available: Arc<tokio::sync::Notify>,
 ) -> std::io::Result<()> {
-    let app = router(scheduler, jobs).into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        router(scheduler, jobs, work_available).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).await
 }
 

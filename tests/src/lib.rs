@@ -19,6 +19,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
 use ember::local_cluster::{LocalCluster, LocalClusterOptions};
+use ember::tpcds::{TpcdsGenerator, TpcdsQuery};
 use ember::tpch::TpchGenerator;
 
 /// The directory holding the `ember`, `ember-scheduler` and `ember-executor`
@@ -156,6 +157,45 @@ pub fn generate_tpch(dir: &Path, scale_factor: f64) -> TpchGenerator {
     };
     generator.write_all(dir).expect("TPC-H data generates");
     generator
+}
+
+/// TPC-DS at `scale_factor` as Parquet (two files per fact table), generated
+/// once per build into the target directory and shared by every test that
+/// asks for the same scale. Generation writes into a private directory and
+/// renames it into place, so concurrent tests never see a partial data set.
+pub fn tpcds_data(scale_factor: f64) -> (TpcdsGenerator, PathBuf) {
+    let generator = TpcdsGenerator {
+        scale_factor,
+        parts: 2,
+    };
+    // target/<profile>/deps/<test binary> -> target/tmp
+    let exe = std::env::current_exe().expect("test binary path");
+    let tmp = exe
+        .ancestors()
+        .nth(3)
+        .expect("target/<profile>/deps")
+        .join("tmp");
+    std::fs::create_dir_all(&tmp).expect("target/tmp");
+    let dir = tmp.join(format!("tpcds-sf{scale_factor}"));
+    if !dir.join("web_site").is_dir() {
+        let staging = tempfile::tempdir_in(&tmp).expect("staging dir");
+        generator
+            .write_all(staging.path())
+            .expect("TPC-DS data generates");
+        let staged = staging.keep();
+        if std::fs::rename(&staged, &dir).is_err() {
+            // Another test put the same data in place first.
+            let _ = std::fs::remove_dir_all(&staged);
+        }
+    }
+    (generator, dir)
+}
+
+/// The 99 TPC-DS queries from [`ember::tpcds::default_query_dir`], fetched
+/// by `scripts/fetch-tpcds-queries` (which `scripts/test` runs).
+pub fn tpcds_queries() -> Vec<TpcdsQuery> {
+    let dir = ember::tpcds::default_query_dir();
+    ember::tpcds::load_queries(&dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A plain single-process DataFusion session with the TPC-H tables under

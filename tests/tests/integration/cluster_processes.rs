@@ -387,3 +387,105 @@ fn cluster_local_prints_how_to_connect_and_stops_on_ctrl_c() {
     assert_eq!(status.and_then(|s| s.code()), Some(0));
     assert!(TcpStream::connect(&addr).is_err(), "the scheduler is gone");
 }
+
+/// The process ids of `parent`'s children named `name`.
+fn children_named(parent: u32, name: &str) -> Vec<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        .unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|pid| pid.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == name)
+        })
+        .collect()
+}
+
+/// `ember cluster local` keeps its cluster usable when an executor is
+/// killed: it starts another in its place, says so, and queries run again.
+#[test]
+fn cluster_local_restarts_an_executor_that_dies() {
+    let state = tempfile::tempdir().unwrap();
+    let mut launcher = Command::new(binary("ember"))
+        .args([
+            "cluster",
+            "local",
+            "--executors",
+            "1",
+            "--cores",
+            "1",
+            "--port",
+            "0",
+        ])
+        .arg("--state-dir")
+        .arg(state.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ember cluster local starts");
+    let mut stdout = BufReader::new(launcher.stdout.take().unwrap());
+    let mut addr = None;
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 || line.contains("Press Ctrl-C") {
+            break;
+        }
+        if let Some(rest) = line.trim().strip_prefix("Connect:  ember sql --scheduler ") {
+            addr = Some(rest.to_string());
+        }
+    }
+    let addr = addr.expect("a connect line");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(launcher.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let query = || {
+        run_ember(
+            &[
+                "sql",
+                "--scheduler",
+                &addr,
+                "--format",
+                "csv",
+                "-c",
+                "select 40 + 2 as answer",
+            ],
+            None,
+        )
+    };
+    assert_eq!(query().1, "answer\n42\n");
+
+    let executors = children_named(launcher.id(), "ember-executor");
+    assert_eq!(executors.len(), 1, "one executor child: {executors:?}");
+    unsafe { libc::kill(executors[0] as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let restarted = loop {
+        let line = lines_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the launcher reports the restart");
+        if line.contains("restarted") {
+            break line;
+        }
+    };
+    assert!(
+        restarted.contains("ember-executor 0 exited") && restarted.contains("restarted it"),
+        "{restarted}"
+    );
+    let replacement = children_named(launcher.id(), "ember-executor");
+    assert_eq!(replacement.len(), 1, "{replacement:?}");
+    assert_ne!(replacement[0], executors[0]);
+    let (code, answer, stderr) = query();
+    assert_eq!((code, answer.as_str()), (0, "answer\n42\n"), "{stderr}");
+
+    unsafe { libc::kill(launcher.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while launcher.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the launcher stops on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(children_named(launcher.id(), "ember-executor").is_empty());
+}

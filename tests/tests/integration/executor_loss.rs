@@ -8,7 +8,8 @@
 //! executor left. Two ways to lose it:
 //!
 //! * killed (SIGKILL): fetches from it are refused at once, and the failed
-//!   fetch makes the scheduler rerun the map stage;
+//!   fetch makes the scheduler rerun the map stage; the scheduler's probe
+//!   finds its port closed and removes it within seconds;
 //! * hung (SIGSTOP, as a frozen machine or a network partition): fetches
 //!   stall and only the heartbeat timeout tells the scheduler. This is the
 //!   case Ballista's adaptive planner cannot recover from (see
@@ -156,6 +157,14 @@ async fn query_survives_losing_an_executor(loss: Loss) {
         assert!(
             cluster.exited_process().is_some(),
             "the killed executor is reported as exited"
+        );
+        // Noticed by the scheduler's probe of its Flight port, within
+        // seconds, not by the heartbeat timeout.
+        let log = std::fs::read_to_string(cluster.log_dir().join("scheduler.stderr.log"))
+            .unwrap_or_default();
+        assert!(
+            log.contains("executor lost: removing it"),
+            "the probe removed the killed executor; scheduler log:\n{log}"
         );
     }
 }

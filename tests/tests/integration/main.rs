@@ -13,4 +13,6 @@ mod job_watch;
 mod memory;
 mod quickstart;
 mod s3;
+mod scheduler_soak;
+mod tpcds;
 mod tpch;

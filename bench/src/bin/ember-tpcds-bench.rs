@@ -1,0 +1,125 @@
+//! `ember-tpcds-bench`: the 99 TPC-DS queries on Ember embedded, a local
+//! Ember cluster and single-process DataFusion; one JSON record per engine
+//! and query (see `ember_bench::QueryRecord`). The query texts come from
+//! `scripts/fetch-tpcds-queries` (see `ember::tpcds`).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use ember_bench::{BenchEngine, Suite, measure};
+
+/// The allocator of Ember's own binaries, so that an embedded engine here
+/// holds memory as `ember sql` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Runs the TPC-DS queries and writes their timings as JSON.
+#[derive(Debug, Parser)]
+#[command(name = "ember-tpcds-bench", version)]
+struct Args {
+    /// Directory of the Parquet tables (one folder per table); generated
+    /// there first when missing.
+    #[arg(long)]
+    data: PathBuf,
+    /// Scale factor the data is generated at when --data lacks tables.
+    #[arg(long, default_value_t = 1.0)]
+    scale_factor: f64,
+    /// Directory of the query texts (default: ~/.cache/ember/tpcds-queries,
+    /// or $EMBER_TPCDS_QUERIES).
+    #[arg(long)]
+    query_dir: Option<PathBuf>,
+    /// Engines, comma-separated: embedded, cluster, datafusion.
+    #[arg(
+        long,
+        default_value = "embedded,cluster,datafusion",
+        value_delimiter = ','
+    )]
+    engines: Vec<String>,
+    /// Executors of the cluster engine.
+    #[arg(long, default_value_t = 2)]
+    executors: usize,
+    /// Cores every engine may use.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Runs per query (the median is reported).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Queries to run, comma-separated (default: 1 to 99).
+    #[arg(long, value_delimiter = ',')]
+    queries: Vec<usize>,
+    /// Directory of `ember-scheduler` and `ember-executor` (default: this
+    /// binary's).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where to write the records.
+    #[arg(long)]
+    out: PathBuf,
+    /// Directory to write each result to, as `<engine>-q<N>.json`, for
+    /// `bench/peers/answers.py`.
+    #[arg(long)]
+    answers: Option<PathBuf>,
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let kinds = args
+        .engines
+        .iter()
+        .map(|e| ember_bench::engine_kind(e.trim(), args.executors))
+        .collect::<Result<Vec<_>, _>>()?;
+    let query_dir = args
+        .query_dir
+        .clone()
+        .unwrap_or_else(ember::tpcds::default_query_dir);
+    let numbers: Vec<usize> = if args.queries.is_empty() {
+        (1..=99).collect()
+    } else {
+        args.queries.clone()
+    };
+    let queries = numbers
+        .iter()
+        .map(|&n| ember::tpcds::load_query(&query_dir, n).map_err(|e| format!("--queries: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(dir) = &args.answers {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--answers {}: {e}", dir.display()))?;
+    }
+    Suite::Tpcds
+        .generate(&args.data, args.scale_factor, args.threads.max(2))
+        .map_err(|e| e.to_string())?;
+    let bin_dir = ember_bench::bin_dir(args.bin_dir.as_deref())?;
+    let mut records = Vec::new();
+    for kind in kinds {
+        let engine =
+            BenchEngine::start(kind, Suite::Tpcds, &args.data, args.threads, &bin_dir, None)
+                .await
+                .map_err(|e| format!("{}: {e}", kind.name()))?;
+        for query in &queries {
+            let record = measure(
+                &engine,
+                query.number,
+                &query.statements,
+                args.runs,
+                args.answers.as_deref(),
+            )
+            .await;
+            eprintln!("{}", serde_json::to_string(&record).unwrap_or_default());
+            records.push(record);
+        }
+    }
+    let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+    std::fs::write(&args.out, json).map_err(|e| format!("{}: {e}", args.out.display()))
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(message) = runtime.block_on(run(args)) {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}
