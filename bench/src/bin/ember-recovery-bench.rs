@@ -50,6 +50,11 @@ struct Args {
     /// Where to write the records.
     #[arg(long)]
     out: PathBuf,
+    /// Directory to write each run's rows to (`q18-undisturbed.json`,
+    /// `q18-killed-75-2.json` for the third fraction, ...), to see how a
+    /// changed answer differs.
+    #[arg(long)]
+    answers: Option<PathBuf>,
 }
 
 /// One measured run.
@@ -67,6 +72,8 @@ struct RecoveryRecord {
     ratio: Option<f64>,
     /// Whether its answer is the undisturbed one.
     same_answer: Option<bool>,
+    /// Rows it returned.
+    rows: Option<usize>,
     /// Why it failed, if it did.
     error: Option<String>,
 }
@@ -98,11 +105,21 @@ async fn start_cluster(args: &Args, bin_dir: &std::path::Path) -> Result<Cluster
     })
 }
 
-async fn timed(ctx: &EmberContext, sql: &str) -> Result<(f64, String), String> {
+/// What one run gave: seconds, digest, rows, and the rows as JSON.
+type Timed = (f64, String, usize, String);
+
+async fn timed(ctx: &EmberContext, sql: &str) -> Result<Timed, String> {
     let started = Instant::now();
     let batches = ctx.run_sql(sql).await.map_err(|e| e.to_string())?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok((seconds, result_digest(&batches).map_err(|e| e.to_string())?))
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    let answer = ember_bench::result_answer(&batches).map_err(|e| e.to_string())?;
+    Ok((
+        seconds,
+        result_digest(&batches).map_err(|e| e.to_string())?,
+        rows,
+        answer,
+    ))
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -117,10 +134,15 @@ async fn run(args: Args) -> Result<(), String> {
         let reference = start_cluster(&args, &bin_dir).await?;
         let mut times = Vec::new();
         let mut digest = String::new();
+        let mut rows = 0;
         for _ in 0..args.runs.max(1) {
-            let (seconds, answer) = timed(&reference.ctx, &sql).await?;
+            let (seconds, answer, count, json) = timed(&reference.ctx, &sql).await?;
             times.push(seconds);
             digest = answer;
+            rows = count;
+            if let Some(dir) = &args.answers {
+                let _ = std::fs::write(dir.join(format!("q{query}-undisturbed.json")), json);
+            }
         }
         drop(reference);
         let (median, _, _) = summarize(&times);
@@ -131,11 +153,12 @@ async fn run(args: Args) -> Result<(), String> {
             seconds: Some(median),
             ratio: Some(1.0),
             same_answer: Some(true),
+            rows: Some(rows),
             error: None,
         };
         eprintln!("{}", serde_json::to_string(&record).unwrap_or_default());
         records.push(record);
-        for &fraction in &args.kill_at {
+        for (attempt, &fraction) in args.kill_at.iter().enumerate() {
             let mut cluster = start_cluster(&args, &bin_dir).await?;
             let victim = cluster.cluster.executor_pids()[0];
             let delay = Duration::from_secs_f64(median * fraction);
@@ -150,15 +173,23 @@ async fn run(args: Args) -> Result<(), String> {
             let outcome = running.await.map_err(|e| e.to_string())?;
             let _ = cluster.cluster.exited_process();
             let record = match outcome {
-                Ok((seconds, answer)) => RecoveryRecord {
-                    query,
-                    killed_at_fraction: Some(fraction),
-                    killed_after: Some(killed_after),
-                    seconds: Some(seconds),
-                    ratio: Some(seconds / median),
-                    same_answer: Some(answer == digest),
-                    error: None,
-                },
+                Ok((seconds, answer, rows, json)) => {
+                    if let Some(dir) = &args.answers {
+                        let name =
+                            format!("q{query}-killed-{:.0}-{attempt}.json", fraction * 100.0);
+                        let _ = std::fs::write(dir.join(name), json);
+                    }
+                    RecoveryRecord {
+                        query,
+                        killed_at_fraction: Some(fraction),
+                        killed_after: Some(killed_after),
+                        seconds: Some(seconds),
+                        ratio: Some(seconds / median),
+                        same_answer: Some(answer == digest),
+                        rows: Some(rows),
+                        error: None,
+                    }
+                }
                 Err(e) => RecoveryRecord {
                     query,
                     killed_at_fraction: Some(fraction),
@@ -166,6 +197,7 @@ async fn run(args: Args) -> Result<(), String> {
                     seconds: None,
                     ratio: None,
                     same_answer: None,
+                    rows: None,
                     error: Some(e),
                 },
             };
