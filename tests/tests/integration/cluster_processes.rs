@@ -475,7 +475,15 @@ fn cluster_local_restarts_an_executor_that_dies() {
         restarted.contains("ember-executor 0 exited") && restarted.contains("restarted it"),
         "{restarted}"
     );
-    let replacement = children_named(launcher.id(), "ember-executor");
+    // The new child has its name once it has exec'd its binary.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let replacement = loop {
+        let children = children_named(launcher.id(), "ember-executor");
+        if children.len() == 1 || Instant::now() > deadline {
+            break children;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(replacement.len(), 1, "{replacement:?}");
     assert_ne!(replacement[0], executors[0]);
     let (code, answer, stderr) = query();
