@@ -1,7 +1,7 @@
 //! `ember-bench`: runs the 22 TPC-H queries on Ember embedded, on a local
 //! Ember cluster (one scheduler, N executors on 127.0.0.1) and on
 //! single-process DataFusion of the version Ember embeds, over Parquet data
-//! that `ember datagen tpch` (or [`generate`]) wrote.
+//! that `ember datagen tpch` (or [`Suite::generate`]) wrote.
 //!
 //! Each query is run several times; its [`QueryRecord`] keeps the median,
 //! minimum and maximum time, the peak resident memory of every process of
@@ -152,10 +152,20 @@ impl Suite {
     }
 }
 
-/// Writes TPC-H at `scale_factor` as Parquet under `dir` (`parts` files per
-/// table), unless `dir` already holds every table.
-pub fn generate(dir: &Path, scale_factor: f64, parts: usize) -> Result<(), BenchError> {
-    Suite::Tpch.generate(dir, scale_factor, parts)
+/// Runs a runner's `main` future on a fresh runtime; an error becomes
+/// `error: ...` on standard error and exit status 1.
+pub fn run_main(run: impl std::future::Future<Output = Result<(), String>>) {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(message) = runtime.block_on(run) {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
 }
 
 /// The directory of `ember-scheduler` and `ember-executor`: `given`, else

@@ -235,16 +235,5 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() {
-    let args = Args::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(message) = runtime.block_on(run(args)) {
-        eprintln!("error: {message}");
-        std::process::exit(1);
-    }
+    ember_bench::run_main(run(Args::parse()));
 }

@@ -324,9 +324,14 @@ fn executor_serves_health_and_both_processes_stop_gracefully() {
     );
 }
 
-#[test]
-fn cluster_local_prints_how_to_connect_and_stops_on_ctrl_c() {
-    let state = tempfile::tempdir().unwrap();
+/// Starts `ember cluster local` with one one-core executor and its state
+/// in `state`, reads what it prints up to "Press Ctrl-C", and returns it
+/// with the scheduler address from its connect line and its standard
+/// output, to keep open while it runs.
+fn start_cluster_local(
+    state: &std::path::Path,
+    stderr: Stdio,
+) -> (Child, String, BufReader<std::process::ChildStdout>) {
     let mut launcher = Command::new(binary("ember"))
         .args([
             "cluster",
@@ -339,9 +344,9 @@ fn cluster_local_prints_how_to_connect_and_stops_on_ctrl_c() {
             "0",
         ])
         .arg("--state-dir")
-        .arg(state.path())
+        .arg(state)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("ember cluster local starts");
     let mut stdout = BufReader::new(launcher.stdout.take().unwrap());
@@ -358,6 +363,13 @@ fn cluster_local_prints_how_to_connect_and_stops_on_ctrl_c() {
         printed.push_str(&line);
     }
     let addr = addr.unwrap_or_else(|| panic!("no connect line in: {printed}"));
+    (launcher, addr, stdout)
+}
+
+#[test]
+fn cluster_local_prints_how_to_connect_and_stops_on_ctrl_c() {
+    let state = tempfile::tempdir().unwrap();
+    let (mut launcher, addr, _stdout) = start_cluster_local(state.path(), Stdio::null());
     let (code, stdout_sql, stderr) = run_ember(
         &[
             "sql",
@@ -407,35 +419,7 @@ fn children_named(parent: u32, name: &str) -> Vec<u32> {
 #[test]
 fn cluster_local_restarts_an_executor_that_dies() {
     let state = tempfile::tempdir().unwrap();
-    let mut launcher = Command::new(binary("ember"))
-        .args([
-            "cluster",
-            "local",
-            "--executors",
-            "1",
-            "--cores",
-            "1",
-            "--port",
-            "0",
-        ])
-        .arg("--state-dir")
-        .arg(state.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ember cluster local starts");
-    let mut stdout = BufReader::new(launcher.stdout.take().unwrap());
-    let mut addr = None;
-    loop {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap() == 0 || line.contains("Press Ctrl-C") {
-            break;
-        }
-        if let Some(rest) = line.trim().strip_prefix("Connect:  ember sql --scheduler ") {
-            addr = Some(rest.to_string());
-        }
-    }
-    let addr = addr.expect("a connect line");
+    let (mut launcher, addr, _stdout) = start_cluster_local(state.path(), Stdio::piped());
     let (lines_tx, lines_rx) = std::sync::mpsc::channel();
     let stderr = BufReader::new(launcher.stderr.take().unwrap());
     std::thread::spawn(move || {
