@@ -8,6 +8,7 @@ use ballista_core::planner::scans_only_information_schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::listing::ListingTable;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
@@ -18,6 +19,7 @@ use ember_core::settings_rewrite::SettingsRewrite;
 use ember_memory::SpillTotals;
 
 use crate::copy_options::fold_copy_options;
+use crate::resubmit::ResubmittingQueryPlanner;
 use crate::s3_glob::expand_s3_globs;
 use crate::statement::{
     PreparedStatement, gpu_cache_statement, prepare_statement, with_cached_locations,
@@ -164,6 +166,15 @@ impl EmberContext {
         let runtime = runtime_env_with_registry(stores.clone(), None)?;
         let state = ember_core::session_state(config, runtime)?;
         let session = SessionContext::remote_with_state(&addr.ballista_url(), state).await?;
+        // Queries the scheduler fails for resubmission run again (see
+        // `resubmit`).
+        let state = session.state();
+        let planner = ResubmittingQueryPlanner::new(state.query_planner().clone());
+        let session = SessionContext::new_with_state(
+            SessionStateBuilder::new_from_existing(state)
+                .with_query_planner(Arc::new(planner))
+                .build(),
+        );
         ember_core::apply_cluster_defaults(session.state_ref().write().config_mut());
         // Ballista's client session resets the function lists.
         ember_core::functions::register_into(&session);

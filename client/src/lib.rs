@@ -26,6 +26,7 @@ pub mod error;
 pub mod format;
 pub mod local_cluster;
 pub mod repl;
+pub mod resubmit;
 pub mod runner;
 pub mod s3_glob;
 pub mod script;

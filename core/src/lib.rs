@@ -54,6 +54,7 @@ pub use config::{
 };
 pub use error::{EmberError, Result};
 pub use object_store::{EmberObjectStoreRegistry, runtime_env};
+pub use scheduling::RESUBMIT_MARKER;
 pub use session::{function_registry, session_state};
 
 /// Ember's version, as reported by every binary.

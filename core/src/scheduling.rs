@@ -6,6 +6,13 @@ use std::str::FromStr;
 
 use ballista_core::config::TaskSchedulingPolicy;
 
+/// How a job's failure message starts when the scheduler failed it so that
+/// it runs again from the start: an executor was lost while a stage was
+/// running, and Ballista's recovery would have counted the rows of that
+/// stage's finished tasks twice. Ember's client submits such a query again
+/// (a few times at most); see the scheduler's `stale_outputs` module.
+pub const RESUBMIT_MARKER: &str = "[ember: resubmit]";
+
 /// Whether executors pull tasks or the scheduler pushes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SchedulingPolicy {

@@ -20,6 +20,7 @@ mod liveness;
 mod long_poll;
 mod retention;
 mod server;
+mod stale_outputs;
 
 pub use liveness::ProbeSettings;
 pub use retention::RetentionSettings;
@@ -283,7 +284,12 @@ impl BoundScheduler {
             tokio::spawn(liveness::ExecutorProbe::new(scheduler.clone(), probe).run());
         }
         tokio::spawn(retention::FinishedJobRetention::new(jobs.clone(), self.retention).run());
-        server::serve(self.listener, scheduler, jobs, work_available)
+        let guard = stale_outputs::StaleOutputGuard::default();
+        if scheduler.state.config.is_push_staged_scheduling() {
+            // No poll precedes a pushed task; look as often as a poll would.
+            tokio::spawn(guard.clone().watch(scheduler.clone()));
+        }
+        server::serve(self.listener, scheduler, jobs, work_available, guard)
             .await
             .map_err(SchedulerError::Serve)
     }

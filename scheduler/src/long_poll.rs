@@ -18,17 +18,19 @@
 //! through unchanged.
 
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
 use ballista_core::serde::protobuf::*;
+use futures::{Stream, TryStreamExt};
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use crate::server::EmberSchedulerServer;
+use crate::stale_outputs::StaleOutputGuard;
 
 /// The longest an idle executor's poll is held; Ballista's own retry paths
 /// (a task reset after an executor loss, a failed task queued again) do not
@@ -41,15 +43,24 @@ pub(crate) const MAX_HOLD: Duration = Duration::from_millis(500);
 pub(crate) struct LongPollScheduler {
     inner: EmberSchedulerServer,
     work_available: Arc<Notify>,
+    /// Checked before every poll is answered, so that no task of a job
+    /// whose recovery would count rows twice is handed out.
+    guard: StaleOutputGuard,
 }
 
 impl LongPollScheduler {
     /// Wraps `inner`; `work_available` must be notified (`notify_waiters`)
-    /// whenever tasks become schedulable.
-    pub(crate) fn new(inner: EmberSchedulerServer, work_available: Arc<Notify>) -> Self {
+    /// whenever tasks become schedulable. `guard` is checked before each
+    /// poll is answered and explains the jobs it failed.
+    pub(crate) fn new(
+        inner: EmberSchedulerServer,
+        work_available: Arc<Notify>,
+        guard: StaleOutputGuard,
+    ) -> Self {
         Self {
             inner,
             work_available,
+            guard,
         }
     }
 }
@@ -68,6 +79,40 @@ fn is_idle(params: &PollWorkParams) -> bool {
         .is_some_and(|spec| spec.vcores > 0 && params.num_free_vcores >= spec.vcores)
 }
 
+/// What asking again on an idle executor's behalf takes: its registration
+/// and free slots, without the statuses (the first poll recorded them), and
+/// the connection's address, which Ballista reads where the registration
+/// names no host.
+struct Repoll {
+    params: PollWorkParams,
+    connect_info: Option<ConnectInfo<SocketAddr>>,
+}
+
+impl Repoll {
+    fn of(request: &Request<PollWorkParams>) -> Self {
+        let polled = request.get_ref();
+        Self {
+            params: PollWorkParams {
+                metadata: polled.metadata.clone(),
+                num_free_vcores: polled.num_free_vcores,
+                task_status: Vec::new(),
+            },
+            connect_info: request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .cloned(),
+        }
+    }
+
+    fn request(&self) -> Request<PollWorkParams> {
+        let mut request = Request::new(self.params.clone());
+        if let Some(info) = self.connect_info {
+            request.extensions_mut().insert(info);
+        }
+        request
+    }
+}
+
 /// Whether a `PollWork` answer gives the executor anything to do.
 fn has_work(result: &PollWorkResult) -> bool {
     !result.tasks.is_empty() || !result.jobs_to_clean.is_empty()
@@ -79,12 +124,13 @@ impl SchedulerGrpc for LongPollScheduler {
         &self,
         request: Request<PollWorkParams>,
     ) -> Result<Response<PollWorkResult>, Status> {
-        let connect_info = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .cloned();
-        let params = request.get_ref().clone();
-        let idle = is_idle(&params);
+        // A busy executor's poll (and the statuses it carries) passes
+        // straight through.
+        self.guard.check(&self.inner).await;
+        if !is_idle(request.get_ref()) {
+            return SchedulerGrpc::poll_work(&self.inner, request).await;
+        }
+        let repoll = Repoll::of(&request);
         let deadline = tokio::time::Instant::now() + MAX_HOLD;
         let mut request = request;
         loop {
@@ -93,22 +139,15 @@ impl SchedulerGrpc for LongPollScheduler {
             let mut notified = pin!(self.work_available.notified());
             notified.as_mut().enable();
             let response = SchedulerGrpc::poll_work(&self.inner, request).await?;
-            if !idle || has_work(response.get_ref()) || tokio::time::Instant::now() >= deadline {
+            if has_work(response.get_ref()) || tokio::time::Instant::now() >= deadline {
                 return Ok(response);
             }
             tokio::select! {
                 () = notified => {}
                 () = tokio::time::sleep_until(deadline) => return Ok(response),
             }
-            // The statuses were recorded by the first poll; later ones only
-            // ask for work (and refresh the heartbeat).
-            request = Request::new(PollWorkParams {
-                task_status: Vec::new(),
-                ..params.clone()
-            });
-            if let Some(info) = connect_info {
-                request.extensions_mut().insert(info);
-            }
+            request = repoll.request();
+            self.guard.check(&self.inner).await;
         }
     }
 
@@ -147,13 +186,25 @@ impl SchedulerGrpc for LongPollScheduler {
         SchedulerGrpc::remove_session(&self.inner, request).await
     }
 
-    type ExecuteQueryPushStream = <EmberSchedulerServer as SchedulerGrpc>::ExecuteQueryPushStream;
+    type ExecuteQueryPushStream =
+        Pin<Box<dyn Stream<Item = Result<GetJobStatusResult, Status>> + Send + 'static>>;
 
     async fn execute_query_push(
         &self,
         request: Request<ExecuteQueryParams>,
     ) -> Result<Response<Self::ExecuteQueryPushStream>, Status> {
-        SchedulerGrpc::execute_query_push(&self.inner, request).await
+        let response = SchedulerGrpc::execute_query_push(&self.inner, request).await?;
+        let guard = self.guard.clone();
+        Ok(response.map(|statuses| {
+            let explained = statuses.map_ok(move |mut result| {
+                let job_id = result.status.as_ref().map(|status| status.job_id.clone());
+                if let Some(job_id) = job_id {
+                    guard.explain(&job_id, &mut result);
+                }
+                result
+            });
+            Box::pin(explained) as Self::ExecuteQueryPushStream
+        }))
     }
 
     async fn execute_query(
@@ -167,7 +218,10 @@ impl SchedulerGrpc for LongPollScheduler {
         &self,
         request: Request<GetJobStatusParams>,
     ) -> Result<Response<GetJobStatusResult>, Status> {
-        SchedulerGrpc::get_job_status(&self.inner, request).await
+        let job_id = request.get_ref().job_id.clone();
+        let mut response = SchedulerGrpc::get_job_status(&self.inner, request).await?;
+        self.guard.explain(&job_id, response.get_mut());
+        Ok(response)
     }
 
     async fn get_job_metrics(

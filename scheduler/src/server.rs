@@ -31,6 +31,7 @@ use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use crate::long_poll::LongPollScheduler;
+use crate::stale_outputs::StaleOutputGuard;
 
 /// The scheduler as Ballista builds it with Ember's codecs.
 pub(crate) type EmberSchedulerServer = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
@@ -42,11 +43,13 @@ pub(crate) const REDACTED: &str = "****";
 const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
 
 /// Builds the router that serves gRPC, REST and health on one port; `jobs`
-/// is the job state Ember's own job routes read.
+/// is the job state Ember's own job routes read, `guard` the check that
+/// fails jobs whose recovery would count rows twice.
 pub(crate) fn router(
     scheduler: EmberSchedulerServer,
     jobs: Arc<dyn JobState>,
     work_available: Arc<tokio::sync::Notify>,
+    guard: StaleOutputGuard,
 ) -> Router {
     let config = scheduler.state.config.clone();
     let max_decoding = config.grpc_server_max_decoding_message_size as usize;
@@ -54,9 +57,13 @@ pub(crate) fn router(
 
     let mut grpc = RoutesBuilder::default();
     grpc.add_service(
-        SchedulerGrpcServer::new(LongPollScheduler::new(scheduler.clone(), work_available))
-            .max_decoding_message_size(max_decoding)
-            .max_encoding_message_size(max_encoding),
+        SchedulerGrpcServer::new(LongPollScheduler::new(
+            scheduler.clone(),
+            work_available,
+            guard,
+        ))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(max_encoding),
     );
     if config.enable_embedded_flight_proxy {
         let proxy =
@@ -88,9 +95,10 @@ pub(crate) async fn serve(
     scheduler: EmberSchedulerServer,
     jobs: Arc<dyn JobState>,
     work_available: Arc<tokio::sync::Notify>,
+    guard: StaleOutputGuard,
 ) -> std::io::Result<()> {
-    let app =
-        router(scheduler, jobs, work_available).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(scheduler, jobs, work_available, guard)
+        .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).await
 }
 
