@@ -49,6 +49,16 @@ pub enum ClientError {
         /// The parser's message.
         message: String,
     },
+    /// A statement's expressions nest deeper than
+    /// `ember.max_expression_depth`.
+    #[error(
+        "the statement nests expressions more than {limit} deep (a chain like `1 + 1 + …` \
+         counts a level per operator): split it, or raise ember.max_expression_depth"
+    )]
+    TooDeep {
+        /// The limit it went beyond.
+        limit: u64,
+    },
     /// A query failed to plan or run.
     #[error("{}", describe(.0))]
     Query(#[from] DataFusionError),

@@ -31,6 +31,7 @@ pub mod runner;
 pub mod s3_glob;
 pub mod script;
 pub mod statement;
+pub mod statement_depth;
 pub mod tpcds;
 pub mod tpch;
 pub mod write;

@@ -11,10 +11,12 @@
 use datafusion::execution::session_state::SessionState;
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::Value;
+use ember_core::EmberConfig;
 use ember_core::s3::S3Settings;
 use url::Url;
 
 use crate::error::{ClientError, Result};
+use crate::statement_depth::check_expression_depth;
 
 /// A parsed statement, ready to plan, and the session settings it implies.
 #[derive(Debug)]
@@ -28,9 +30,11 @@ pub struct PreparedStatement {
 /// Parses `sql` with the session's dialect and moves S3 options out of it.
 pub fn prepare_statement(state: &SessionState, sql: &str) -> Result<PreparedStatement> {
     let dialect = state.config().options().sql_parser.dialect;
-    let mut statement = state
+    let statement = state
         .sql_to_statement(sql, &dialect)
         .map_err(ClientError::from_datafusion)?;
+    let limit = EmberConfig::from_session_config(state.config()).max_expression_depth;
+    let mut statement = check_expression_depth(statement, limit)?;
     let (location, options) = match &mut statement {
         Statement::CreateExternalTable(create) => {
             (create.locations.first().cloned(), &mut create.options)

@@ -206,6 +206,13 @@ ember_settings! {
     /// the operators that spill.
     hash_join_memory_percent: u64 = 50,
         "Percent of the memory pool one hash join's build sides may hold before they spill";
+    /// The deepest a statement's expressions may nest; the client refuses
+    /// a deeper statement before planning it. A chain of operators such as
+    /// `1 + 1 + … + 1` nests a level per operator, and planning recurses
+    /// through it: far deeper chains overflowed the stack.
+    max_expression_depth: u64 = 1000,
+        "Deepest a statement's expressions may nest (a level per operator in a chain \
+         like 1 + 1 + ...); deeper statements are refused";
 }
 
 impl ConfigExtension for EmberConfig {

@@ -23,6 +23,22 @@ fn assert_one_line_error(code: i32, stderr: &str, expected_start: &str) {
 }
 
 #[test]
+fn a_statement_nested_too_deeply_is_refused_and_one_within_the_limit_runs() {
+    let sum = |terms: usize| format!("select {} as total", vec!["1"; terms].join(" + "));
+    // 20,000 terms used to overflow the stack and abort the process.
+    let (code, _, stderr) = run_ember(&["sql", "-c", &sum(20_000)], None);
+    assert_one_line_error(
+        code,
+        &stderr,
+        "error: the statement nests expressions more than 1000 deep",
+    );
+    // 1,000 terms nest exactly as deep as the default limit allows.
+    let (code, stdout, stderr) = run_ember(&["sql", "--format", "csv", "-c", &sum(1000)], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "total\n1000\n");
+}
+
+#[test]
 fn command_prints_a_table() {
     let (code, stdout, stderr) = run_ember(&["sql", "-c", "select 1 as one, 'a' as letter"], None);
     assert_eq!(code, 0, "{stderr}");
