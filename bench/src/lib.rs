@@ -168,6 +168,62 @@ pub fn run_main(run: impl std::future::Future<Output = Result<(), String>>) {
     }
 }
 
+/// The flags the suite runners (`ember-tpch-bench`, `ember-tpcds-bench`)
+/// share: which engines run, on how many cores, where the cluster's
+/// binaries are, and where the records and answers go.
+#[derive(Debug, clap::Args)]
+pub struct EngineFlags {
+    /// Engines, comma-separated: embedded, cluster, datafusion.
+    #[arg(
+        long,
+        default_value = "embedded,cluster,datafusion",
+        value_delimiter = ','
+    )]
+    pub engines: Vec<String>,
+    /// Executors of the cluster engine.
+    #[arg(long, default_value_t = 2)]
+    pub executors: usize,
+    /// Cores every engine may use.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Directory of `ember-scheduler` and `ember-executor` (default: this
+    /// binary's).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Where to write the records.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Directory to write each result to, as `<engine>-q<N>.json` (rows as
+    /// JSON lists, numbers unrounded), for `bench/peers/answers.py`.
+    #[arg(long)]
+    pub answers: Option<PathBuf>,
+}
+
+impl EngineFlags {
+    /// The engines `--engines` names.
+    pub fn kinds(&self) -> Result<Vec<EngineKind>, String> {
+        self.engines
+            .iter()
+            .map(|e| engine_kind(e.trim(), self.executors))
+            .collect()
+    }
+
+    /// Creates the `--answers` directory, if one is given.
+    pub fn create_answers_dir(&self) -> Result<(), String> {
+        match &self.answers {
+            Some(dir) => std::fs::create_dir_all(dir)
+                .map_err(|e| format!("--answers {}: {e}", dir.display())),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `records` to `--out` as JSON.
+    pub fn write_records(&self, records: &[QueryRecord]) -> Result<(), String> {
+        let json = serde_json::to_string_pretty(records).map_err(|e| e.to_string())?;
+        std::fs::write(&self.out, json).map_err(|e| format!("{}: {e}", self.out.display()))
+    }
+}
+
 /// The directory of `ember-scheduler` and `ember-executor`: `given`, else
 /// this binary's.
 pub fn bin_dir(given: Option<&Path>) -> Result<PathBuf, String> {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use ember_bench::{BenchEngine, Suite, measure};
+use ember_bench::{BenchEngine, EngineFlags, Suite, measure};
 
 /// The allocator of Ember's own binaries, so that an embedded engine here
 /// holds memory as `ember sql` does.
@@ -24,36 +24,14 @@ struct Args {
     /// and the one Q11's FRACTION is set for (0.0001 / SF).
     #[arg(long, default_value_t = 0.01)]
     scale_factor: f64,
-    /// Engines, comma-separated: embedded, cluster, datafusion.
-    #[arg(
-        long,
-        default_value = "embedded,cluster,datafusion",
-        value_delimiter = ','
-    )]
-    engines: Vec<String>,
-    /// Executors of the cluster engine.
-    #[arg(long, default_value_t = 2)]
-    executors: usize,
-    /// Cores every engine may use.
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
+    #[command(flatten)]
+    engine: EngineFlags,
     /// Runs per query (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Queries to run, comma-separated (default: 1 to 22).
     #[arg(long, value_delimiter = ',')]
     queries: Vec<usize>,
-    /// Directory of `ember-scheduler` and `ember-executor` (default: this
-    /// binary's).
-    #[arg(long)]
-    bin_dir: Option<PathBuf>,
-    /// Where to write the records.
-    #[arg(long)]
-    out: PathBuf,
-    /// Directory to write each result to, as `<engine>-q<N>.json` (rows as
-    /// JSON lists, numbers unrounded), for `bench/peers/answers.py`.
-    #[arg(long)]
-    answers: Option<PathBuf>,
     /// Fail unless every engine ran every query and all gave the same
     /// result digest (the CI smoke run).
     #[arg(long)]
@@ -70,11 +48,7 @@ struct Args {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let kinds = args
-        .engines
-        .iter()
-        .map(|e| ember_bench::engine_kind(e.trim(), args.executors))
-        .collect::<Result<Vec<_>, _>>()?;
+    let kinds = args.engine.kinds()?;
     let queries: Vec<usize> = if args.queries.is_empty() {
         (1..=22).collect()
     } else {
@@ -83,13 +57,11 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(bad) = queries.iter().find(|&&q| ember::tpch::query(q).is_none()) {
         return Err(format!("--queries: there is no TPC-H query {bad}"));
     }
-    if let Some(dir) = &args.answers {
-        std::fs::create_dir_all(dir).map_err(|e| format!("--answers {}: {e}", dir.display()))?;
-    }
+    args.engine.create_answers_dir()?;
     Suite::Tpch
-        .generate(&args.data, args.scale_factor, args.threads.max(2))
+        .generate(&args.data, args.scale_factor, args.engine.threads.max(2))
         .map_err(|e| e.to_string())?;
-    let bin_dir = ember_bench::bin_dir(args.bin_dir.as_deref())?;
+    let bin_dir = ember_bench::bin_dir(args.engine.bin_dir.as_deref())?;
     let memory = match &args.memory {
         Some(text) => {
             let size: ember_memory::ByteSize =
@@ -106,7 +78,7 @@ async fn run(args: Args) -> Result<(), String> {
             kind,
             Suite::Tpch,
             &args.data,
-            args.threads,
+            args.engine.threads,
             &bin_dir,
             memory,
         )
@@ -122,13 +94,19 @@ async fn run(args: Args) -> Result<(), String> {
         }
         for &query in &queries {
             let sql = ember::tpch::query_at_scale(query, args.scale_factor).unwrap_or_default();
-            let record = measure(&engine, query, &[sql], args.runs, args.answers.as_deref()).await;
+            let record = measure(
+                &engine,
+                query,
+                &[sql],
+                args.runs,
+                args.engine.answers.as_deref(),
+            )
+            .await;
             eprintln!("{}", serde_json::to_string(&record).unwrap_or_default());
             records.push(record);
         }
     }
-    let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
-    std::fs::write(&args.out, json).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    args.engine.write_records(&records)?;
     if args.check {
         ember_bench::check(&records, &queries)?;
     }

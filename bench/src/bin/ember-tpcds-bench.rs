@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use ember_bench::{BenchEngine, Suite, measure};
+use ember_bench::{BenchEngine, EngineFlags, Suite, measure};
 
 /// The allocator of Ember's own binaries, so that an embedded engine here
 /// holds memory as `ember sql` does.
@@ -28,44 +28,18 @@ struct Args {
     /// or $EMBER_TPCDS_QUERIES).
     #[arg(long)]
     query_dir: Option<PathBuf>,
-    /// Engines, comma-separated: embedded, cluster, datafusion.
-    #[arg(
-        long,
-        default_value = "embedded,cluster,datafusion",
-        value_delimiter = ','
-    )]
-    engines: Vec<String>,
-    /// Executors of the cluster engine.
-    #[arg(long, default_value_t = 2)]
-    executors: usize,
-    /// Cores every engine may use.
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
+    #[command(flatten)]
+    engine: EngineFlags,
     /// Runs per query (the median is reported).
     #[arg(long, default_value_t = 1)]
     runs: usize,
     /// Queries to run, comma-separated (default: 1 to 99).
     #[arg(long, value_delimiter = ',')]
     queries: Vec<usize>,
-    /// Directory of `ember-scheduler` and `ember-executor` (default: this
-    /// binary's).
-    #[arg(long)]
-    bin_dir: Option<PathBuf>,
-    /// Where to write the records.
-    #[arg(long)]
-    out: PathBuf,
-    /// Directory to write each result to, as `<engine>-q<N>.json`, for
-    /// `bench/peers/answers.py`.
-    #[arg(long)]
-    answers: Option<PathBuf>,
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let kinds = args
-        .engines
-        .iter()
-        .map(|e| ember_bench::engine_kind(e.trim(), args.executors))
-        .collect::<Result<Vec<_>, _>>()?;
+    let kinds = args.engine.kinds()?;
     let query_dir = args
         .query_dir
         .clone()
@@ -79,34 +53,37 @@ async fn run(args: Args) -> Result<(), String> {
         .iter()
         .map(|&n| ember::tpcds::load_query(&query_dir, n).map_err(|e| format!("--queries: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(dir) = &args.answers {
-        std::fs::create_dir_all(dir).map_err(|e| format!("--answers {}: {e}", dir.display()))?;
-    }
+    args.engine.create_answers_dir()?;
     Suite::Tpcds
-        .generate(&args.data, args.scale_factor, args.threads.max(2))
+        .generate(&args.data, args.scale_factor, args.engine.threads.max(2))
         .map_err(|e| e.to_string())?;
-    let bin_dir = ember_bench::bin_dir(args.bin_dir.as_deref())?;
+    let bin_dir = ember_bench::bin_dir(args.engine.bin_dir.as_deref())?;
     let mut records = Vec::new();
     for kind in kinds {
-        let engine =
-            BenchEngine::start(kind, Suite::Tpcds, &args.data, args.threads, &bin_dir, None)
-                .await
-                .map_err(|e| format!("{}: {e}", kind.name()))?;
+        let engine = BenchEngine::start(
+            kind,
+            Suite::Tpcds,
+            &args.data,
+            args.engine.threads,
+            &bin_dir,
+            None,
+        )
+        .await
+        .map_err(|e| format!("{}: {e}", kind.name()))?;
         for query in &queries {
             let record = measure(
                 &engine,
                 query.number,
                 &query.statements,
                 args.runs,
-                args.answers.as_deref(),
+                args.engine.answers.as_deref(),
             )
             .await;
             eprintln!("{}", serde_json::to_string(&record).unwrap_or_default());
             records.push(record);
         }
     }
-    let json = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
-    std::fs::write(&args.out, json).map_err(|e| format!("{}: {e}", args.out.display()))
+    args.engine.write_records(&records)
 }
 
 fn main() {
