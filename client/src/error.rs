@@ -197,6 +197,9 @@ fn parse_position(position: &str) -> Option<(usize, usize)> {
 /// ("Error during planning: ", "External error: ") that say nothing to a user.
 pub fn describe(err: &DataFusionError) -> String {
     let text = match err {
+        // A context that is only an optimizer rule's name (`type_coercion`)
+        // says nothing to a user.
+        DataFusionError::Context(context, inner) if is_rule_name(context) => describe(inner),
         DataFusionError::Context(context, inner) => format!("{context}: {}", describe(inner)),
         DataFusionError::Execution(m) => simplify_job_error(m).unwrap_or_else(|| m.clone()),
         DataFusionError::Plan(m) | DataFusionError::Configuration(m) => m.clone(),
@@ -217,6 +220,13 @@ pub fn describe(err: &DataFusionError) -> String {
         other => other.to_string(),
     };
     one_line(&text)
+}
+
+/// Whether `context` is the name of an analyzer or optimizer rule, as
+/// DataFusion wraps the errors they raise (`type_coercion`,
+/// `ember_checked_arithmetic`).
+fn is_rule_name(context: &str) -> bool {
+    !context.is_empty() && context.chars().all(|c| c.is_ascii_lowercase() || c == '_')
 }
 
 /// An object store's error: Ember's S3 messages as they are (they name the

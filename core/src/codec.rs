@@ -24,6 +24,9 @@ use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF, WindowUDF};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr_common::physical_expr::proto_decode::PhysicalExprDecodeCtx;
+use datafusion::physical_expr_common::physical_expr::proto_encode::PhysicalExprEncodeCtx;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
@@ -34,6 +37,7 @@ use ember_proto::{
 use prost::Message;
 
 use crate::cache::{CACHED_DATASET, CachedDataset};
+use crate::checked_arithmetic::OverflowCheckedExpr;
 use crate::functions::{MAP_PARTITIONS, MapPartitionsTable};
 use crate::memory_table::{MEMORY_TABLE, decode_memory_table, encode_memory_table};
 
@@ -187,6 +191,39 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
             node: Some(physical_extension_envelope::Node::Ballista(inner)),
         };
         encode_envelope(&envelope, buf)
+    }
+
+    fn try_decode_expr(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn PhysicalExpr>],
+        _ctx: &PhysicalExprDecodeCtx<'_>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        match OverflowCheckedExpr::from_wire(buf, inputs)? {
+            Some(expr) => Ok(Arc::new(expr)),
+            None => Err(DataFusionError::Plan(format!(
+                "this process does not know the Ember expression `{}`; \
+                 are the client, scheduler and executors the same Ember version?",
+                String::from_utf8_lossy(buf)
+            ))),
+        }
+    }
+
+    fn try_encode_expr(
+        &self,
+        node: &Arc<dyn PhysicalExpr>,
+        buf: &mut Vec<u8>,
+        _ctx: &PhysicalExprEncodeCtx<'_>,
+    ) -> Result<()> {
+        match node.downcast_ref::<OverflowCheckedExpr>() {
+            Some(checked) => {
+                buf.extend_from_slice(checked.wire_name().as_bytes());
+                Ok(())
+            }
+            None => Err(DataFusionError::NotImplemented(format!(
+                "Ember cannot encode the expression `{node}`"
+            ))),
+        }
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {

@@ -210,6 +210,14 @@ ember_settings! {
     /// a deeper statement before planning it. A chain of operators such as
     /// `1 + 1 + … + 1` nests a level per operator, and planning recurses
     /// through it: far deeper chains overflowed the stack.
+    /// Whether integer and decimal arithmetic is checked: an operation,
+    /// cast or `sum` whose result does not fit its type fails with one line
+    /// naming the expression and the type, instead of wrapping around
+    /// ([`crate::checked_arithmetic`]). Off, arithmetic wraps as in
+    /// DataFusion.
+    checked_arithmetic: bool = true,
+        "Fail on integer and decimal overflow (+ - * / %, unary minus, casts, sum) \
+         instead of wrapping around";
     max_expression_depth: u64 = 1000,
         "Deepest a statement's expressions may nest (a level per operator in a chain \
          like 1 + 1 + ...); deeper statements are refused";

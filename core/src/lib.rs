@@ -10,6 +10,8 @@
 //!   with Ballista's settings and Ember's `ember.*` extension ([`EmberConfig`]);
 //! * [`session`]: the session state (functions, planners) and the function
 //!   registry that executors resolve functions from;
+//! * [`checked_arithmetic`]: integer and decimal arithmetic that fails on
+//!   overflow instead of wrapping, planned and executed alike everywhere;
 //! * [`semi_join`]: Ember's optimizer rule that filters a table by an `IN`
 //!   or `EXISTS` subquery before the joins above it;
 //! * [`object_store`] and [`s3`]: the runtime environment and the
@@ -27,6 +29,7 @@
 
 pub mod address;
 pub mod cache;
+pub mod checked_arithmetic;
 pub mod codec;
 pub mod config;
 pub mod error;

@@ -13,14 +13,20 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;
 
+use crate::checked_arithmetic::CheckedArithmeticRule;
 use crate::semi_join::{FilterAggregateByJoinKeys, PushDownSemiJoin};
+use crate::settings_rewrite::SettingsRewrite;
 use crate::write::EmberQueryPlanner;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 
 /// Builds a session state from a configuration and a runtime environment.
 ///
 /// The state has DataFusion's default planners, optimizer rules, functions
 /// and table formats, plus the functions Ballista adds, Ember's query planner
-/// (which turns file writes into distributed, atomic ones) and two optimizer
+/// (which turns file writes into distributed, atomic ones), the analyzer rule
+/// and physical rule of checked arithmetic ([`CheckedArithmeticRule`],
+/// [`physical_optimizer_rules`]) and two optimizer
 /// rules of Ember's, [`PushDownSemiJoin`] and [`FilterAggregateByJoinKeys`].
 /// Ember's named functions (every
 /// library registered with [`crate::functions::register_library`]) are
@@ -35,8 +41,10 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<
         .with_aggregate_functions(ballista_aggregate_functions())
         .with_window_functions(ballista_window_functions())
         .with_query_planner(Arc::new(EmberQueryPlanner))
+        .with_analyzer_rule(Arc::new(CheckedArithmeticRule))
         .with_optimizer_rule(Arc::new(PushDownSemiJoin))
         .with_optimizer_rule(Arc::new(FilterAggregateByJoinKeys))
+        .with_physical_optimizer_rules(physical_optimizer_rules())
         .build();
     let (scalars, aggregates) = crate::functions::registered_functions();
     for function in scalars {
@@ -46,6 +54,21 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<
         state.register_udaf(function)?;
     }
     Ok(state)
+}
+
+/// DataFusion's physical optimizer rules, with Ember's overflow checks
+/// ([`SettingsRewrite::CHECKED_ARITHMETIC`]) before the first projection
+/// pushdown, which moves projected expressions into file scans: checked
+/// there, they travel inside the scan to the executors (Ember's physical
+/// codec carries them) and file scans evaluate them checked.
+fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == "ProjectionPushdown")
+        .unwrap_or(rules.len());
+    rules.insert(at, Arc::new(SettingsRewrite::CHECKED_ARITHMETIC));
+    rules
 }
 
 /// The function registry executors resolve function names from when they

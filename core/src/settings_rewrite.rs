@@ -40,6 +40,17 @@ impl SettingsRewrite {
         rewrite: crate::memory::adapt_joins_with_settings,
     };
 
+    /// Checks the plan's arithmetic for overflow where
+    /// `ember.checked_arithmetic` is on
+    /// ([`crate::checked_arithmetic::check_overflow_with_settings`]). Every
+    /// session runs it among DataFusion's own physical optimizer rules
+    /// ([`crate::session_state`]), so the checked expressions are in the
+    /// plan the scheduler splits into stages.
+    pub const CHECKED_ARITHMETIC: Self = Self {
+        name: "ember_checked_arithmetic",
+        rewrite: crate::checked_arithmetic::check_overflow_with_settings,
+    };
+
     /// The rewrite's name, for logs and the optimizer.
     pub fn name(&self) -> &'static str {
         self.name

@@ -2,6 +2,7 @@
 //! subset a generated kernel evaluates. Anything else is `Err(reason)`, and
 //! the plan stays on the CPU.
 
+use crate::checked_arithmetic::{CheckedOperation, OverflowCheckedExpr};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
@@ -97,6 +98,16 @@ pub(crate) fn translate(
             }
             (DataType::Decimal128(..), GpuType::Int { .. }) => Ok(inner),
             (other, from) => Err(format!("cast of {from:?} to {other}")),
+        };
+    }
+    if let Some(checked) = expr.downcast_ref::<OverflowCheckedExpr>() {
+        // The GPU kernels report overflow themselves; a negation has no
+        // kernel.
+        return match checked.operation() {
+            CheckedOperation::Arithmetic | CheckedOperation::Cast => {
+                translate(checked.inner(), projection, scan_types, used)
+            }
+            CheckedOperation::Negation => Err(format!("expression `{expr}`")),
         };
     }
     if let Some(not) = expr.downcast_ref::<NotExpr>() {

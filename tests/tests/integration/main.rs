@@ -11,6 +11,7 @@ mod executor_loss;
 mod gpu_rewrite;
 mod job_watch;
 mod memory;
+mod overflow;
 mod quickstart;
 mod s3;
 mod scheduler_soak;

@@ -1,0 +1,74 @@
+//! Checked arithmetic: integer and decimal arithmetic that gives the exact
+//! answer or fails with one line naming the expression and its type, never a
+//! wrapped number, as the `ember.checked_arithmetic` setting (on by default)
+//! says.
+//!
+//! DataFusion wraps on overflow: `9223372036854775807 + 1` is
+//! `-9223372036854775808`, and `sum` over BIGINTs wraps the same way. Ember
+//! checks in three places, so that embedded sessions and clusters agree:
+//!
+//! * [`CheckedArithmeticRule`], an analyzer rule every process's session runs
+//!   (the client, which plans, and the scheduler, which plans again): it
+//!   folds arithmetic on integer literals with checks, so a constant that
+//!   overflows fails at planning instead of being folded into a wrapped
+//!   literal, and it widens `sum` over integers to `DECIMAL(38, 0)`, exact
+//!   for any realistic number of rows, then narrows the result back to the
+//!   type `sum` has, failing where it does not fit;
+//! * [`check_overflow`], a physical rewrite: `+ - * / %` on integers and
+//!   decimals, unary minus on integers, and casts to integer and decimal
+//!   types, in projections, filters and aggregates, become
+//!   [`OverflowCheckedExpr`]s. It runs where a plan is about to execute:
+//!   last among an embedded session's physical optimizer rules, and on each
+//!   stage an executor decodes (the plan encoding does not carry
+//!   DataFusion's `fail_on_overflow` flag, so the scheduler's plan stays
+//!   unchecked and each executor checks its own stages);
+//! * `abs` and casts of literals were checked by DataFusion already.
+//!
+//! `avg` over integers averages in `DOUBLE`, which cannot overflow.
+
+mod expr;
+mod logical;
+mod physical;
+#[cfg(test)]
+mod tests;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::error::DataFusionError;
+
+pub use expr::{CheckedOperation, OverflowCheckedExpr};
+pub use logical::CheckedArithmeticRule;
+pub use physical::{check_overflow, check_overflow_with_settings};
+
+/// The SQL name of a numeric type, as an overflow error names it.
+pub fn sql_type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Int8 => "TINYINT".to_string(),
+        DataType::Int16 => "SMALLINT".to_string(),
+        DataType::Int32 => "INT".to_string(),
+        DataType::Int64 => "BIGINT".to_string(),
+        DataType::UInt8 => "TINYINT UNSIGNED".to_string(),
+        DataType::UInt16 => "SMALLINT UNSIGNED".to_string(),
+        DataType::UInt32 => "INT UNSIGNED".to_string(),
+        DataType::UInt64 => "BIGINT UNSIGNED".to_string(),
+        DataType::Decimal32(p, s)
+        | DataType::Decimal64(p, s)
+        | DataType::Decimal128(p, s)
+        | DataType::Decimal256(p, s) => format!("DECIMAL({p}, {s})"),
+        other => other.to_string(),
+    }
+}
+
+/// The error an overflow gives: one line naming the expression and the type
+/// its result did not fit in.
+pub fn overflow_error(expression: impl std::fmt::Display, data_type: &DataType) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "numeric overflow: the result of `{expression}` does not fit in {} \
+         (SET ember.checked_arithmetic = false wraps around instead)",
+        sql_type_name(data_type)
+    ))
+}
+
+/// Whether arithmetic on `data_type` is checked: integers and decimals.
+fn is_checked_type(data_type: &DataType) -> bool {
+    data_type.is_integer() || data_type.is_decimal()
+}
