@@ -260,7 +260,15 @@ impl EmberContext {
         }
         self.sync_object_stores();
         expand_s3_globs(&mut statement, &self.session.runtime_env()).await?;
-        let state = self.session.state();
+        let mut state = self.session.state();
+        // Spark's dialect sorts NULLs first in ascending order.
+        if let Some(ordering) = self.settings().dialect.default_null_ordering() {
+            state
+                .config_mut()
+                .options_mut()
+                .sql_parser
+                .default_null_ordering = ordering.to_string();
+        }
         let plan = state
             .statement_to_plan(statement)
             .await

@@ -10,6 +10,7 @@ use ember::cli::{Cli, run};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    ember_core::process::deepen_thread_stacks();
     let cli = Cli::parse();
     ember_core::telemetry::init_tracing(&cli.log);
     ember_core::process::block_on_main("error: ", run(cli))

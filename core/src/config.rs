@@ -66,17 +66,25 @@ impl SettingValue for String {
     }
 }
 
-impl SettingValue for GpuMode {
-    fn parse_setting(_key: &str, value: &str) -> DFResult<Self> {
-        value
-            .parse()
-            .map_err(|e: String| datafusion::error::DataFusionError::Configuration(e))
-    }
+/// Settings whose values are one of a few words: parsed by their `FromStr`
+/// (whose error names the choices), shown by their `Display`.
+macro_rules! setting_value_of_words {
+    ($($ty:ty),*) => {$(
+        impl SettingValue for $ty {
+            fn parse_setting(_key: &str, value: &str) -> DFResult<Self> {
+                value
+                    .parse()
+                    .map_err(|e: String| datafusion::error::DataFusionError::Configuration(e))
+            }
 
-    fn show(&self) -> String {
-        self.to_string()
-    }
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
 }
+
+setting_value_of_words!(GpuMode, crate::dialect::Dialect);
 
 /// The id of a distributed write's staging directory: letters, digits, `-`
 /// and `_` only, since it becomes a path segment. Empty means "pick one".
@@ -218,6 +226,12 @@ ember_settings! {
     checked_arithmetic: bool = true,
         "Fail on integer and decimal overflow (+ - * / %, unary minus, casts, sum) \
          instead of wrapping around";
+    /// Whose semantics answers follow: `datafusion` (PostgreSQL-like) or
+    /// `spark` (integer `/` is fractional, NULLs sort first in ascending
+    /// order; [`crate::dialect`]).
+    dialect: crate::dialect::Dialect = crate::dialect::Dialect::DataFusion,
+        "Whose semantics answers follow: datafusion (integer / truncates, NULLs sort last \
+         ascending) or spark (integer / is fractional, NULLs sort first ascending)";
     max_expression_depth: u64 = 1000,
         "Deepest a statement's expressions may nest (a level per operator in a chain \
          like 1 + 1 + ...); deeper statements are refused";

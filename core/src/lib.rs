@@ -12,6 +12,7 @@
 //!   registry that executors resolve functions from;
 //! * [`checked_arithmetic`]: integer and decimal arithmetic that fails on
 //!   overflow instead of wrapping, planned and executed alike everywhere;
+//! * [`dialect`]: Spark's semantics where a session asks for them;
 //! * [`semi_join`]: Ember's optimizer rule that filters a table by an `IN`
 //!   or `EXISTS` subquery before the joins above it;
 //! * [`object_store`] and [`s3`]: the runtime environment and the
@@ -32,6 +33,7 @@ pub mod cache;
 pub mod checked_arithmetic;
 pub mod codec;
 pub mod config;
+pub mod dialect;
 pub mod error;
 pub mod exchange_properties;
 pub mod functions;

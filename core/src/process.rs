@@ -1,12 +1,31 @@
 //! Process plumbing shared by Ember's binaries: the async runtime and the
 //! shutdown signals.
 
+/// The stack of every thread an Ember process runs queries on: planning and
+/// evaluating a deeply nested expression recurse a frame or more per level,
+/// and a 1000-level chain (`ember.max_expression_depth`'s default) needs
+/// more than the 2 MiB threads get by default.
+pub const THREAD_STACK_BYTES: usize = 32 * 1024 * 1024;
+
+/// Gives the threads this process will spawn without naming a stack size
+/// [`THREAD_STACK_BYTES`] (unless `RUST_MIN_STACK` is set already): Ballista's
+/// executor runs tasks on a runtime of its own, whose threads would
+/// otherwise get 2 MiB and overflow on plans the client accepts. Call it
+/// first thing in `main`, before any thread starts.
+pub fn deepen_thread_stacks() {
+    if std::env::var_os("RUST_MIN_STACK").is_none() {
+        // SAFETY: called at the start of `main`, while this is the only
+        // thread, so nothing reads the environment concurrently.
+        unsafe { std::env::set_var("RUST_MIN_STACK", THREAD_STACK_BYTES.to_string()) };
+    }
+}
+
 /// Builds the multi-threaded Tokio runtime every Ember binary runs on (one
-/// worker per core, 32 MiB stacks for deeply nested plans).
+/// worker per core, [`THREAD_STACK_BYTES`] stacks for deeply nested plans).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_stack_size(32 * 1024 * 1024)
+        .thread_stack_size(THREAD_STACK_BYTES)
         .build()
 }
 

@@ -14,6 +14,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;
 
 use crate::checked_arithmetic::CheckedArithmeticRule;
+use crate::dialect::SparkSemanticsRule;
 use crate::semi_join::{FilterAggregateByJoinKeys, PushDownSemiJoin};
 use crate::settings_rewrite::SettingsRewrite;
 use crate::write::EmberQueryPlanner;
@@ -25,8 +26,9 @@ use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 /// The state has DataFusion's default planners, optimizer rules, functions
 /// and table formats, plus the functions Ballista adds, Ember's query planner
 /// (which turns file writes into distributed, atomic ones), the analyzer rule
-/// and physical rule of checked arithmetic ([`CheckedArithmeticRule`],
-/// [`physical_optimizer_rules`]) and two optimizer
+/// rule of Spark's semantics ([`SparkSemanticsRule`], where `ember.dialect`
+/// asks for them), the analyzer and physical rule of checked arithmetic
+/// ([`CheckedArithmeticRule`], [`physical_optimizer_rules`]) and two optimizer
 /// rules of Ember's, [`PushDownSemiJoin`] and [`FilterAggregateByJoinKeys`].
 /// Ember's named functions (every
 /// library registered with [`crate::functions::register_library`]) are
@@ -41,6 +43,7 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<
         .with_aggregate_functions(ballista_aggregate_functions())
         .with_window_functions(ballista_window_functions())
         .with_query_planner(Arc::new(EmberQueryPlanner))
+        .with_analyzer_rule(Arc::new(SparkSemanticsRule))
         .with_analyzer_rule(Arc::new(CheckedArithmeticRule))
         .with_optimizer_rule(Arc::new(PushDownSemiJoin))
         .with_optimizer_rule(Arc::new(FilterAggregateByJoinKeys))

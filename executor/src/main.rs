@@ -21,6 +21,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    ember_core::process::deepen_thread_stacks();
     let cli = Cli::parse();
     if cli.options.memory.is_some() {
         // A process given a memory budget keeps to it.

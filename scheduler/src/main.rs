@@ -21,6 +21,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    ember_core::process::deepen_thread_stacks();
     let cli = Cli::parse();
     ember_core::telemetry::init_tracing(&cli.log);
     ember_core::process::block_on_main("ember-scheduler: ", run(cli.options))

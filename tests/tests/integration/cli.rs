@@ -39,6 +39,27 @@ fn a_statement_nested_too_deeply_is_refused_and_one_within_the_limit_runs() {
 }
 
 #[test]
+fn the_spark_dialect_divides_integers_into_fractions_and_sorts_nulls_first() {
+    let queries = "SELECT 7 / 2 AS q; \
+        SELECT x FROM (VALUES (2), (NULL), (1)) AS t(x) ORDER BY x; \
+        SELECT x FROM (VALUES (2), (NULL), (1)) AS t(x) ORDER BY x DESC;";
+    let (code, stdout, stderr) = run_ember(&["sql", "--format", "csv", "-c", queries], None);
+    assert_eq!(code, 0, "{stderr}");
+    // CSV writes a lone NULL as `""`.
+    assert_eq!(stdout, "q\n3\nx\n1\n2\n\"\"\nx\n\"\"\n2\n1\n");
+    let spark = format!("SET ember.dialect = 'spark'; {queries}");
+    let (code, stdout, stderr) = run_ember(&["sql", "--format", "csv", "-c", &spark], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "q\n3.5\nx\n\"\"\n1\n2\nx\n2\n1\n\"\"\n");
+    let (code, _, stderr) = run_ember(
+        &["sql", "-c", "SET ember.dialect = 'spark'; SELECT 1 / 0"],
+        None,
+    );
+    assert_one_line_error(code, &stderr, "error: ");
+    assert!(stderr.contains("Divide by zero"), "{stderr}");
+}
+
+#[test]
 fn command_prints_a_table() {
     let (code, stdout, stderr) = run_ember(&["sql", "-c", "select 1 as one, 'a' as letter"], None);
     assert_eq!(code, 0, "{stderr}");

@@ -481,3 +481,32 @@ fn cluster_local_restarts_an_executor_that_dies() {
     }
     assert!(children_named(launcher.id(), "ember-executor").is_empty());
 }
+
+/// A chain of 1,000 terms nests as deep as the client allows
+/// (`ember.max_expression_depth`): the executors that evaluate it, on
+/// Ballista's task threads, have the stack for it, and answer as embedded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_as_deep_as_the_client_allows_runs_on_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("n.csv"), "x\n1\n2\n3\n").unwrap();
+    let sql = format!(
+        "CREATE EXTERNAL TABLE n (x BIGINT) STORED AS CSV LOCATION '{}' \
+         OPTIONS ('format.has_header' 'true'); SELECT {} AS total FROM n ORDER BY total",
+        dir.path().join("n.csv").display(),
+        vec!["x"; 1000].join(" + ")
+    );
+    let expected = "total\n1000\n2000\n3000\n";
+    let (code, embedded, stderr) = run_ember(&["sql", "--format", "csv", "-c", &sql], None);
+    assert_eq!((code, embedded.as_str()), (0, expected), "{stderr}");
+    let cluster = start_cluster(2).await;
+    let addr = cluster.address().to_string();
+    let (code, distributed, stderr) = tokio::task::spawn_blocking(move || {
+        run_ember(
+            &["sql", "--scheduler", &addr, "--format", "csv", "-c", &sql],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((code, distributed.as_str()), (0, expected), "{stderr}");
+}

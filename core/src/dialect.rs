@@ -1,0 +1,212 @@
+//! Whose semantics answers follow: DataFusion's (PostgreSQL-like, the
+//! default) or Spark's, as the `ember.dialect` setting says.
+//!
+//! Under `spark`, the differences that change answers are applied:
+//!
+//! * `/` on integers is fractional (`7 / 2` is `3.5`, a `DOUBLE`), and a
+//!   zero divisor is still an error, as in Spark's ANSI mode
+//!   ([`SparkSemanticsRule`]);
+//! * `ORDER BY` without `NULLS FIRST`/`LAST` puts NULLs first in ascending
+//!   and last in descending order ([`Dialect::default_null_ordering`],
+//!   which the client plans SQL with).
+//!
+//! Overflow fails in both (see [`crate::checked_arithmetic`]), as in Spark's
+//! ANSI mode. `docs/semantics.md` lists every difference.
+
+use std::fmt;
+use std::str::FromStr;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::config::ConfigOptions;
+use datafusion::error::Result;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator, cast, lit, when,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+use crate::config::EmberConfig;
+
+/// Whose semantics a session's answers follow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// DataFusion's: integer division truncates, NULLs sort last in
+    /// ascending order (as in PostgreSQL).
+    #[default]
+    DataFusion,
+    /// Spark's (ANSI mode, Spark 4's default).
+    Spark,
+}
+
+impl Dialect {
+    /// The `datafusion.sql_parser.default_null_ordering` SQL is planned with
+    /// under this dialect; `None` keeps the session's.
+    pub fn default_null_ordering(self) -> Option<&'static str> {
+        match self {
+            Dialect::DataFusion => None,
+            Dialect::Spark => Some("nulls_min"),
+        }
+    }
+}
+
+impl FromStr for Dialect {
+    type Err = String;
+
+    fn from_str(value: &str) -> std::result::Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "datafusion" | "default" | "postgres" => Ok(Dialect::DataFusion),
+            "spark" => Ok(Dialect::Spark),
+            other => Err(format!(
+                "`ember.dialect` must be datafusion or spark, not `{other}`"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dialect::DataFusion => "datafusion",
+            Dialect::Spark => "spark",
+        })
+    }
+}
+
+/// The analyzer rule of Spark's semantics, where `ember.dialect` is
+/// `spark` (after type coercion, so every type is known): `a / b` on
+/// integers becomes `CASE WHEN b = 0 THEN CAST(a / b AS DOUBLE) ELSE
+/// CAST(a AS DOUBLE) / CAST(b AS DOUBLE) END`, fractional, and failing on a
+/// zero divisor through the integer division, which DataFusion's does.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SparkSemanticsRule;
+
+impl AnalyzerRule for SparkSemanticsRule {
+    fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
+        let dialect = config
+            .extensions
+            .get::<EmberConfig>()
+            .map(|settings| settings.dialect)
+            .unwrap_or_default();
+        if dialect != Dialect::Spark {
+            return Ok(plan);
+        }
+        plan.transform_up_with_subqueries(|node| {
+            let names = NamePreserver::new(&node);
+            // The columns the node's expressions may name: its inputs'.
+            let mut schema = DFSchema::empty();
+            for input in node.inputs() {
+                schema.merge(input.schema());
+            }
+            // A division's type changes, and with it the schema of every
+            // node above; each is recomputed from its inputs'.
+            node.map_expressions(|expr| {
+                let name = names.save(&expr);
+                let rewritten = expr.transform_up(|expr| fractional_division(expr, &schema))?;
+                Ok(rewritten.update_data(|expr| name.restore(expr)))
+            })?
+            .map_data(|node| node.recompute_schema())
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "ember_spark_semantics"
+    }
+}
+
+/// `expr` as Spark divides, when it is a division of integers.
+fn fractional_division(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Divide,
+        right,
+    }) = &expr
+    else {
+        return Ok(Transformed::no(expr));
+    };
+    let integer_type = |operand: &Expr| operand.get_type(schema).ok().filter(DataType::is_integer);
+    let (Some(_), Some(divisor_type)) = (integer_type(left), integer_type(right)) else {
+        return Ok(Transformed::no(expr));
+    };
+    let (left, right) = (left.as_ref().clone(), right.as_ref().clone());
+    // Type coercion has run: the zero must have the divisor's type.
+    let zero_divisor = right.clone().eq(lit(ScalarValue::new_zero(&divisor_type)?));
+    let fraction = cast(left.clone(), DataType::Float64) / cast(right.clone(), DataType::Float64);
+    let truncated = cast(left / right, DataType::Float64);
+    Ok(Transformed::yes(
+        when(zero_divisor, truncated).otherwise(fraction)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, Float64Array, Int64Array};
+    use datafusion::prelude::SessionContext;
+
+    use crate::{object_store::runtime_env, session_config, session_state};
+
+    fn context() -> SessionContext {
+        let config = session_config();
+        let runtime = runtime_env(&config, None).unwrap();
+        SessionContext::new_with_state(session_state(config, runtime).unwrap())
+    }
+
+    async fn column(context: &SessionContext, sql: &str) -> std::sync::Arc<dyn Array> {
+        let batches = context.sql(sql).await.unwrap().collect().await.unwrap();
+        std::sync::Arc::clone(batches[0].column(0))
+    }
+
+    #[tokio::test]
+    async fn spark_divides_integers_into_fractions_and_still_fails_on_zero() {
+        let context = context();
+        let truncated = column(&context, "SELECT 7 / 2 AS q").await;
+        let truncated = truncated.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(truncated.value(0), 3);
+
+        context.sql("SET ember.dialect = 'spark'").await.unwrap();
+        let sql = "SELECT x / y AS q FROM (VALUES (7, 2), (-7, 2), (1, 3), (NULL, 0)) AS t(x, y) ORDER BY x";
+        let fraction = column(&context, sql).await;
+        let fraction = fraction.as_any().downcast_ref::<Float64Array>().unwrap();
+        let values: Vec<Option<f64>> = fraction.iter().collect();
+        assert_eq!(values, vec![Some(-3.5), Some(1.0 / 3.0), Some(3.5), None]);
+        let constant = column(&context, "SELECT 7 / 2 AS q").await;
+        assert_eq!(
+            constant
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .value(0),
+            3.5
+        );
+        for sql in [
+            "SELECT 7 / 0",
+            "SELECT x / y FROM (VALUES (1, 0)) AS t(x, y)",
+        ] {
+            let result = match context.sql(sql).await {
+                Ok(frame) => frame.collect().await.map(|_| ()),
+                Err(error) => Err(error),
+            };
+            let error = result.unwrap_err().to_string();
+            assert!(error.contains("Divide by zero"), "{sql}: {error}");
+        }
+        // Decimals and floats divide as before.
+        let decimal = column(&context, "SELECT CAST(7 AS DECIMAL(5, 0)) / 2 AS q").await;
+        assert!(matches!(
+            decimal.data_type(),
+            datafusion::arrow::datatypes::DataType::Decimal128(..)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_dialect_is_refused_naming_the_choices() {
+        let context = context();
+        let error = context
+            .sql("SET ember.dialect = 'mysql'")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("datafusion or spark"), "{error}");
+    }
+}
