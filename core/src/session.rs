@@ -13,11 +13,12 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;
 
-use crate::checked_arithmetic::CheckedArithmeticRule;
+use crate::checked_arithmetic::{CheckedArithmeticRule, CheckedConstantFolding};
 use crate::dialect::SparkSemanticsRule;
 use crate::semi_join::{FilterAggregateByJoinKeys, PushDownSemiJoin};
 use crate::settings_rewrite::SettingsRewrite;
 use crate::write::EmberQueryPlanner;
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 
@@ -47,6 +48,7 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<
         .with_analyzer_rule(Arc::new(CheckedArithmeticRule))
         .with_optimizer_rule(Arc::new(PushDownSemiJoin))
         .with_optimizer_rule(Arc::new(FilterAggregateByJoinKeys))
+        .with_optimizer_rules(optimizer_rules())
         .with_physical_optimizer_rules(physical_optimizer_rules())
         .build();
     let (scalars, aggregates) = crate::functions::registered_functions();
@@ -57,6 +59,19 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<
         state.register_udaf(function)?;
     }
     Ok(state)
+}
+
+/// DataFusion's logical optimizer rules, with Ember's checked constant
+/// folding ([`CheckedConstantFolding`]) just before its expression
+/// simplifier, which would fold overflowing constants wrapping around.
+fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules = Optimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == "simplify_expressions")
+        .unwrap_or(0);
+    rules.insert(at, Arc::new(CheckedConstantFolding));
+    rules
 }
 
 /// DataFusion's physical optimizer rules, with Ember's overflow checks

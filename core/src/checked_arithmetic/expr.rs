@@ -5,8 +5,11 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::compute::kernels::numeric::neg;
-use datafusion::arrow::datatypes::{DataType, FieldRef, Schema};
+use datafusion::arrow::datatypes::{
+    DECIMAL128_MAX_PRECISION, DataType, Decimal128Type, FieldRef, Schema,
+};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
@@ -218,13 +221,27 @@ impl OverflowCheckedExpr {
     }
 
     fn evaluate_arithmetic(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        self.inner.evaluate(batch).map_err(|error| {
+        let value = self.inner.evaluate(batch).map_err(|error| {
             if is_arrow_overflow(&error) {
                 self.overflow(batch.schema_ref())
             } else {
                 error
             }
-        })
+        })?;
+        // Arrow checks a decimal result for overflowing 128 bits, not for
+        // overflowing its precision. Below the largest precision the result
+        // type holds any result of its operands; at it, the result may not.
+        if let DataType::Decimal128(DECIMAL128_MAX_PRECISION, _) = value.data_type() {
+            let array = value.to_array(1)?;
+            if array
+                .as_primitive::<Decimal128Type>()
+                .validate_decimal_precision(DECIMAL128_MAX_PRECISION)
+                .is_err()
+            {
+                return Err(self.overflow(batch.schema_ref()));
+            }
+        }
+        Ok(value)
     }
 
     fn evaluate_negation(&self, batch: &RecordBatch) -> Result<ColumnarValue> {

@@ -15,7 +15,7 @@ use datafusion::logical_expr::{
     Aggregate, BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator, Projection, Window,
     WindowFunctionDefinition, cast,
 };
-use datafusion::optimizer::AnalyzerRule;
+use datafusion::optimizer::{AnalyzerRule, OptimizerConfig, OptimizerRule};
 
 use super::overflow_error;
 use crate::config::EmberConfig;
@@ -48,14 +48,7 @@ impl AnalyzerRule for CheckedArithmeticRule {
             return Ok(plan);
         }
         plan.transform_up_with_subqueries(|node| {
-            // Folding renames an expression (`1 + 1` becomes `2`); the
-            // node's columns keep their names.
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|expr| {
-                let name = names.save(&expr);
-                Ok(fold_literal_arithmetic(expr)?.update_data(|expr| name.restore(expr)))
-            })?
-            .transform_data(widen_integer_sums)
+            fold_node_literals(node)?.transform_data(widen_integer_sums)
         })
         .map(|t| t.data)
     }
@@ -63,6 +56,48 @@ impl AnalyzerRule for CheckedArithmeticRule {
     fn name(&self) -> &str {
         "ember_checked_arithmetic"
     }
+}
+
+/// The optimizer rule of checked arithmetic, where `ember.checked_arithmetic`
+/// is on: it folds arithmetic on integer literals with checks, as
+/// [`CheckedArithmeticRule`] does, just before DataFusion's expression
+/// simplifier in each optimizer pass ([`crate::session_state`] places it).
+/// Optimization brings constants together that the analyzer saw apart
+/// (`SELECT d + 1 FROM (SELECT 9223372036854775807 AS d)` once projections
+/// merge), and the simplifier would fold them wrapping around.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CheckedConstantFolding;
+
+impl OptimizerRule for CheckedConstantFolding {
+    fn name(&self) -> &str {
+        "ember_checked_constant_folding"
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let checked = config
+            .options()
+            .extensions
+            .get::<EmberConfig>()
+            .is_none_or(|settings| settings.checked_arithmetic);
+        if !checked {
+            return Ok(Transformed::no(plan));
+        }
+        plan.transform_up_with_subqueries(fold_node_literals)
+    }
+}
+
+/// `node` with the integer literal arithmetic of its expressions folded;
+/// its columns keep their names (`1 + 1` would otherwise become `2`).
+fn fold_node_literals(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let names = NamePreserver::new(&node);
+    node.map_expressions(|expr| {
+        let name = names.save(&expr);
+        Ok(fold_literal_arithmetic(expr)?.update_data(|expr| name.restore(expr)))
+    })
 }
 
 /// `expr` with arithmetic on integer literals folded, children first

@@ -14,14 +14,18 @@
 //!   literal, and it widens `sum` over integers to `DECIMAL(38, 0)`, exact
 //!   for any realistic number of rows, then narrows the result back to the
 //!   type `sum` has, failing where it does not fit;
+//! * [`CheckedConstantFolding`], an optimizer rule just before DataFusion's
+//!   expression simplifier, folds integer literals the same way once
+//!   optimization has brought them together (merged projections);
 //! * [`check_overflow`], a physical rewrite: `+ - * / %` on integers and
 //!   decimals, unary minus on integers, and casts to integer and decimal
 //!   types, in projections, filters and aggregates, become
-//!   [`OverflowCheckedExpr`]s. It runs where a plan is about to execute:
-//!   last among an embedded session's physical optimizer rules, and on each
-//!   stage an executor decodes (the plan encoding does not carry
-//!   DataFusion's `fail_on_overflow` flag, so the scheduler's plan stays
-//!   unchecked and each executor checks its own stages);
+//!   [`OverflowCheckedExpr`]s, and a decimal result at the largest
+//!   precision is checked against it. Every session runs it among
+//!   DataFusion's physical optimizer rules, before projection pushdown
+//!   moves expressions into file scans; Ember's physical codec carries the
+//!   checked expressions from the scheduler to the executors (a chain of
+//!   one operator flat, as DataFusion encodes its own);
 //! * `abs` and casts of literals were checked by DataFusion already.
 //!
 //! `avg` over integers averages in `DOUBLE`, which cannot overflow.
@@ -36,7 +40,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::error::DataFusionError;
 
 pub use expr::{CheckedOperation, OverflowCheckedExpr};
-pub use logical::CheckedArithmeticRule;
+pub use logical::{CheckedArithmeticRule, CheckedConstantFolding};
 pub use physical::{check_overflow, check_overflow_with_settings};
 
 /// The SQL name of a numeric type, as an overflow error names it.

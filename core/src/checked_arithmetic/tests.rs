@@ -114,6 +114,42 @@ async fn column_arithmetic_that_overflows_fails_naming_the_expression() {
 }
 
 #[tokio::test]
+async fn a_decimal_beyond_its_precision_fails() {
+    let context = context();
+    // `big` squared (about 8.5e37) fits DECIMAL(38, 0); twice that fits 128
+    // bits but not 38 digits.
+    let square = "CAST(big AS DECIMAL(38, 0)) * CAST(big AS DECIMAL(38, 0))";
+    let sql = format!("SELECT {square} + {square} FROM t WHERE k = 1");
+    let error = error_of(&context, &sql).await;
+    assert!(
+        error.contains("numeric overflow") && error.contains("DECIMAL(38, 0)"),
+        "{error}"
+    );
+    let sql = format!("SELECT CAST({square} AS VARCHAR) FROM t WHERE k = 1 LIMIT 1");
+    let batches = context.sql(&sql).await.unwrap().collect().await.unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap();
+    assert!(
+        text.to_string()
+            .contains("85070591730234615847396907784232501249"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn constants_that_meet_only_after_optimization_are_checked_too() {
+    let context = context();
+    let error = error_of(
+        &context,
+        "SELECT d + 1 FROM (SELECT 9223372036854775807 AS d)",
+    )
+    .await;
+    assert!(
+        error.contains("numeric overflow") && error.contains("BIGINT"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn sum_over_integers_is_exact_or_fails() {
     let context = context();
     let error = error_of(&context, "SELECT sum(big) FROM t WHERE big > 0").await;
