@@ -274,8 +274,14 @@ impl EmberConfig {
     /// Reads Ember's settings from a session configuration, or the defaults
     /// when the extension is not registered.
     pub fn from_session_config(config: &SessionConfig) -> Self {
-        config
-            .options()
+        Self::from_options(config.options())
+    }
+
+    /// Reads Ember's settings from a session's options (as optimizer and
+    /// analyzer rules are given them), or the defaults when the extension is
+    /// not registered.
+    pub fn from_options(options: &datafusion::config::ConfigOptions) -> Self {
+        options
             .extensions
             .get::<EmberConfig>()
             .cloned()

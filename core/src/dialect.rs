@@ -84,12 +84,7 @@ pub struct SparkSemanticsRule;
 
 impl AnalyzerRule for SparkSemanticsRule {
     fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
-        let dialect = config
-            .extensions
-            .get::<EmberConfig>()
-            .map(|settings| settings.dialect)
-            .unwrap_or_default();
-        if dialect != Dialect::Spark {
+        if EmberConfig::from_options(config).dialect != Dialect::Spark {
             return Ok(plan);
         }
         plan.transform_up_with_subqueries(|node| {

@@ -75,11 +75,7 @@ impl OptimizerRule for PushDownSemiJoin {
 /// Whether the session lets Ember's semi-join rules rewrite plans
 /// (`ember.push_down_semi_joins`, on unless set off).
 fn enabled(config: &dyn OptimizerConfig) -> bool {
-    config
-        .options()
-        .extensions
-        .get::<EmberConfig>()
-        .is_none_or(|ember| ember.push_down_semi_joins)
+    EmberConfig::from_options(&config.options()).push_down_semi_joins
 }
 
 /// The columns of the semi join's left input that its keys and condition

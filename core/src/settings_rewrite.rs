@@ -72,12 +72,7 @@ impl PhysicalOptimizerRule for SettingsRewrite {
         plan: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let settings = config
-            .extensions
-            .get::<EmberConfig>()
-            .cloned()
-            .unwrap_or_default();
-        self.apply(plan, &settings)
+        self.apply(plan, &EmberConfig::from_options(config))
     }
 
     fn name(&self) -> &str {

@@ -40,11 +40,7 @@ pub struct CheckedArithmeticRule;
 
 impl AnalyzerRule for CheckedArithmeticRule {
     fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
-        let checked = config
-            .extensions
-            .get::<EmberConfig>()
-            .is_none_or(|settings| settings.checked_arithmetic);
-        if !checked {
+        if !EmberConfig::from_options(config).checked_arithmetic {
             return Ok(plan);
         }
         plan.transform_up_with_subqueries(|node| {
@@ -78,12 +74,7 @@ impl OptimizerRule for CheckedConstantFolding {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let checked = config
-            .options()
-            .extensions
-            .get::<EmberConfig>()
-            .is_none_or(|settings| settings.checked_arithmetic);
-        if !checked {
+        if !EmberConfig::from_options(&config.options()).checked_arithmetic {
             return Ok(Transformed::no(plan));
         }
         plan.transform_up_with_subqueries(fold_node_literals)
