@@ -222,11 +222,16 @@ pub fn describe(err: &DataFusionError) -> String {
     one_line(&text)
 }
 
-/// Whether `context` is the name of an analyzer or optimizer rule, as
-/// DataFusion wraps the errors they raise (`type_coercion`,
-/// `ember_checked_arithmetic`).
+/// Whether `context` only names the analyzer or optimizer rule that raised
+/// the error, as DataFusion wraps their errors: the analyzer with the rule's
+/// name (`type_coercion`), the optimizer with `Optimizer rule 'NAME'
+/// failed`.
 fn is_rule_name(context: &str) -> bool {
-    !context.is_empty() && context.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+    let name = context
+        .strip_prefix("Optimizer rule '")
+        .and_then(|rest| rest.strip_suffix("' failed"))
+        .unwrap_or(context);
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
 }
 
 /// An object store's error: Ember's S3 messages as they are (they name the

@@ -31,6 +31,10 @@ const OVERFLOWS: &[(&str, &[&str])] = &[
         &["`9223372036854775807 + 1`", "BIGINT"],
     ),
     ("SELECT CAST(2147483647 AS INT) + CAST(1 AS INT)", &["INT"]),
+    (
+        "SELECT d + 1 FROM (SELECT 9223372036854775807 AS d)",
+        &["error: numeric overflow", "BIGINT"],
+    ),
     ("SELECT x + 1 FROM numbers", &["`x + 1`", "BIGINT"]),
     ("SELECT -x FROM numbers", &["x", "BIGINT"]),
     (
