@@ -6,11 +6,13 @@ use std::time::Duration;
 use ballista::prelude::SessionContextExt;
 use ballista_core::planner::scans_only_information_schema;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::DataFusionError;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::listing::ListingTable;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use ember_core::EmberConfig;
 use ember_core::object_store::{EmberObjectStoreRegistry, runtime_env_with_registry};
@@ -24,6 +26,7 @@ use crate::s3_glob::expand_s3_globs;
 use crate::statement::{
     PreparedStatement, gpu_cache_statement, prepare_statement, with_cached_locations,
 };
+use crate::table_files::check_parquet_footers;
 use crate::write::PendingWrite;
 
 use crate::cluster::{SchedulerAddress, cancel_jobs_named, check_reachable, wait_for_executors};
@@ -280,12 +283,29 @@ impl EmberContext {
                 .read_empty()
                 .map_err(ClientError::from_datafusion);
         }
+        let created = match &plan {
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) => {
+                check_parquet_footers(&state, create).await?;
+                Some((create.name.to_string(), create.locations.join(", ")))
+            }
+            _ => None,
+        };
         let (plan, statement_settings) = fold_copy_options(&state, plan)?;
-        let frame = self
-            .session
-            .execute_logical_plan(plan)
-            .await
-            .map_err(ClientError::from_datafusion)?;
+        let frame =
+            self.session
+                .execute_logical_plan(plan)
+                .await
+                .map_err(|source| match created {
+                    // A table's files are read here: say which table and where.
+                    Some((name, location)) if !matches!(source, DataFusionError::SQL(..)) => {
+                        ClientError::CreateTable {
+                            name,
+                            location,
+                            source,
+                        }
+                    }
+                    _ => ClientError::from_datafusion(source),
+                })?;
         let frame = with_settings(frame, &statement_settings)?;
         // A `SET s3.…` took effect while planning.
         self.sync_object_stores();

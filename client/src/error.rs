@@ -79,6 +79,24 @@ pub enum ClientError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A table's file is not what its format needs.
+    #[error("{path}: {reason}")]
+    BadFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A table could not be created from its files.
+    #[error("cannot create table `{name}` from {location}: {}", describe(.source))]
+    CreateTable {
+        /// The table.
+        name: String,
+        /// Its location.
+        location: String,
+        /// The cause.
+        source: DataFusionError,
+    },
     /// Results could not be written.
     #[error("cannot write results: {0}")]
     Output(String),

@@ -25,6 +25,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use ember_core::RESUBMIT_MARKER;
+
+use crate::empty_relation::with_portable_empty_relations;
 use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 
@@ -33,7 +35,9 @@ use tracing::warn;
 pub const MAX_RESUBMISSIONS: usize = 3;
 
 /// A query planner that runs every plan of `inner` in a
-/// [`ResubmittingExec`].
+/// [`ResubmittingExec`]. The logical plan it hands `inner` has its empty
+/// relations in a form the scheduler decodes whole
+/// ([`with_portable_empty_relations`]).
 #[derive(Debug)]
 pub struct ResubmittingQueryPlanner {
     inner: Arc<dyn QueryPlanner + Send + Sync>,
@@ -53,9 +57,10 @@ impl QueryPlanner for ResubmittingQueryPlanner {
         logical_plan: &LogicalPlan,
         session_state: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let logical_plan = with_portable_empty_relations(logical_plan)?;
         let plan = self
             .inner
-            .create_physical_plan(logical_plan, session_state)
+            .create_physical_plan(&logical_plan, session_state)
             .await?;
         Ok(Arc::new(ResubmittingExec::new(plan)))
     }

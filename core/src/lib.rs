@@ -34,6 +34,7 @@ pub mod checked_arithmetic;
 pub mod codec;
 pub mod config;
 pub mod dialect;
+pub mod distributed_joins;
 pub mod error;
 pub mod exchange_properties;
 pub mod functions;

@@ -15,6 +15,7 @@ use datafusion::prelude::SessionConfig;
 
 use crate::checked_arithmetic::{CheckedArithmeticRule, CheckedConstantFolding};
 use crate::dialect::SparkSemanticsRule;
+use crate::distributed_joins::PartitionUnbroadcastableJoins;
 use crate::semi_join::{FilterAggregateByJoinKeys, PushDownSemiJoin};
 use crate::settings_rewrite::SettingsRewrite;
 use crate::write::EmberQueryPlanner;
@@ -78,7 +79,10 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// ([`SettingsRewrite::CHECKED_ARITHMETIC`]) before the first projection
 /// pushdown, which moves projected expressions into file scans: checked
 /// there, they travel inside the scan to the executors (Ember's physical
-/// codec carries them) and file scans evaluate them checked.
+/// codec carries them) and file scans evaluate them checked; and, last but
+/// for the sanity check, [`PartitionUnbroadcastableJoins`], which gives a
+/// cluster partitioned joins (and the exchanges above them) where it could
+/// not broadcast the build side.
 fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = PhysicalOptimizer::new().rules;
     let at = rules
@@ -86,6 +90,12 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
         .position(|rule| rule.name() == "ProjectionPushdown")
         .unwrap_or(rules.len());
     rules.insert(at, Arc::new(SettingsRewrite::CHECKED_ARITHMETIC));
+    // Last but for the sanity check, to see the joins as Ballista will.
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == "SanityCheckPlan")
+        .unwrap_or(rules.len());
+    rules.insert(at, Arc::new(PartitionUnbroadcastableJoins));
     rules
 }
 

@@ -119,7 +119,7 @@ impl S3Options {
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let value = value.trim();
         match canonical_key(key) {
-            "endpoint" => self.endpoint = non_empty(value),
+            "endpoint" => self.endpoint = parse_endpoint(key, value)?,
             "region" => self.region = non_empty(value),
             "access_key_id" => self.access_key_id = non_empty(value),
             "secret_access_key" => self.secret_access_key = non_empty(value).map(Secret),
@@ -187,6 +187,23 @@ impl S3Options {
 
 fn non_empty(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
+}
+
+/// An endpoint URL: `http://` or `https://`, with a host. A value that is
+/// not one would fail deep inside the S3 client (which panics on a request
+/// it cannot build), so it is refused where it is set.
+fn parse_endpoint(key: &str, value: &str) -> Result<Option<String>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            Ok(Some(value.to_string()))
+        }
+        _ => config_err!(
+            "`s3.{key}` must be an http:// or https:// URL with a host, such as http://127.0.0.1:9000, not `{value}`"
+        ),
+    }
 }
 
 fn parse_flag(key: &str, value: &str) -> Result<Option<bool>> {
