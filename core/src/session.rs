@@ -16,6 +16,7 @@ use datafusion::prelude::SessionConfig;
 use crate::checked_arithmetic::{CheckedArithmeticRule, CheckedConstantFolding};
 use crate::dialect::SparkSemanticsRule;
 use crate::distributed_joins::PartitionUnbroadcastableJoins;
+use crate::scalar_subquery::{SingleRowScalarSubqueries, scalar_subquery_value};
 use crate::semi_join::{FilterAggregateByJoinKeys, PushDownSemiJoin};
 use crate::settings_rewrite::SettingsRewrite;
 use crate::write::EmberQueryPlanner;
@@ -30,7 +31,9 @@ use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 /// (which turns file writes into distributed, atomic ones), the analyzer rule
 /// rule of Spark's semantics ([`SparkSemanticsRule`], where `ember.dialect`
 /// asks for them), the analyzer and physical rule of checked arithmetic
-/// ([`CheckedArithmeticRule`], [`physical_optimizer_rules`]) and two optimizer
+/// ([`CheckedArithmeticRule`], [`physical_optimizer_rules`]), the analyzer
+/// rule that keeps scalar subqueries to one row where DataFusion makes them
+/// joins ([`SingleRowScalarSubqueries`], with its function) and two optimizer
 /// rules of Ember's, [`PushDownSemiJoin`] and [`FilterAggregateByJoinKeys`].
 /// Ember's named functions (every
 /// library registered with [`crate::functions::register_library`]) are
@@ -47,11 +50,13 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<
         .with_query_planner(Arc::new(EmberQueryPlanner))
         .with_analyzer_rule(Arc::new(SparkSemanticsRule))
         .with_analyzer_rule(Arc::new(CheckedArithmeticRule))
+        .with_analyzer_rule(Arc::new(SingleRowScalarSubqueries))
         .with_optimizer_rule(Arc::new(PushDownSemiJoin))
         .with_optimizer_rule(Arc::new(FilterAggregateByJoinKeys))
         .with_optimizer_rules(optimizer_rules())
         .with_physical_optimizer_rules(physical_optimizer_rules())
         .build();
+    state.register_udf(Arc::new(scalar_subquery_value()))?;
     let (scalars, aggregates) = crate::functions::registered_functions();
     for function in scalars {
         state.register_udf(function)?;

@@ -317,6 +317,7 @@ pub fn partition_function(name: &str) -> Option<Arc<PartitionFunction>> {
 /// layer rebuilt, such as a Ballista client session, which resets its
 /// function lists).
 pub fn register_into(ctx: &datafusion::prelude::SessionContext) {
+    ctx.register_udf(crate::scalar_subquery::scalar_subquery_value());
     let (scalars, aggregates) = registered_functions();
     for function in scalars {
         ctx.register_udf(function.as_ref().clone());

@@ -20,14 +20,6 @@ const CRASH_SIGNS: [&str; 5] = [
     "SIGSEGV",
 ];
 
-/// Inputs a cluster still mishandles, each listed in `docs/semantics.md`:
-/// Ballista has DataFusion rewrite an uncorrelated scalar subquery into a
-/// join, which does not check that the subquery returns one row, so on a
-/// cluster `SELECT (SELECT a FROM t)` over three rows answers three rows
-/// where embedded Ember fails. The test fails when one starts to behave, so
-/// that the list stays true.
-const KNOWN_CLUSTER_GAPS: [&str; 1] = ["scalar subquery of many rows"];
-
 /// A valid Parquet file of 1000 rows (`a BIGINT`, `b VARCHAR`), written by
 /// DataFusion, whose corruptions the corpus reads.
 async fn good_parquet(dir: &Path) -> Vec<u8> {
@@ -120,15 +112,7 @@ async fn every_malformed_input_is_one_clear_error_on_a_cluster_which_survives() 
     let cases = corpus_in(dir.path()).await;
     let mut cluster = start_cluster(2).await;
     let address = cluster.address().to_string();
-    let all = run_corpus(dir.path(), &cases, &["--scheduler", &address]);
-    let (known, failures): (Vec<String>, Vec<String>) = all
-        .into_iter()
-        .partition(|f| KNOWN_CLUSTER_GAPS.iter().any(|gap| f.starts_with(gap)));
-    assert_eq!(
-        known.len(),
-        KNOWN_CLUSTER_GAPS.len(),
-        "a known gap is closed: take it off KNOWN_CLUSTER_GAPS and docs/semantics.md: {known:?}"
-    );
+    let failures = run_corpus(dir.path(), &cases, &["--scheduler", &address]);
     assert!(
         failures.is_empty(),
         "{} of {} malformed inputs misbehave on a cluster:\n{}",
