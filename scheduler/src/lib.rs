@@ -18,6 +18,7 @@ mod cache;
 mod job_metrics;
 mod liveness;
 mod long_poll;
+mod plan_depth;
 mod retention;
 mod server;
 mod stale_outputs;
@@ -126,6 +127,11 @@ pub struct SchedulerOptions {
     /// Most finished jobs kept in memory; the oldest are dropped first.
     #[arg(long, env = "EMBER_SCHEDULER_FINISHED_JOBS", default_value_t = DEFAULT_FINISHED_JOBS)]
     pub finished_jobs: usize,
+    /// Deepest a submitted plan's expressions may nest; deeper plans are
+    /// refused before they are planned, whatever the client's own limit
+    /// (`ember.max_expression_depth`) was set to.
+    #[arg(long, env = "EMBER_SCHEDULER_MAX_PLAN_DEPTH", default_value_t = DEFAULT_MAX_PLAN_DEPTH)]
+    pub max_plan_depth: usize,
 }
 
 /// Default of [`SchedulerOptions::executor_probe_ms`].
@@ -136,6 +142,9 @@ const DEFAULT_PROBE_FAILURES: u32 = 3;
 const DEFAULT_FINISHED_JOB_SECS: u64 = 600;
 /// Default of [`SchedulerOptions::finished_jobs`].
 const DEFAULT_FINISHED_JOBS: usize = 100;
+/// Default of [`SchedulerOptions::max_plan_depth`]: twice the client's
+/// default limit, for the levels planning adds (casts, aliases).
+const DEFAULT_MAX_PLAN_DEPTH: usize = 2000;
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
@@ -152,6 +161,7 @@ impl Default for SchedulerOptions {
             executor_probe_failures: DEFAULT_PROBE_FAILURES,
             finished_job_secs: DEFAULT_FINISHED_JOB_SECS,
             finished_jobs: DEFAULT_FINISHED_JOBS,
+            max_plan_depth: DEFAULT_MAX_PLAN_DEPTH,
         }
     }
 }
@@ -234,6 +244,7 @@ pub struct BoundScheduler {
     config: SchedulerConfig,
     probe: Option<ProbeSettings>,
     retention: RetentionSettings,
+    max_plan_depth: usize,
 }
 
 impl BoundScheduler {
@@ -257,6 +268,7 @@ impl BoundScheduler {
             config,
             probe: options.probe_settings(),
             retention: options.retention_settings(),
+            max_plan_depth: options.max_plan_depth,
         })
     }
 
@@ -289,7 +301,8 @@ impl BoundScheduler {
             // No poll precedes a pushed task; look as often as a poll would.
             tokio::spawn(guard.clone().watch(scheduler.clone()));
         }
-        server::serve(self.listener, scheduler, jobs, work_available, guard)
+        let plans = plan_depth::PlanDepthGuard::new(self.max_plan_depth);
+        server::serve(self.listener, scheduler, jobs, work_available, guard, plans)
             .await
             .map_err(SchedulerError::Serve)
     }

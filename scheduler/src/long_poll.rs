@@ -29,6 +29,7 @@ use futures::{Stream, TryStreamExt};
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
+use crate::plan_depth::PlanDepthGuard;
 use crate::server::EmberSchedulerServer;
 use crate::stale_outputs::StaleOutputGuard;
 
@@ -46,6 +47,8 @@ pub(crate) struct LongPollScheduler {
     /// Checked before every poll is answered, so that no task of a job
     /// whose recovery would count rows twice is handed out.
     guard: StaleOutputGuard,
+    /// Refuses submitted plans nested too deeply to plan.
+    plans: PlanDepthGuard,
 }
 
 impl LongPollScheduler {
@@ -56,11 +59,13 @@ impl LongPollScheduler {
         inner: EmberSchedulerServer,
         work_available: Arc<Notify>,
         guard: StaleOutputGuard,
+        plans: PlanDepthGuard,
     ) -> Self {
         Self {
             inner,
             work_available,
             guard,
+            plans,
         }
     }
 }
@@ -193,6 +198,7 @@ impl SchedulerGrpc for LongPollScheduler {
         &self,
         request: Request<ExecuteQueryParams>,
     ) -> Result<Response<Self::ExecuteQueryPushStream>, Status> {
+        self.plans.check(request.get_ref())?;
         let response = SchedulerGrpc::execute_query_push(&self.inner, request).await?;
         let guard = self.guard.clone();
         Ok(response.map(|statuses| {
@@ -211,6 +217,7 @@ impl SchedulerGrpc for LongPollScheduler {
         &self,
         request: Request<ExecuteQueryParams>,
     ) -> Result<Response<ExecuteQueryResult>, Status> {
+        self.plans.check(request.get_ref())?;
         SchedulerGrpc::execute_query(&self.inner, request).await
     }
 

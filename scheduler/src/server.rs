@@ -31,6 +31,7 @@ use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use crate::long_poll::LongPollScheduler;
+use crate::plan_depth::PlanDepthGuard;
 use crate::stale_outputs::StaleOutputGuard;
 
 /// The scheduler as Ballista builds it with Ember's codecs.
@@ -50,6 +51,7 @@ pub(crate) fn router(
     jobs: Arc<dyn JobState>,
     work_available: Arc<tokio::sync::Notify>,
     guard: StaleOutputGuard,
+    plans: PlanDepthGuard,
 ) -> Router {
     let config = scheduler.state.config.clone();
     let max_decoding = config.grpc_server_max_decoding_message_size as usize;
@@ -61,6 +63,7 @@ pub(crate) fn router(
             scheduler.clone(),
             work_available,
             guard,
+            plans,
         ))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(max_encoding),
@@ -96,8 +99,9 @@ pub(crate) async fn serve(
     jobs: Arc<dyn JobState>,
     work_available: Arc<tokio::sync::Notify>,
     guard: StaleOutputGuard,
+    plans: PlanDepthGuard,
 ) -> std::io::Result<()> {
-    let app = router(scheduler, jobs, work_available, guard)
+    let app = router(scheduler, jobs, work_available, guard, plans)
         .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).await
 }

@@ -10,6 +10,7 @@ mod examples;
 mod executor_loss;
 mod fuzz;
 mod gpu_rewrite;
+mod hostile_plans;
 mod job_watch;
 mod malformed;
 mod memory;
