@@ -33,14 +33,18 @@ use datafusion::common::JoinType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
+use datafusion::physical_expr::{LexRequirement, OrderingRequirements};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::ensure_requirements::EnsureRequirements;
-use datafusion::physical_optimizer::output_requirements::OutputRequirements;
+use datafusion::physical_optimizer::output_requirements::{
+    OutputRequirementExec, OutputRequirements,
+};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 use datafusion::physical_plan::limit::GlobalLimitExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::statistics::StatisticsContext;
+use datafusion::physical_plan::{Distribution, ExecutionPlanProperties};
 use datafusion::physical_plan::{ExecutionPlan, Partitioning, StatisticsArgs};
 
 /// Turns the broadcast hash joins a cluster cannot broadcast into
@@ -145,6 +149,12 @@ impl PhysicalOptimizerRule for PartitionUnbroadcastableJoins {
         };
         let threshold = ballista.broadcast_join_threshold_bytes();
         let partitions = config.execution.target_partitions.max(1);
+        // What the result promised: its order, where it was one ordered
+        // partition (an ORDER BY below a broadcast join is kept by the
+        // join, and by nothing once the join has several partitions).
+        let ordered = (plan.output_partitioning().partition_count() == 1)
+            .then(|| plan.output_ordering().cloned())
+            .flatten();
         let rewritten = plan.transform_up(|node| {
             let Some(join) = node.downcast_ref::<HashJoinExec>() else {
                 return Ok(Transformed::no(node));
@@ -166,7 +176,15 @@ impl PhysicalOptimizerRule for PartitionUnbroadcastableJoins {
         }
         // The result's own order and single partition, recorded first: the
         // first pass recorded them and has taken the record away since.
-        let plan = OutputRequirements::new_add_mode().optimize(rewritten.data, config)?;
+        let plan: Arc<dyn ExecutionPlan> = match ordered {
+            Some(ordering) => Arc::new(OutputRequirementExec::new(
+                rewritten.data,
+                Some(OrderingRequirements::from(LexRequirement::from(ordering))),
+                Distribution::SinglePartition,
+                None,
+            )),
+            None => OutputRequirements::new_add_mode().optimize(rewritten.data, config)?,
+        };
         let plan = EnsureRequirements::new().optimize(plan, config)?;
         OutputRequirements::new_remove_mode().optimize(plan, config)
     }

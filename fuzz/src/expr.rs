@@ -21,27 +21,12 @@ pub struct Column {
 pub struct ExprGen<'a> {
     rng: &'a mut Rng,
     columns: &'a [Column],
-    round: bool,
 }
 
 impl<'a> ExprGen<'a> {
     /// A builder over `columns`.
     pub fn new(rng: &'a mut Rng, columns: &'a [Column]) -> Self {
-        Self {
-            rng,
-            columns,
-            round: true,
-        }
-    }
-
-    /// A builder that does not write `round(decimal, n)`: under a set
-    /// operation DataFusion 55 gives it one type when it coerces the
-    /// branches and another once its arguments are simplified, and the
-    /// join it plans then fails comparing the two (see
-    /// `fuzz/results/`).
-    pub fn without_round(mut self) -> Self {
-        self.round = false;
-        self
+        Self { rng, columns }
     }
 
     /// A random column of type `ty`, if any.
@@ -207,13 +192,15 @@ impl<'a> ExprGen<'a> {
             3 => format!("abs({})", self.expr(SqlType::Decimal, d)),
             4 => format!("(- {})", self.expr(SqlType::Decimal, d)),
             5 => format!("CAST({} AS DECIMAL(15, 2))", self.expr(SqlType::Int, d)),
-            6 if self.round => {
-                format!(
-                    "round({}, {})",
-                    self.expr(SqlType::Decimal, d),
-                    self.rng.between(0, 1)
-                )
-            }
+            // DataFusion 55 gives `round(decimal, n)` one type while
+            // planning and another once its arguments are simplified, and a
+            // comparison of it with another decimal then fails
+            // (docs/semantics.md, "Known gaps"); the cast fixes its type.
+            6 => format!(
+                "CAST(round({}, {}) AS DECIMAL(15, 2))",
+                self.expr(SqlType::Decimal, d),
+                self.rng.between(0, 1)
+            ),
             _ => self.leaf(SqlType::Decimal),
         }
     }
