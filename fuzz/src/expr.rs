@@ -247,9 +247,13 @@ impl<'a> ExprGen<'a> {
                 format!("replace({a}, {from}, {to})")
             }
             7 => format!("CAST({} AS VARCHAR)", self.expr(SqlType::Int, d)),
-            // A leaf only: DuckDB's date plus an interval is a TIMESTAMP,
-            // whose text has a time of day.
-            8 => format!("CAST({} AS VARCHAR)", self.leaf(SqlType::Date)),
+            // Through DATE: DuckDB's date plus an interval is a TIMESTAMP
+            // (a derived table's date column may be one), whose text has a
+            // time of day.
+            8 => format!(
+                "CAST(CAST({} AS DATE) AS VARCHAR)",
+                self.leaf(SqlType::Date)
+            ),
             _ => self.leaf(SqlType::Text),
         }
     }
