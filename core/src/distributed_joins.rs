@@ -18,12 +18,18 @@
 //! (`ballista.optimizer.broadcast_join_threshold_bytes`), as when a filter
 //! hides the size, with the same result.
 //!
-//! [`PartitionUnbroadcastableJoins`] makes the same decision first, as the
-//! last of the physical optimizer's rules on the cluster side (embedded,
-//! broadcasting any join stays correct and fast): each such join becomes a
-//! partitioned one over hash exchanges, and DataFusion's distribution and
-//! sorting rules then run again, so that the operators above it get the
-//! partitions they need. Ballista's planner then finds nothing to change.
+//! [`PartitionUnbroadcastableJoins`] makes the same decision first, on the
+//! cluster side only (embedded, broadcasting any join stays correct and
+//! fast), twice. Right after `JoinSelection`, it only changes the joins'
+//! mode, so that the rules that place exchanges and push limits into
+//! operators see the partitioned join (a limit pushed into a filter or a
+//! join above a broadcast holds for its one partition only). As the last of
+//! the physical optimizer's rules, it catches a join whose statistics
+//! changed in between: each becomes a partitioned one over hash exchanges,
+//! with a limit pushed into it kept above a merge of its partitions, and
+//! DataFusion's `EnsureRequirements` runs again, requiring the result's own
+//! order and single partition where it had them. Ballista's planner then
+//! finds nothing to change.
 
 use std::sync::Arc;
 
@@ -51,7 +57,20 @@ use datafusion::physical_plan::{ExecutionPlan, Partitioning, StatisticsArgs};
 /// partitioned ones, in plans a cluster runs (sessions with Ballista's
 /// settings registered), and fixes the distribution above them.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct PartitionUnbroadcastableJoins;
+pub struct PartitionUnbroadcastableJoins {
+    /// Whether this is the first pass, right after DataFusion's
+    /// `JoinSelection`: it only changes the joins' mode, and the rules that
+    /// follow place exchanges and push limits down to suit them. The last
+    /// pass (`false`) catches a join whose statistics changed in between.
+    early: bool,
+}
+
+impl PartitionUnbroadcastableJoins {
+    /// The pass that runs right after `JoinSelection`.
+    pub const EARLY: Self = Self { early: true };
+    /// The pass that runs last, before the sanity check.
+    pub const LAST: Self = Self { early: false };
+}
 
 /// Whether every output row of a `join_type` join is produced by a probe
 /// row, so that tasks holding copies of the build side cannot repeat one.
@@ -169,9 +188,16 @@ impl PhysicalOptimizerRule for PartitionUnbroadcastableJoins {
             {
                 return Ok(Transformed::no(node));
             }
+            if self.early {
+                let join = join
+                    .builder()
+                    .with_partition_mode(PartitionMode::Partitioned)
+                    .build_exec()?;
+                return Ok(Transformed::yes(join));
+            }
             Ok(Transformed::yes(partitioned(join, partitions)?))
         })?;
-        if !rewritten.transformed {
+        if !rewritten.transformed || self.early {
             return Ok(rewritten.data);
         }
         // The result's own order and single partition, recorded first: the
@@ -190,7 +216,11 @@ impl PhysicalOptimizerRule for PartitionUnbroadcastableJoins {
     }
 
     fn name(&self) -> &str {
-        "ember_partition_unbroadcastable_joins"
+        if self.early {
+            "ember_partition_unbroadcastable_joins_early"
+        } else {
+            "ember_partition_unbroadcastable_joins"
+        }
     }
 
     fn schema_check(&self) -> bool {

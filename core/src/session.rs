@@ -100,7 +100,12 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
         .iter()
         .position(|rule| rule.name() == "SanityCheckPlan")
         .unwrap_or(rules.len());
-    rules.insert(at, Arc::new(PartitionUnbroadcastableJoins));
+    rules.insert(at, Arc::new(PartitionUnbroadcastableJoins::LAST));
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == "join_selection")
+        .map_or(0, |at| at + 1);
+    rules.insert(at, Arc::new(PartitionUnbroadcastableJoins::EARLY));
     rules
 }
 
