@@ -336,6 +336,22 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Asserts that the cluster whose scheduler listens at `address` still
+/// answers a query, through the `ember` CLI.
+pub fn assert_cluster_answers(address: &str) {
+    let args = [
+        "sql",
+        "--scheduler",
+        address,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 1 + 1 AS two",
+    ];
+    let (code, stdout, stderr) = run_ember(&args, None);
+    assert_eq!((code, stdout.as_str()), (0, "two\n2\n"), "{stderr}");
+}
+
 /// Runs `ember` with `args` and returns (exit code, stdout, stderr).
 pub fn run_ember(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     run_ember_in(&std::env::temp_dir(), args, stdin)

@@ -12,7 +12,7 @@ use datafusion_proto::bytes::logical_plan_to_bytes;
 use datafusion_proto::protobuf::logical_expr_node::ExprType;
 use datafusion_proto::protobuf::logical_plan_node::LogicalPlanType;
 use datafusion_proto::protobuf::{LogicalExprNode, LogicalPlanNode};
-use ember_tests::{run_ember, start_cluster};
+use ember_tests::{assert_cluster_answers, start_cluster};
 use prost::Message;
 
 /// `SELECT 1 + 1 + ... + 1` with `terms` terms, as the bytes of a logical
@@ -82,21 +82,7 @@ async fn a_plan_nested_too_deeply_is_refused_and_the_scheduler_lives_on() {
         None,
         "a process of the cluster died"
     );
-    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        run_ember(
-            &[
-                "sql",
-                "--scheduler",
-                &address,
-                "--format",
-                "csv",
-                "-c",
-                "SELECT 1 + 1 AS two",
-            ],
-            None,
-        )
-    })
-    .await
-    .unwrap();
-    assert_eq!((code, stdout.as_str()), (0, "two\n2\n"), "{stderr}");
+    tokio::task::spawn_blocking(move || assert_cluster_answers(&address))
+        .await
+        .unwrap();
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use datafusion::prelude::SessionContext;
 use ember_tests::malformed::{MalformedInput, corpus};
-use ember_tests::{run_ember_in, start_cluster};
+use ember_tests::{assert_cluster_answers, run_ember_in, start_cluster};
 
 /// Signs of a crash in any process's output.
 const CRASH_SIGNS: [&str; 5] = [
@@ -125,20 +125,7 @@ async fn every_malformed_input_is_one_clear_error_on_a_cluster_which_survives() 
         None,
         "a process of the cluster died"
     );
-    let (code, stdout, stderr) = run_ember_in(
-        dir.path(),
-        &[
-            "sql",
-            "--scheduler",
-            &address,
-            "--format",
-            "csv",
-            "-c",
-            "SELECT 1 + 1 AS two",
-        ],
-        None,
-    );
-    assert_eq!((code, stdout.as_str()), (0, "two\n2\n"), "{stderr}");
+    assert_cluster_answers(&address);
     for entry in std::fs::read_dir(cluster.log_dir()).expect("log dir") {
         let path = entry.expect("log entry").path();
         let log = std::fs::read_to_string(&path).unwrap_or_default();
