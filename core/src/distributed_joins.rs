@@ -179,12 +179,12 @@ impl PhysicalOptimizerRule for PartitionUnbroadcastableJoins {
                 return Ok(Transformed::no(node));
             };
             // Ballista runs a null-aware anti join in one task: it is right.
-            let broadcastable = probe_driven(*join.join_type())
-                && threshold != 0
-                && known_to_fit(join.left().as_ref(), threshold);
+            // Statistics are computed only for the broadcasts in question.
             if *join.partition_mode() != PartitionMode::CollectLeft
                 || join.null_aware
-                || broadcastable
+                || (probe_driven(*join.join_type())
+                    && threshold != 0
+                    && known_to_fit(join.left().as_ref(), threshold))
             {
                 return Ok(Transformed::no(node));
             }
