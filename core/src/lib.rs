@@ -31,6 +31,7 @@
 pub mod address;
 pub mod cache;
 pub mod checked_arithmetic;
+pub mod cluster_order;
 pub mod codec;
 pub mod config;
 pub mod dialect;

@@ -14,6 +14,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;
 
 use crate::checked_arithmetic::{CheckedArithmeticRule, CheckedConstantFolding};
+use crate::cluster_order::KeepOrderOnCluster;
 use crate::dialect::SparkSemanticsRule;
 use crate::distributed_joins::PartitionUnbroadcastableJoins;
 use crate::scalar_subquery::{SingleRowScalarSubqueries, scalar_subquery_value};
@@ -87,7 +88,9 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// codec carries them) and file scans evaluate them checked; and, last but
 /// for the sanity check, [`PartitionUnbroadcastableJoins`], which gives a
 /// cluster partitioned joins (and the exchanges above them) where it could
-/// not broadcast the build side.
+/// not broadcast the build side, then [`KeepOrderOnCluster`], which sorts
+/// where a cluster would lose an order the plan relies on (above joins whose
+/// sides Ballista may swap, above exchanges that become stage boundaries).
 fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = PhysicalOptimizer::new().rules;
     let at = rules
@@ -101,6 +104,8 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
         .position(|rule| rule.name() == "SanityCheckPlan")
         .unwrap_or(rules.len());
     rules.insert(at, Arc::new(PartitionUnbroadcastableJoins::LAST));
+    // After it, to see the joins and exchanges it placed.
+    rules.insert(at + 1, Arc::new(KeepOrderOnCluster));
     let at = rules
         .iter()
         .position(|rule| rule.name() == "join_selection")

@@ -17,6 +17,7 @@ pub mod answer;
 pub mod duckdb;
 pub mod expr;
 pub mod query;
+pub mod regressions;
 pub mod report;
 pub mod rng;
 pub mod run;

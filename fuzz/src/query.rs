@@ -23,6 +23,9 @@ pub enum Shape {
     Derived,
     /// UNION, INTERSECT or EXCEPT of two selections.
     SetOperation,
+    /// A query an earlier run found answered differently, kept in
+    /// `fuzz/regressions.sql` (not generated).
+    Regression,
 }
 
 impl Shape {
@@ -35,6 +38,7 @@ impl Shape {
             Shape::Subquery => "subquery",
             Shape::Derived => "derived table",
             Shape::SetOperation => "set operation",
+            Shape::Regression => "kept regression",
         }
     }
 }
@@ -154,7 +158,8 @@ impl QueryGenerator {
             Shape::Window => self.window(),
             Shape::Subquery => self.subquery(),
             Shape::Derived => self.derived(),
-            Shape::SetOperation => self.set_operation(),
+            // Never picked above: kept regressions are not generated.
+            Shape::SetOperation | Shape::Regression => self.set_operation(),
         };
         let (sql, ordered) = self.order(body, &types, shape == Shape::Window);
         Query {

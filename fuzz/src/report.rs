@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::query::Shape;
 use crate::run::FuzzReport;
 
 /// Text cut to `max` characters, on one line.
@@ -22,10 +23,12 @@ impl FuzzReport {
         let _ = writeln!(out, "# Differential SQL fuzzing: Ember against DuckDB\n");
         let _ = writeln!(
             out,
-            "{} queries from seed {}, over TPC-H at scale factor {}, each run on Ember \
-             embedded, on a local cluster of {} executors and on DuckDB; {} s in all.\n",
+            "{} queries from seed {} (and {} kept regressions, `fuzz/regressions.sql`), over \
+             TPC-H at scale factor {}, each run on Ember embedded, on a local cluster of {} \
+             executors and on DuckDB; {} s in all.\n",
             self.queries(),
             o.seed,
+            self.regressions(),
             o.scale_factor,
             o.executors,
             self.elapsed.as_secs()
@@ -41,7 +44,7 @@ impl FuzzReport {
         let _ = writeln!(out, "Machine: {machine}\n");
         let _ = writeln!(
             out,
-            "Every engine agreed on {} queries ({} rows compared); every engine rejected {}; \
+            "Every engine agreed on {} generated queries ({} rows compared); every engine rejected {}; \
              {} differed.\n",
             self.agreed(),
             self.rows_compared,
@@ -71,7 +74,12 @@ impl FuzzReport {
         for d in &self.differences {
             let _ = writeln!(
                 out,
-                "- query {} ({}), {}: {}\n\n  ```sql\n  {}\n  ```\n",
+                "- {} {} ({}), {}: {}\n\n  ```sql\n  {}\n  ```\n",
+                if d.shape == Shape::Regression {
+                    "kept regression"
+                } else {
+                    "query"
+                },
                 d.index,
                 d.shape.name(),
                 d.kind.name(),

@@ -1,4 +1,4 @@
-//! The fuzzing loop: each generated query on Ember embedded, on a local
+//! The fuzzing loop: each kept regression and generated query on Ember embedded, on a local
 //! cluster and on DuckDB, with every disagreement recorded.
 
 use std::collections::BTreeMap;
@@ -11,6 +11,7 @@ use crate::FuzzError;
 use crate::answer::{Rows, compare, rows_of_batches};
 use crate::duckdb::DuckDb;
 use crate::query::{Query, QueryGenerator, Shape};
+use crate::regressions::regressions;
 
 /// What a run does.
 #[derive(Debug, Clone)]
@@ -110,14 +111,26 @@ pub struct FuzzReport {
 }
 
 impl FuzzReport {
-    /// Queries run.
+    /// Generated queries run (kept regressions not counted).
     pub fn queries(&self) -> usize {
-        self.shapes.values().map(|c| c.queries).sum()
+        self.generated().map(|c| c.queries).sum()
     }
 
-    /// Queries every engine answered alike.
+    /// Generated queries every engine answered alike.
     pub fn agreed(&self) -> usize {
-        self.shapes.values().map(|c| c.agreed).sum()
+        self.generated().map(|c| c.agreed).sum()
+    }
+
+    /// Kept regressions run.
+    pub fn regressions(&self) -> usize {
+        self.shapes.get(&Shape::Regression).map_or(0, |c| c.queries)
+    }
+
+    fn generated(&self) -> impl Iterator<Item = &ShapeCounts> {
+        self.shapes
+            .iter()
+            .filter(|(shape, _)| **shape != Shape::Regression)
+            .map(|(_, counts)| counts)
     }
 }
 
@@ -159,8 +172,59 @@ fn judge(
     }
 }
 
-/// Runs `options.queries` generated queries on Ember embedded, a local
-/// cluster and DuckDB. `progress` is called after each query with the
+/// The three engines a query runs on.
+struct Engines<'a> {
+    duckdb: &'a mut DuckDb,
+    embedded: &'a BenchEngine,
+    cluster: &'a BenchEngine,
+    timeout: Duration,
+}
+
+impl Engines<'_> {
+    /// Runs `query` on every engine and records the verdict in `report`.
+    async fn judge(
+        &mut self,
+        report: &mut FuzzReport,
+        index: usize,
+        query: &Query,
+    ) -> Result<(), FuzzError> {
+        let duckdb_answer = self.duckdb.run(&query.sql)?;
+        let embedded_answer = run_ember(self.embedded, &query.sql, self.timeout).await;
+        let cluster_answer = run_ember(self.cluster, &query.sql, self.timeout).await;
+        let counts = report.shapes.entry(query.shape).or_default();
+        counts.queries += 1;
+        match judge(query, &embedded_answer, &cluster_answer, &duckdb_answer) {
+            Ok(Some(rows)) => {
+                counts.agreed += 1;
+                report.rows_compared += rows;
+            }
+            Ok(None) => {
+                counts.rejected += 1;
+                report.rejected.push((
+                    index,
+                    query.sql.clone(),
+                    duckdb_answer.err().unwrap_or_default(),
+                    embedded_answer.err().unwrap_or_default(),
+                ));
+            }
+            Err((kind, detail)) => {
+                counts.differed += 1;
+                report.differences.push(Difference {
+                    index,
+                    shape: query.shape,
+                    sql: query.sql.clone(),
+                    kind,
+                    detail,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the kept regressions (`fuzz/regressions.sql`), then
+/// `options.queries` generated queries, on Ember embedded, a local cluster
+/// and DuckDB. `progress` is called after each query with the
 /// number run so far.
 pub async fn run(
     options: &FuzzOptions,
@@ -192,39 +256,19 @@ pub async fn run(
         rows_compared: 0,
         elapsed: Duration::ZERO,
     };
+    let mut engines = Engines {
+        duckdb: &mut duckdb,
+        embedded: &embedded,
+        cluster: &cluster,
+        timeout: options.timeout,
+    };
+    for (index, regression) in regressions().into_iter().enumerate() {
+        engines.judge(&mut report, index, &regression.query).await?;
+    }
     let mut generator = QueryGenerator::new(options.seed);
     for index in 0..options.queries {
         let query = generator.next_query();
-        let duckdb_answer = duckdb.run(&query.sql)?;
-        let embedded_answer = run_ember(&embedded, &query.sql, options.timeout).await;
-        let cluster_answer = run_ember(&cluster, &query.sql, options.timeout).await;
-        let counts = report.shapes.entry(query.shape).or_default();
-        counts.queries += 1;
-        match judge(&query, &embedded_answer, &cluster_answer, &duckdb_answer) {
-            Ok(Some(rows)) => {
-                counts.agreed += 1;
-                report.rows_compared += rows;
-            }
-            Ok(None) => {
-                counts.rejected += 1;
-                report.rejected.push((
-                    index,
-                    query.sql.clone(),
-                    duckdb_answer.err().unwrap_or_default(),
-                    embedded_answer.err().unwrap_or_default(),
-                ));
-            }
-            Err((kind, detail)) => {
-                counts.differed += 1;
-                report.differences.push(Difference {
-                    index,
-                    shape: query.shape,
-                    sql: query.sql.clone(),
-                    kind,
-                    detail,
-                });
-            }
-        }
+        engines.judge(&mut report, index, &query).await?;
         progress(index + 1, &report);
     }
     // The cluster must still answer after all of it.

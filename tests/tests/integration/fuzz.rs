@@ -1,11 +1,13 @@
 //! The differential fuzzer at CI's size: a few hundred generated queries
-//! (seed 1) on Ember embedded, on a real 2-executor cluster and on DuckDB
+//! (seed 1), and the queries earlier runs found (`fuzz/regressions.sql`),
+//! on Ember embedded, on a real 2-executor cluster and on DuckDB
 //! (from the benchmark venv, which `scripts/test` sets up), every answer
 //! compared. The 10,000-query run is `fuzz/run.sh`, with its results under
 //! `fuzz/results/`.
 
 use std::time::Duration;
 
+use ember_fuzz::regressions::regressions;
 use ember_fuzz::{FuzzOptions, duckdb};
 use ember_tests::bin_dir;
 
@@ -30,6 +32,8 @@ async fn generated_queries_answer_alike_embedded_on_a_cluster_and_on_duckdb() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.queries(), QUERIES);
+    // The kept regressions ran too, before the generated queries.
+    assert_eq!(report.regressions(), regressions().len());
     assert!(
         report.differences.is_empty(),
         "{} queries differ:\n{}",
