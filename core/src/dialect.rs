@@ -6,6 +6,8 @@
 //! * `/` on integers is fractional (`7 / 2` is `3.5`, a `DOUBLE`), and a
 //!   zero divisor is still an error, as in Spark's ANSI mode
 //!   ([`SparkSemanticsRule`]);
+//! * `concat` of a NULL is NULL, not the other arguments joined
+//!   ([`SparkSemanticsRule`]);
 //! * `ORDER BY` without `NULLS FIRST`/`LAST` puts NULLs first in ascending
 //!   and last in descending order ([`Dialect::default_null_ordering`],
 //!   which the client plans SQL with).
@@ -78,7 +80,9 @@ impl fmt::Display for Dialect {
 /// `spark` (after type coercion, so every type is known): `a / b` on
 /// integers becomes `CASE WHEN b = 0 THEN CAST(a / b AS DOUBLE) ELSE
 /// CAST(a AS DOUBLE) / CAST(b AS DOUBLE) END`, fractional, and failing on a
-/// zero divisor through the integer division, which DataFusion's does.
+/// zero divisor through the integer division, which DataFusion's does; and
+/// `concat(a, b, ...)` becomes `CASE WHEN a IS NULL OR b IS NULL ... THEN
+/// NULL ELSE concat(a, b, ...) END`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SparkSemanticsRule;
 
@@ -98,7 +102,10 @@ impl AnalyzerRule for SparkSemanticsRule {
             // node above; each is recomputed from its inputs'.
             node.map_expressions(|expr| {
                 let name = names.save(&expr);
-                let rewritten = expr.transform_up(|expr| fractional_division(expr, &schema))?;
+                let rewritten = expr.transform_up(|expr| {
+                    fractional_division(expr, &schema)?
+                        .transform_data(|expr| null_propagating_concat(expr, &schema))
+                })?;
                 Ok(rewritten.update_data(|expr| name.restore(expr)))
             })?
             .map_data(|node| node.recompute_schema())
@@ -135,9 +142,31 @@ fn fractional_division(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr
     ))
 }
 
+/// `expr` as Spark concatenates, when it is a `concat` call: NULL when any
+/// argument is.
+fn null_propagating_concat(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::ScalarFunction(call) = &expr else {
+        return Ok(Transformed::no(expr));
+    };
+    if call.name() != "concat" || call.args.is_empty() {
+        return Ok(Transformed::no(expr));
+    }
+    let Some(any_null) = call
+        .args
+        .iter()
+        .map(|arg| arg.clone().is_null())
+        .reduce(Expr::or)
+    else {
+        return Ok(Transformed::no(expr));
+    };
+    let null = lit(ScalarValue::try_from(&expr.get_type(schema)?)?);
+    Ok(Transformed::yes(when(any_null, null).otherwise(expr)?))
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{Array, Float64Array, Int64Array};
+    use datafusion::arrow::datatypes::DataType;
     use datafusion::prelude::SessionContext;
 
     use crate::{object_store::runtime_env, session_config, session_state};
@@ -192,6 +221,32 @@ mod tests {
             decimal.data_type(),
             datafusion::arrow::datatypes::DataType::Decimal128(..)
         ));
+    }
+
+    #[tokio::test]
+    async fn spark_concatenates_a_null_into_null() {
+        let context = context();
+        let sql = "SELECT concat(a, '-', b) AS c FROM (VALUES ('x', 'y'), ('x', NULL)) AS t(a, b) ORDER BY c";
+        let strings = |array: std::sync::Arc<dyn Array>| -> Vec<Option<String>> {
+            let array = datafusion::arrow::compute::cast(&array, &DataType::Utf8).unwrap();
+            let array = array
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .unwrap();
+            array.iter().map(|v| v.map(str::to_string)).collect()
+        };
+        assert_eq!(
+            strings(column(&context, sql).await),
+            vec![Some("x-".to_string()), Some("x-y".to_string())]
+        );
+        context.sql("SET ember.dialect = 'spark'").await.unwrap();
+        assert_eq!(
+            strings(column(&context, sql).await),
+            vec![Some("x-y".to_string()), None]
+        );
+        // `||` was NULL already, in both.
+        let piped = column(&context, "SELECT 'a' || NULL AS c").await;
+        assert!(piped.is_null(0));
     }
 
     #[tokio::test]
