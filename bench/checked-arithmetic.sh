@@ -26,12 +26,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 data=${data:-${HOME:-/tmp}/.cache/ember/tpch-sf$sf}
-target=${CARGO_TARGET_DIR:-target}
-work=$(mktemp -d)
-trap 'status=$?; if [ $status -ne 0 ]; then echo "checked-arithmetic.sh: records so far are in $work" >&2; else rm -rf "$work"; fi' EXIT
+. bench/common.sh
+bench_work_dir
 
-# The whole workspace, so that features stay unified with every other build.
-cargo build --release --locked --workspace --bins
+bench_build
 "$target/release/ember-tpch-bench" --data "$data" --scale-factor "$sf" --runs "$runs" \
     --threads "$threads" --engines embedded --alternate ember.checked_arithmetic=true,false \
     --out "$work/records.json"

@@ -34,12 +34,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 data=${data:-${HOME:-/tmp}/.cache/ember/tpch-sf$sf}
-target=${CARGO_TARGET_DIR:-target}
-work=$(mktemp -d)
-trap 'status=$?; if [ $status -ne 0 ]; then echo "memory.sh: records so far are in $work" >&2; else rm -rf "$work"; fi' EXIT
+. bench/common.sh
+bench_work_dir
 
-# The whole workspace, so that features stay unified with every other build.
-cargo build --release --locked --workspace --bins
+bench_build
 files=()
 # One process per engine and limit, so each one's peak memory is its own.
 for limit in ${limits//,/ }; do

@@ -31,9 +31,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 data=${data:-${HOME:-/tmp}/.cache/ember/tpcds-sf$sf}
-target=${CARGO_TARGET_DIR:-target}
-work=$(mktemp -d)
-trap 'status=$?; if [ $status -ne 0 ]; then echo "tpcds.sh: records so far are in $work" >&2; else rm -rf "$work"; fi' EXIT
+. bench/common.sh
+bench_work_dir
 
 merge_records() {
     local out=$1; shift
@@ -42,7 +41,7 @@ merge_records() {
 }
 
 queries=$(scripts/fetch-tpcds-queries)
-cargo build --release --locked --workspace --bins
+bench_build
 # One process per engine, so each one's peak memory is its own.
 files=()
 for engine in ${engines//,/ }; do

@@ -42,10 +42,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 data=${data:-${HOME:-/tmp}/.cache/ember/tpch-sf$sf}
-target=${CARGO_TARGET_DIR:-target}
-work=$(mktemp -d)
-# The records of a run that fails half-way are kept, and named.
-trap 'status=$?; if [ $status -ne 0 ]; then echo "tpch.sh: records so far are in $work" >&2; else rm -rf "$work"; fi' EXIT
+. bench/common.sh
+bench_work_dir
 
 # merge_records OUT FILE...: the records of every FILE, in order, as one JSON list in OUT.
 merge_records() {
@@ -54,7 +52,7 @@ merge_records() {
         "$@" > "$out"
 }
 
-cargo build --release --locked --workspace --bins
+bench_build
 # One process per engine, so each one's peak memory is its own.
 for engine in ${engines//,/ }; do
     "$target/release/ember-tpch-bench" --data "$data" --scale-factor "$sf" --runs "$runs" \
