@@ -5,18 +5,22 @@
 //! reader subtract past zero (a panic where overflow is checked), and every
 //! other broken footer failed with an error that did not say which file was
 //! broken. [`check_parquet_footers`] reads the last eight bytes of each file
-//! first and refuses a file that cannot be Parquet with one line naming it.
+//! first (32 at once) and refuses a file that cannot be Parquet with one
+//! line naming it.
 
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::CreateExternalTable;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::error::{ClientError, Result};
 
 /// Bytes at the end of a Parquet file: the metadata's length, then `PAR1`.
 const FOOTER_LEN: u64 = 8;
+
+/// How many footers are read at once.
+const FOOTER_CHECKS_AT_ONCE: usize = 32;
 
 /// The magic number a Parquet file starts and ends with.
 const MAGIC: &[u8; 4] = b"PAR1";
@@ -59,15 +63,30 @@ async fn check_location(state: &SessionState, location: &str) -> Result<()> {
     let parquet = files.iter().filter(|f| {
         url.contains(&f.location, true) && (!directory || f.location.as_ref().ends_with(".parquet"))
     });
-    for file in parquet {
-        check_footer(store.as_ref(), file)
-            .await
-            .map_err(|reason| ClientError::BadFile {
-                path: display_path(&url, file),
-                reason,
-            })?;
-    }
+    // Many at once: on S3 each is a round trip, and a table may have
+    // thousands of files. The first broken file in listing order is named.
+    let checks: Vec<_> = parquet
+        .map(|file| check_named_footer(store.as_ref(), &url, file))
+        .collect();
+    futures::stream::iter(checks)
+        .buffered(FOOTER_CHECKS_AT_ONCE)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(())
+}
+
+/// [`check_footer`], its failure naming the file.
+async fn check_named_footer(
+    store: &dyn ObjectStore,
+    url: &ListingTableUrl,
+    file: &ObjectMeta,
+) -> Result<()> {
+    check_footer(store, file)
+        .await
+        .map_err(|reason| ClientError::BadFile {
+            path: display_path(url, file),
+            reason,
+        })
 }
 
 /// Where `file` is, as a user would write it.
