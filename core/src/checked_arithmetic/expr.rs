@@ -6,7 +6,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::compute::kernels::numeric::neg;
+use datafusion::arrow::compute::kernels::numeric::{add, div, mul, neg, rem, sub};
 use datafusion::arrow::datatypes::{
     DECIMAL128_MAX_PRECISION, DataType, Decimal128Type, FieldRef, Schema,
 };
@@ -18,12 +18,14 @@ use datafusion::logical_expr::Operator;
 use datafusion::logical_expr::sort_properties::ExprProperties;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, NegativeExpr};
+use datafusion::physical_expr_common::datum::apply;
 use datafusion::physical_expr_common::physical_expr::fmt_sql;
 use datafusion::physical_expr_common::physical_expr::proto_encode::PhysicalExprEncodeCtx;
 use datafusion_proto::protobuf::physical_expr_node::ExprType;
 use datafusion_proto::protobuf::{PhysicalExprNode, PhysicalExtensionExprNode};
 
-use super::overflow_error;
+use super::operands::decimal_digits;
+use super::{is_checked_type, overflow_error};
 
 /// What an [`OverflowCheckedExpr`] checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -221,7 +223,27 @@ impl OverflowCheckedExpr {
     }
 
     fn evaluate_arithmetic(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        let value = self.inner.evaluate(batch).map_err(|error| {
+        let Some(binary) = self.inner.downcast_ref::<BinaryExpr>() else {
+            return self.inner.evaluate(batch);
+        };
+        let kernel = match binary.op() {
+            Operator::Plus => add,
+            Operator::Minus => sub,
+            Operator::Multiply => mul,
+            Operator::Divide => div,
+            Operator::Modulo => rem,
+            _ => return self.inner.evaluate(batch),
+        };
+        let left = binary.left().evaluate(batch)?;
+        let right = binary.right().evaluate(batch)?;
+        let (left_type, right_type) = (left.data_type(), right.data_type());
+        if !(is_checked_type(&left_type) && is_checked_type(&right_type)) {
+            // Not what the rewrite makes (a plan from elsewhere): evaluated
+            // as the operation itself evaluates it.
+            return self.inner.evaluate(batch);
+        }
+        // The kernels `BinaryExpr` runs when it fails on overflow.
+        let value = apply(&left, &right, kernel).map_err(|error| {
             if is_arrow_overflow(&error) {
                 self.overflow(batch.schema_ref())
             } else {
@@ -230,8 +252,11 @@ impl OverflowCheckedExpr {
         })?;
         // Arrow checks a decimal result for overflowing 128 bits, not for
         // overflowing its precision. Below the largest precision the result
-        // type holds any result of its operands; at it, the result may not.
-        if let DataType::Decimal128(DECIMAL128_MAX_PRECISION, _) = value.data_type() {
+        // type holds any result of its operands; at it, the result may not,
+        // unless the operands' precisions bound it.
+        if let DataType::Decimal128(DECIMAL128_MAX_PRECISION, _) = value.data_type()
+            && may_exceed_largest_precision(*binary.op(), &left_type, &right_type)
+        {
             let array = value.to_array(1)?;
             if array
                 .as_primitive::<Decimal128Type>()
@@ -276,6 +301,28 @@ impl OverflowCheckedExpr {
         let data_type = self.inner.data_type(schema).unwrap_or(DataType::Null);
         overflow_error(fmt_sql(self.inner.as_ref()), &data_type)
     }
+}
+
+/// Whether `op` on decimals of types `left` and `right`, whose values have
+/// at most their precision's digits, can give a result of more than 38
+/// digits (arrow computes it exactly in 128 bits, or fails).
+fn may_exceed_largest_precision(op: Operator, left: &DataType, right: &DataType) -> bool {
+    let (Some((p1, s1)), Some((p2, s2))) = (decimal_digits(left), decimal_digits(right)) else {
+        return true;
+    };
+    let largest = i16::from(DECIMAL128_MAX_PRECISION);
+    let digits = match op {
+        Operator::Plus | Operator::Minus => (p1 - s1).max(p2 - s2) + s1.max(s2) + 1,
+        Operator::Multiply => p1 + p2,
+        // Arrow scales the dividend up to four more digits of scale than it
+        // had, and the divisor's scale more; the quotient has no more
+        // digits than the scaled dividend.
+        Operator::Divide => p1 + ((s1 + 4).min(largest) - s1 + s2).max(0),
+        // A remainder is smaller than its divisor.
+        Operator::Modulo => p1.min(p2),
+        _ => return true,
+    };
+    digits > largest
 }
 
 /// Whether `error` is (or wraps) arrow's arithmetic overflow.
@@ -379,5 +426,34 @@ impl PhysicalExpr for OverflowCheckedExpr {
                 inputs: ctx.encode_children_expressions(operands)?,
             })),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_results_are_checked_against_38_digits_only_where_they_can_exceed_them() {
+        let decimal = DataType::Decimal128;
+        let cases = [
+            // TPC-H's `l_extendedprice * (1 - l_discount)`.
+            (Operator::Multiply, decimal(15, 2), decimal(23, 2), false),
+            (Operator::Multiply, decimal(20, 0), decimal(19, 0), true),
+            (Operator::Multiply, decimal(38, 4), decimal(23, 2), true),
+            (Operator::Plus, decimal(36, 2), decimal(36, 2), false),
+            (Operator::Minus, decimal(37, 2), decimal(30, 6), true),
+            (Operator::Plus, decimal(38, 0), decimal(1, 0), true),
+            (Operator::Divide, decimal(30, 2), decimal(5, 2), false),
+            (Operator::Divide, decimal(34, 2), decimal(5, 2), true),
+            (Operator::Modulo, decimal(38, 0), decimal(38, 0), false),
+        ];
+        for (op, left, right, may_exceed) in cases {
+            assert_eq!(
+                may_exceed_largest_precision(op, &left, &right),
+                may_exceed,
+                "{left} {op} {right}"
+            );
+        }
     }
 }

@@ -17,6 +17,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{AnalyzerRule, OptimizerConfig, OptimizerRule};
 
+use super::operands::compute_checked_operands;
 use super::overflow_error;
 use crate::config::EmberConfig;
 
@@ -34,7 +35,11 @@ const WIDE_SUM_TYPE: DataType = DataType::Decimal128(38, 0);
 /// * `sum(x)` over an integer `x`, in aggregates and windows, adds in
 ///   `DECIMAL(38, 0)` and is cast back to the type `sum` has (a checked
 ///   cast, so a sum that does not fit fails); the plan above sees the same
-///   columns and types as before.
+///   columns and types as before;
+/// * arithmetic in window functions' arguments, `PARTITION BY` and
+///   `ORDER BY`, and in sort keys, is computed in a projection below the
+///   window or sort, where the physical rewrite checks it (see
+///   `operands.rs`); the plan above sees the same columns.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CheckedArithmeticRule;
 
@@ -154,12 +159,14 @@ fn both_integers(left: &ScalarValue, right: &ScalarValue) -> bool {
 }
 
 /// `node` with its `sum`s over integers widened, under a projection that
-/// narrows them back; `node` unchanged where it has none.
+/// narrows them back, and the arithmetic its window functions and sort keys
+/// evaluate computed below it ([`compute_checked_operands`]); `node`
+/// unchanged where it has neither.
 fn widen_integer_sums(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     match node {
         LogicalPlan::Aggregate(aggregate) => widen_aggregate(aggregate),
         LogicalPlan::Window(window) => widen_window(window),
-        other => Ok(Transformed::no(other)),
+        other => compute_checked_operands(other),
     }
 }
 
@@ -179,10 +186,11 @@ fn widen_aggregate(aggregate: Aggregate) -> Result<Transformed<LogicalPlan>> {
 fn widen_window(window: Window) -> Result<Transformed<LogicalPlan>> {
     let (window_expr, widened) = widen_sums(&window.window_expr, window.input.schema())?;
     if widened.is_empty() {
-        return Ok(Transformed::no(LogicalPlan::Window(window)));
+        return compute_checked_operands(LogicalPlan::Window(window));
     }
     let wide = Window::try_new(window_expr, Arc::clone(&window.input))?;
-    narrow_back(LogicalPlan::Window(wide), &window.schema, &widened)
+    let wide = compute_checked_operands(LogicalPlan::Window(wide))?.data;
+    narrow_back(wide, &window.schema, &widened)
 }
 
 /// `exprs` (a node's aggregate or window expressions over `input_schema`)

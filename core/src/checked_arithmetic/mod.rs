@@ -19,19 +19,24 @@
 //!   optimization has brought them together (merged projections);
 //! * [`check_overflow`], a physical rewrite: `+ - * / %` on integers and
 //!   decimals, unary minus on integers, and casts to integer and decimal
-//!   types, in projections, filters and aggregates, become
+//!   types that do not hold every value of their operand's type, in
+//!   projections, filters and aggregates, become
 //!   [`OverflowCheckedExpr`]s, and a decimal result at the largest
 //!   precision is checked against it. Every session runs it among
 //!   DataFusion's physical optimizer rules, before projection pushdown
 //!   moves expressions into file scans; Ember's physical codec carries the
 //!   checked expressions from the scheduler to the executors (a chain of
 //!   one operator flat, as DataFusion encodes its own);
+//! * window functions and sorts evaluate their operands themselves; the
+//!   analyzer rule computes those that can overflow in a projection below
+//!   them, so that the physical rewrite checks them there;
 //! * `abs` and casts of literals were checked by DataFusion already.
 //!
 //! `avg` over integers averages in `DOUBLE`, which cannot overflow.
 
 mod expr;
 mod logical;
+mod operands;
 mod physical;
 #[cfg(test)]
 mod tests;

@@ -125,6 +125,15 @@ async fn a_decimal_beyond_its_precision_fails() {
         error.contains("numeric overflow") && error.contains("DECIMAL(38, 0)"),
         "{error}"
     );
+    // A product whose operands' precisions allow more than 38 digits is
+    // checked against 38 (about 1.28e38 fits 128 bits).
+    let sql = "SELECT CAST(big AS DECIMAL(20, 0)) * CAST(13835058055282163712 AS DECIMAL(20, 0)) \
+               FROM t WHERE k = 1";
+    let error = error_of(&context, sql).await;
+    assert!(
+        error.contains("numeric overflow") && error.contains("DECIMAL(38, 0)"),
+        "{error}"
+    );
     let sql = format!("SELECT CAST({square} AS VARCHAR) FROM t WHERE k = 1 LIMIT 1");
     let batches = context.sql(&sql).await.unwrap().collect().await.unwrap();
     let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap();
@@ -178,6 +187,68 @@ async fn sum_over_integers_is_exact_or_fails() {
         )
         .await,
         vec![Some(i64::from(i32::MAX) + 1)]
+    );
+}
+
+#[tokio::test]
+async fn window_operands_and_sort_keys_that_overflow_fail() {
+    let context = context();
+    for sql in [
+        "SELECT sum(big + 1) OVER (PARTITION BY k) FROM t",
+        "SELECT sum(small) OVER (PARTITION BY k ORDER BY big * 2) FROM t",
+        "SELECT lag(small + small) OVER (ORDER BY k) FROM t",
+        "SELECT max(k) OVER (PARTITION BY -big) FROM t",
+        "SELECT k FROM t ORDER BY big + 1",
+        "SELECT k FROM t ORDER BY small * CAST(2 AS INT) LIMIT 1",
+    ] {
+        let error = error_of(&context, sql).await;
+        assert!(error.contains("numeric overflow"), "{sql}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn computed_window_operands_and_sort_keys_keep_answers_and_names() {
+    let unchecked = context();
+    let context = context();
+    let sql = "SELECT k, sum(k + 1) OVER (PARTITION BY k % 2 ORDER BY k * 10 \
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) FROM t ORDER BY k * 3, 2";
+    let batches = context.sql(sql).await.unwrap().collect().await.unwrap();
+    unchecked
+        .sql("SET ember.checked_arithmetic = false")
+        .await
+        .unwrap();
+    let unchecked_schema = unchecked
+        .sql(sql)
+        .await
+        .unwrap()
+        .schema()
+        .as_arrow()
+        .clone();
+    assert_eq!(
+        batches[0].schema().as_ref(),
+        &unchecked_schema,
+        "the computed operands stay hidden and the window keeps its name"
+    );
+    let sums: Vec<i64> = batches
+        .iter()
+        .flat_map(|batch| {
+            let column = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            column.values().to_vec()
+        })
+        .collect();
+    // k = 1, 1, 2, 3: odd k run 2, 4, 8; even k runs 3.
+    assert_eq!(sums, vec![2, 4, 3, 8]);
+    assert_eq!(
+        one_i64(
+            &context,
+            "SELECT big FROM t WHERE k < 3 ORDER BY k * -1, big LIMIT 2"
+        )
+        .await,
+        vec![Some(1), Some(i64::MAX)]
     );
 }
 

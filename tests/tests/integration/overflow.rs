@@ -45,6 +45,14 @@ const OVERFLOWS: &[(&str, &[&str])] = &[
         "SELECT x > 0 AS positive, sum(x) FROM numbers GROUP BY x > 0",
         &["BIGINT"],
     ),
+    (
+        "SELECT g, sum(x + 1) OVER (PARTITION BY g) FROM numbers",
+        &["`x + 1`", "BIGINT"],
+    ),
+    (
+        "SELECT g FROM numbers ORDER BY x * 2",
+        &["`x * 2`", "BIGINT"],
+    ),
 ];
 
 /// Runs `sql` after the table's DDL through `ember sql`, on `scheduler` when
