@@ -58,6 +58,7 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<
         .with_physical_optimizer_rules(physical_optimizer_rules())
         .build();
     state.register_udf(Arc::new(scalar_subquery_value()))?;
+    state.register_udf(Arc::new(crate::dialect::spark_decimal_divide()))?;
     let (scalars, aggregates) = crate::functions::registered_functions();
     for function in scalars {
         state.register_udf(function)?;

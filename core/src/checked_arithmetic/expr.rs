@@ -299,7 +299,7 @@ impl OverflowCheckedExpr {
 
     fn overflow(&self, schema: &Schema) -> DataFusionError {
         let data_type = self.inner.data_type(schema).unwrap_or(DataType::Null);
-        overflow_error(fmt_sql(self.inner.as_ref()), &data_type)
+        overflow_error(fmt_sql(self), &data_type)
     }
 }
 
@@ -333,9 +333,60 @@ fn is_arrow_overflow(error: &DataFusionError) -> bool {
     )
 }
 
+impl OverflowCheckedExpr {
+    /// Writes the expression, as SQL where `sql` is set. A checked
+    /// operation's operands that are themselves arithmetic of a lower
+    /// precedence (or of the same, on the right of `-`, `/` or `%`) are
+    /// put in parentheses: `BinaryExpr` would not see them through the
+    /// checked expression, and `a * (1 - b)` would read `a * 1 - b`.
+    fn write(&self, f: &mut fmt::Formatter<'_>, sql: bool) -> fmt::Result {
+        let binary = match self.inner.downcast_ref::<BinaryExpr>() {
+            Some(binary) if self.operation == CheckedOperation::Arithmetic => binary,
+            _ if sql => return self.inner.fmt_sql(f),
+            _ => return write!(f, "{}", self.inner),
+        };
+        let precedence = binary.op().precedence();
+        let grouped_right = matches!(
+            binary.op(),
+            Operator::Minus | Operator::Divide | Operator::Modulo
+        );
+        let write_operand = |f: &mut fmt::Formatter<'_>, operand: &Arc<dyn PhysicalExpr>, right| {
+            let parenthesize = arithmetic_precedence(operand.as_ref()).is_some_and(|inner| {
+                inner < precedence || (right && grouped_right && inner == precedence)
+            });
+            if parenthesize {
+                f.write_str("(")?;
+            }
+            if sql {
+                operand.fmt_sql(f)?;
+            } else {
+                write!(f, "{operand}")?;
+            }
+            if parenthesize {
+                f.write_str(")")?;
+            }
+            Ok(())
+        };
+        write_operand(f, binary.left(), false)?;
+        write!(f, " {} ", binary.op())?;
+        write_operand(f, binary.right(), true)
+    }
+}
+
+/// The precedence of `expr`'s operator, when it is a binary operation,
+/// checked or not.
+fn arithmetic_precedence(expr: &dyn PhysicalExpr) -> Option<u8> {
+    let expr = match expr.downcast_ref::<OverflowCheckedExpr>() {
+        Some(checked) => checked.inner.as_ref(),
+        None => expr,
+    };
+    expr.downcast_ref::<BinaryExpr>()
+        .map(|binary| binary.op().precedence())
+}
+
 impl fmt::Display for OverflowCheckedExpr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt(f)
+        self.write(f, false)
     }
 }
 
@@ -403,7 +454,7 @@ impl PhysicalExpr for OverflowCheckedExpr {
     }
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt_sql(f)
+        self.write(f, true)
     }
 
     /// A chain of one checked operator (`a + b + … + z`) is encoded flat, as

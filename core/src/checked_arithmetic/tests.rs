@@ -102,6 +102,15 @@ async fn column_arithmetic_that_overflows_fails_naming_the_expression() {
         ("SELECT k FROM t WHERE big + k > 0", "big + "),
         ("SELECT CAST(big AS INT) FROM t", "CAST(big AS Int32)"),
         ("SELECT k, max(big + k) FROM t GROUP BY k", "big + "),
+        // Checked operands keep their parentheses.
+        (
+            "SELECT big * (1 - big) FROM t WHERE k = 1",
+            "`big * (1 - big)`",
+        ),
+        (
+            "SELECT (big - k) * 2 FROM t WHERE k = 1",
+            "`(big - CAST(k AS Int64)) * 2`",
+        ),
     ] {
         let error = error_of(&context, sql).await;
         assert!(error.contains("numeric overflow"), "{sql}: {error}");

@@ -8,6 +8,9 @@
 //!   ([`SparkSemanticsRule`]);
 //! * `concat` of a NULL is NULL, not the other arguments joined
 //!   ([`SparkSemanticsRule`]);
+//! * `DECIMAL / DECIMAL` has Spark's result type and rounds half away from
+//!   zero ([`spark_decimal_divide`]): `1.00 / 3.00` is `0.3333333333333`,
+//!   not `0.333333`;
 //! * `ORDER BY` without `NULLS FIRST`/`LAST` puts NULLs first in ascending
 //!   and last in descending order ([`Dialect::default_null_ordering`],
 //!   which the client plans SQL with).
@@ -30,6 +33,12 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::config::EmberConfig;
+
+mod decimal_division;
+
+pub use decimal_division::{
+    SPARK_DECIMAL_DIVIDE, SparkDecimalDivide, spark_decimal_divide, spark_quotient_type,
+};
 
 /// Whose semantics a session's answers follow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,7 +89,8 @@ impl fmt::Display for Dialect {
 /// `spark` (after type coercion, so every type is known): `a / b` on
 /// integers becomes `CASE WHEN b = 0 THEN CAST(a / b AS DOUBLE) ELSE
 /// CAST(a AS DOUBLE) / CAST(b AS DOUBLE) END`, fractional, and failing on a
-/// zero divisor through the integer division, which DataFusion's does; and
+/// zero divisor through the integer division, which DataFusion's does;
+/// `a / b` on decimals becomes [`spark_decimal_divide`]`(a, b)`; and
 /// `concat(a, b, ...)` becomes `CASE WHEN a IS NULL OR b IS NULL ... THEN
 /// NULL ELSE concat(a, b, ...) END`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -104,6 +114,9 @@ impl AnalyzerRule for SparkSemanticsRule {
                 let name = names.save(&expr);
                 let rewritten = expr.transform_up(|expr| {
                     fractional_division(expr, &schema)?
+                        .transform_data(|expr| {
+                            decimal_division::spark_decimal_division(expr, &schema)
+                        })?
                         .transform_data(|expr| null_propagating_concat(expr, &schema))
                 })?;
                 Ok(rewritten.update_data(|expr| name.restore(expr)))
@@ -215,12 +228,71 @@ mod tests {
             let error = result.unwrap_err().to_string();
             assert!(error.contains("Divide by zero"), "{sql}: {error}");
         }
-        // Decimals and floats divide as before.
+        // Decimals stay decimals.
         let decimal = column(&context, "SELECT CAST(7 AS DECIMAL(5, 0)) / 2 AS q").await;
         assert!(matches!(
             decimal.data_type(),
             datafusion::arrow::datatypes::DataType::Decimal128(..)
         ));
+    }
+
+    /// The quotients of `sql` (one decimal column) as text.
+    async fn quotients(context: &SessionContext, sql: &str) -> (DataType, Vec<Option<String>>) {
+        let array = column(context, sql).await;
+        let data_type = array.data_type().clone();
+        let text = datafusion::arrow::compute::cast(&array, &DataType::Utf8).unwrap();
+        let text = text
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .unwrap();
+        (
+            data_type,
+            text.iter().map(|v| v.map(str::to_string)).collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn spark_divides_decimals_at_its_scale_rounding_half_away_from_zero() {
+        let context = context();
+        let sql = "SELECT a / b AS q FROM (VALUES \
+                   (CAST(1 AS DECIMAL(10, 2)), CAST(3 AS DECIMAL(10, 2))), \
+                   (CAST(-2 AS DECIMAL(10, 2)), CAST(3 AS DECIMAL(10, 2))), \
+                   (CAST(NULL AS DECIMAL(10, 2)), CAST(0 AS DECIMAL(10, 2))), \
+                   (CAST(5 AS DECIMAL(10, 2)), CAST(4 AS DECIMAL(10, 2)))) AS t(a, b)";
+        let (data_type, default) = quotients(&context, sql).await;
+        assert_eq!(data_type, DataType::Decimal128(16, 6));
+        assert_eq!(default[0].as_deref(), Some("0.333333"));
+        assert_eq!(default[1].as_deref(), Some("-0.666666"));
+
+        context.sql("SET ember.dialect = 'spark'").await.unwrap();
+        let (data_type, spark) = quotients(&context, sql).await;
+        assert_eq!(data_type, DataType::Decimal128(23, 13));
+        assert_eq!(
+            spark,
+            vec![
+                Some("0.3333333333333".to_string()),
+                Some("-0.6666666666667".to_string()),
+                None,
+                Some("1.2500000000000".to_string()),
+            ]
+        );
+        // Too many digits: the integer digits stay, the scale gives way.
+        let (data_type, wide) = quotients(
+            &context,
+            "SELECT CAST(10 AS DECIMAL(38, 10)) / CAST(3 AS DECIMAL(38, 10)) AS q",
+        )
+        .await;
+        assert_eq!(data_type, DataType::Decimal128(38, 6));
+        assert_eq!(wide, vec![Some("3.333333".to_string())]);
+        // A zero divisor still fails.
+        let error = match context
+            .sql("SELECT a / b FROM (VALUES (CAST(1 AS DECIMAL(5, 2)), CAST(0 AS DECIMAL(5, 2)))) AS t(a, b)")
+            .await
+        {
+            Ok(frame) => frame.collect().await.map(|_| ()).unwrap_err(),
+            Err(error) => error,
+        };
+        assert!(error.to_string().contains("Divide by zero"), "{error}");
     }
 
     #[tokio::test]

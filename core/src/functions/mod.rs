@@ -318,6 +318,7 @@ pub fn partition_function(name: &str) -> Option<Arc<PartitionFunction>> {
 /// function lists).
 pub fn register_into(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(crate::scalar_subquery::scalar_subquery_value());
+    ctx.register_udf(crate::dialect::spark_decimal_divide());
     let (scalars, aggregates) = registered_functions();
     for function in scalars {
         ctx.register_udf(function.as_ref().clone());

@@ -1,6 +1,7 @@
 //! Checked arithmetic through the real binaries: an overflow is one line
 //! naming the expression and its type, embedded and on a 2-executor
-//! cluster alike, and `sum` over BIGINTs is exact where its result fits.
+//! cluster alike, `sum` over BIGINTs is exact where its result fits, and
+//! Spark's decimal division runs in the executors as in the client.
 
 use std::path::Path;
 
@@ -107,6 +108,20 @@ async fn assert_answers(ddl: &str, scheduler: Option<&str>) {
     .await;
     assert_eq!(code, 0, "{mode}: {stderr}");
     assert_eq!(stdout, "wrapped\n-9223372036854775808\n", "{mode}");
+    // Spark's decimal division: its scale, rounded half away from zero, in
+    // the executors as in the client.
+    let (code, stdout, stderr) = run(
+        ddl,
+        "SET ember.dialect = 'spark'; SELECT g, CAST(g AS DECIMAL(10, 2)) / CAST(-3 AS DECIMAL(10, 2)) \
+         AS q FROM numbers GROUP BY g ORDER BY g;",
+        scheduler,
+    )
+    .await;
+    assert_eq!(code, 0, "{mode}: {stderr}");
+    assert_eq!(
+        stdout, "g,q\n1,-0.3333333333333\n2,-0.6666666666667\n",
+        "{mode}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
