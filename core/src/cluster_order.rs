@@ -67,12 +67,17 @@ fn relies_on_child_order(plan: &dyn ExecutionPlan, index: usize, relied_on: bool
         .required_input_ordering()
         .get(index)
         .is_some_and(Option::is_some);
+    // An operator whose order is relied on and has one relies on its
+    // children's: a union's order is its inputs' even where DataFusion
+    // says it maintains none of them (an input ordered by fewer keys, the
+    // others being constant).
     let passed_on = relied_on
-        && plan
+        && (plan
             .maintains_input_order()
             .get(index)
             .copied()
-            .unwrap_or(false);
+            .unwrap_or(false)
+            || plan.output_ordering().is_some());
     // A limit keeps the first rows of its input: which ones depends on the
     // input's order.
     let limit =

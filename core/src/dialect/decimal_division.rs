@@ -23,8 +23,8 @@ use datafusion::common::{DFSchema, ScalarValue, exec_err, plan_err};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, ExprSchemable, Operator, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ExprSchemable, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 
 use crate::checked_arithmetic::overflow_error;
@@ -57,12 +57,7 @@ pub fn spark_decimal_divide() -> ScalarUDF {
 
 /// `expr` as Spark divides, when it is a division of two decimals.
 pub(super) fn spark_decimal_division(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
-    let Expr::BinaryExpr(BinaryExpr {
-        left,
-        op: Operator::Divide,
-        right,
-    }) = &expr
-    else {
+    let Some((left, right)) = super::division_operands(&expr) else {
         return Ok(Transformed::no(expr));
     };
     let decimal = |operand: &Expr| {
@@ -76,7 +71,7 @@ pub(super) fn spark_decimal_division(expr: Expr, schema: &DFSchema) -> Result<Tr
     Ok(Transformed::yes(Expr::ScalarFunction(
         ScalarFunction::new_udf(
             Arc::new(spark_decimal_divide()),
-            vec![left.as_ref().clone(), right.as_ref().clone()],
+            vec![left.clone(), right.clone()],
         ),
     )))
 }

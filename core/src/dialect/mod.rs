@@ -131,21 +131,28 @@ impl AnalyzerRule for SparkSemanticsRule {
     }
 }
 
+/// The dividend and divisor of `expr`, when it is a division.
+fn division_operands(expr: &Expr) -> Option<(&Expr, &Expr)> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Divide,
+            right,
+        }) => Some((left, right)),
+        _ => None,
+    }
+}
+
 /// `expr` as Spark divides, when it is a division of integers.
 fn fractional_division(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
-    let Expr::BinaryExpr(BinaryExpr {
-        left,
-        op: Operator::Divide,
-        right,
-    }) = &expr
-    else {
+    let Some((left, right)) = division_operands(&expr) else {
         return Ok(Transformed::no(expr));
     };
     let integer_type = |operand: &Expr| operand.get_type(schema).ok().filter(DataType::is_integer);
     let (Some(_), Some(divisor_type)) = (integer_type(left), integer_type(right)) else {
         return Ok(Transformed::no(expr));
     };
-    let (left, right) = (left.as_ref().clone(), right.as_ref().clone());
+    let (left, right) = (left.clone(), right.clone());
     // Type coercion has run: the zero must have the divisor's type.
     let zero_divisor = right.clone().eq(lit(ScalarValue::new_zero(&divisor_type)?));
     let fraction = cast(left.clone(), DataType::Float64) / cast(right.clone(), DataType::Float64);
