@@ -55,6 +55,11 @@ const OPERATORS: [(Operator, &str); 5] = [
     (Operator::Modulo, "%"),
 ];
 
+/// Whether checked arithmetic covers `op`.
+pub(super) fn is_checked_operator(op: &Operator) -> bool {
+    OPERATORS.iter().any(|(checked, _)| checked == op)
+}
+
 /// An operation whose overflow is an error naming the operation and its type
 /// instead of a wrapped number or an anonymous arrow error.
 ///
@@ -87,7 +92,9 @@ impl OverflowCheckedExpr {
     /// `binary`, failing on overflow; `None` for an operator that is not
     /// arithmetic.
     pub fn arithmetic(binary: &BinaryExpr) -> Option<Self> {
-        OPERATORS.iter().find(|(op, _)| op == binary.op())?;
+        if !is_checked_operator(binary.op()) {
+            return None;
+        }
         let checked = BinaryExpr::new(
             Arc::clone(binary.left()),
             *binary.op(),

@@ -81,3 +81,9 @@ pub fn overflow_error(expression: impl std::fmt::Display, data_type: &DataType) 
 fn is_checked_type(data_type: &DataType) -> bool {
     data_type.is_integer() || data_type.is_decimal()
 }
+
+/// Whether a cast from `from` to `to` is checked: a numeric value to an
+/// integer or decimal type that does not hold every value of `from`.
+fn is_checked_cast(from: &DataType, to: &DataType) -> bool {
+    from.is_numeric() && is_checked_type(to) && !operands::holds_every_value(from, to)
+}

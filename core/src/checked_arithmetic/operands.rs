@@ -18,11 +18,11 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, DFSchemaRef};
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator, Projection, Sort, SortExpr,
-    Window,
+    BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Projection, Sort, SortExpr, Window,
 };
 
-use super::is_checked_type;
+use super::expr::is_checked_operator;
+use super::{is_checked_cast, is_checked_type};
 
 /// The prefix of the columns holding computed operands; the projection
 /// above the window or sort drops them again.
@@ -129,11 +129,20 @@ impl<'a> ComputedOperands<'a> {
         Ok(Expr::Column(Column::from_name(name)))
     }
 
+    /// A column name neither the input nor an operand computed before has.
     fn unused_name(&self) -> String {
-        (self.computed.len()..)
-            .map(|n| format!("{OPERAND_PREFIX}{n}"))
-            .find(|name| !self.schema.has_column_with_unqualified_name(name))
-            .unwrap_or_else(|| format!("{OPERAND_PREFIX}{}", self.computed.len()))
+        let taken = |name: &str| {
+            self.schema.has_column_with_unqualified_name(name)
+                || self.computed.iter().any(|(_, computed)| computed == name)
+        };
+        let mut n = self.computed.len();
+        loop {
+            let name = format!("{OPERAND_PREFIX}{n}");
+            if !taken(&name) {
+                return name;
+            }
+            n += 1;
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -174,22 +183,13 @@ pub(super) fn can_overflow(expr: &Expr, schema: &DFSchema) -> Result<bool> {
     expr.exists(|expr| {
         Ok(match expr {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                matches!(
-                    op,
-                    Operator::Plus
-                        | Operator::Minus
-                        | Operator::Multiply
-                        | Operator::Divide
-                        | Operator::Modulo
-                ) && is_checked_type(&left.get_type(schema)?)
+                is_checked_operator(op)
+                    && is_checked_type(&left.get_type(schema)?)
                     && is_checked_type(&right.get_type(schema)?)
             }
             Expr::Negative(operand) => operand.get_type(schema)?.is_signed_integer(),
             Expr::Cast(Cast { expr, field }) => {
-                let from = expr.get_type(schema)?;
-                from.is_numeric()
-                    && is_checked_type(field.data_type())
-                    && !holds_every_value(&from, field.data_type())
+                is_checked_cast(&expr.get_type(schema)?, field.data_type())
             }
             _ => false,
         })

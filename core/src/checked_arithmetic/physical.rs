@@ -13,8 +13,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, Physic
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 
-use super::operands::holds_every_value;
-use super::{OverflowCheckedExpr, is_checked_type};
+use super::{OverflowCheckedExpr, is_checked_cast, is_checked_type};
 use crate::config::EmberConfig;
 
 /// `plan` with its overflows checked ([`check_overflow`]) where
@@ -196,10 +195,8 @@ fn check_operation(
     }
     if let Some(cast) = expr.downcast_ref::<CastExpr>() {
         let from = cast.expr().data_type(schema)?;
-        let narrowing = from.is_numeric()
-            && is_checked_type(cast.cast_type())
-            && !holds_every_value(&from, cast.cast_type());
-        return Ok(narrowing.then(|| OverflowCheckedExpr::cast(Arc::clone(expr))));
+        let checked = is_checked_cast(&from, cast.cast_type());
+        return Ok(checked.then(|| OverflowCheckedExpr::cast(Arc::clone(expr))));
     }
     Ok(None)
 }
