@@ -268,13 +268,18 @@ fn object_store_message(err: &object_store::Error) -> String {
     }
 }
 
-/// Rewrites the error of a failed cluster job, which Ballista reports as
-/// `Job ID failed: Job failed due to stage N failed: Task failed due to
-/// runtime execution error: DataFusionError(Shared(External(...("cause"))))`,
-/// into `query failed on the cluster (job ID): cause`.
+/// Rewrites the error of a failed cluster job into one line that names the
+/// job and the cause. Ballista reports a failed task as `Job ID failed: Job
+/// failed due to stage N failed: Task failed due to runtime execution error:
+/// DataFusionError(Shared(External(...("cause"))))`, and a job it could not
+/// plan as `Job ID failed: Error planning job ID: DataFusionError(Context(
+/// "rule", Plan("cause")))`; these become `query failed on the cluster (job
+/// ID): cause` and `query could not be planned on the cluster (job ID):
+/// cause`.
 fn simplify_job_error(message: &str) -> Option<String> {
     let rest = message.strip_prefix("Job ")?;
     let (job_id, rest) = rest.split_once(" failed: ")?;
+    let rest = rest.trim();
     // Ember's S3 messages are complete sentences; take them whole.
     if let Some(at) = rest.find(ember_core::s3::S3AccessError::MARKER) {
         let cause = rest[at..]
@@ -283,15 +288,30 @@ fn simplify_job_error(message: &str) -> Option<String> {
             "query failed on the cluster (job {job_id}): {cause}"
         ));
     }
-    let mut cause = rest;
-    for marker in ["runtime execution error: ", "failed due to ", ": "] {
-        if let Some((_, after)) = cause.rsplit_once(marker) {
-            cause = after;
-            break;
-        }
+    if let Some(planning) = rest.strip_prefix("Error planning job ") {
+        let cause = planning
+            .split_once(": ")
+            .map_or(planning, |(_, cause)| cause);
+        return Some(format!(
+            "query could not be planned on the cluster (job {job_id}): {}",
+            debug_error_text(cause)
+        ));
     }
-    // Peel Debug wrappers such as `DataFusionError(Shared(External(` ... `)))`.
-    let mut cause = cause.trim();
+    let cause = ["runtime execution error: ", "failed due to "]
+        .iter()
+        .find_map(|marker| rest.rsplit_once(marker).map(|(_, after)| after))
+        .unwrap_or(rest);
+    Some(format!(
+        "query failed on the cluster (job {job_id}): {}",
+        debug_error_text(cause)
+    ))
+}
+
+/// The message inside an error printed with `{:?}`: peels wrappers such as
+/// `DataFusionError(Shared(External(` ... `)))`, skips the label of a
+/// `Context("label", error)`, and unquotes the innermost string.
+fn debug_error_text(printed: &str) -> String {
+    let mut cause = printed.trim();
     while let Some(open) = cause.find('(') {
         let head = &cause[..open];
         if head.is_empty()
@@ -300,15 +320,67 @@ fn simplify_job_error(message: &str) -> Option<String> {
         {
             break;
         }
-        cause = cause[open + 1..cause.len() - 1].trim();
+        let inner = cause[open + 1..cause.len() - 1].trim();
+        cause = match (head, skip_debug_string(inner)) {
+            ("Context", Some(after)) => after
+                .trim_start()
+                .strip_prefix(',')
+                .map_or(inner, str::trim),
+            _ => inner,
+        };
     }
-    let cause = match cause.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
-        Some(quoted) => quoted.replace("\\\"", "\"").replace("\\'", "'"),
+    match cause.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
+        Some(quoted) => unescape_debug_string(quoted),
         None => cause.to_string(),
-    };
-    Some(format!(
-        "query failed on the cluster (job {job_id}): {cause}"
-    ))
+    }
+}
+
+/// What follows the string literal `text` starts with, as `{:?}` writes
+/// strings; `None` when `text` does not start with a whole literal.
+fn skip_debug_string(text: &str) -> Option<&str> {
+    let body = text.strip_prefix('"')?;
+    let mut escaped = false;
+    for (at, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(&body[at + 1..]),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Undoes the escapes `{:?}` writes into a string literal.
+fn unescape_debug_string(quoted: &str) -> String {
+    let mut text = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            text.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => text.push('\n'),
+            Some('t') => text.push('\t'),
+            Some('r') => text.push('\r'),
+            Some('0') => text.push('\0'),
+            Some('u') => {
+                let code: String = chars
+                    .by_ref()
+                    .skip_while(|c| *c == '{')
+                    .take_while(|c| *c != '}')
+                    .collect();
+                match u32::from_str_radix(&code, 16).ok().and_then(char::from_u32) {
+                    Some(decoded) => text.push(decoded),
+                    None => text.push(char::REPLACEMENT_CHARACTER),
+                }
+            }
+            Some(other) => text.push(other),
+            None => text.push('\\'),
+        }
+    }
+    text
 }
 
 /// Collapses whitespace runs (newlines included) to single spaces.
@@ -357,6 +429,16 @@ mod tests {
         assert_eq!(
             describe(&DataFusionError::Execution(plain.to_string())),
             "query failed on the cluster (job 1): executor lost"
+        );
+        let planning = "Job 0UoXv1z failed: Error planning job 0UoXv1z: DataFusionError(Context(\"SanityCheckPlan\", Plan(\"Plan: [\\\"SortPreservingMergeExec: [a@0 ASC]\\\"] does not satisfy order requirements: [a@0 ASC]. Child-0 order: []\")))\n";
+        assert_eq!(
+            describe(&DataFusionError::Execution(planning.to_string())),
+            "query could not be planned on the cluster (job 0UoXv1z): Plan: [\"SortPreservingMergeExec: [a@0 ASC]\"] does not satisfy order requirements: [a@0 ASC]. Child-0 order: []"
+        );
+        let retried = "Job 9 failed: Job failed due to stage 2 failed: Stage 2 has failed 4 times, most recent failure reason: FetchPartitionError";
+        assert_eq!(
+            describe(&DataFusionError::Execution(retried.to_string())),
+            "query failed on the cluster (job 9): stage 2 failed: Stage 2 has failed 4 times, most recent failure reason: FetchPartitionError"
         );
         assert_eq!(
             describe(&DataFusionError::Execution("disk full".to_string())),
