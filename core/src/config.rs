@@ -214,10 +214,6 @@ ember_settings! {
     /// the operators that spill.
     hash_join_memory_percent: u64 = 50,
         "Percent of the memory pool one hash join's build sides may hold before they spill";
-    /// The deepest a statement's expressions may nest; the client refuses
-    /// a deeper statement before planning it. A chain of operators such as
-    /// `1 + 1 + … + 1` nests a level per operator, and planning recurses
-    /// through it: far deeper chains overflowed the stack.
     /// Whether integer and decimal arithmetic is checked: an operation,
     /// cast or `sum` whose result does not fit its type fails with one line
     /// naming the expression and the type, instead of wrapping around
@@ -232,9 +228,23 @@ ember_settings! {
     dialect: crate::dialect::Dialect = crate::dialect::Dialect::DataFusion,
         "Whose semantics answers follow: datafusion (integer / truncates, NULLs sort last \
          ascending) or spark (integer / is fractional, NULLs sort first ascending)";
+    /// The deepest a statement's expressions may nest; the client refuses
+    /// a deeper statement before planning it. A chain of operators such as
+    /// `1 + 1 + … + 1` nests a level per operator, and planning recurses
+    /// through it: far deeper chains overflowed the stack.
     max_expression_depth: u64 = 1000,
         "Deepest a statement's expressions may nest (a level per operator in a chain \
          like 1 + 1 + ...); deeper statements are refused";
+    /// Whether, on a cluster, each task's hash joins filter the scans of
+    /// their probe side that run in the same task with what their build
+    /// side holds (DataFusion's dynamic filters), as they do embedded.
+    /// DataFusion's own switch (`datafusion.optimizer.
+    /// enable_dynamic_filter_pushdown`) stays off on clusters: a filter
+    /// cannot reach from one stage into another, so executors add them to
+    /// each stage's plan themselves.
+    stage_dynamic_filters: bool = true,
+        "On a cluster, hash joins, top-k sorts and min/max aggregates filter the scans in the same task with \
+         what they have seen (dynamic filters), as embedded";
 }
 
 impl ConfigExtension for EmberConfig {

@@ -7,6 +7,7 @@
 //! writes shuffle files into its work dir, which other executors and clients
 //! fetch over Arrow Flight.
 
+pub mod dynamic_filters;
 pub mod engine;
 pub mod flight;
 pub mod job_watch;
@@ -22,6 +23,7 @@ use datafusion::prelude::SessionConfig;
 use ember_core::settings_rewrite::SettingsRewrite;
 use ember_core::{EmberLogicalCodec, EmberPhysicalCodec, SchedulerAddress};
 
+pub use dynamic_filters::StageDynamicFilters;
 pub use ember_memory::{ByteSize, ParseByteSizeError};
 pub use engine::{EmberExecutionEngine, StagePlanRewrite};
 pub use ports::ExecutorPorts;
@@ -347,7 +349,8 @@ impl PreparedExecutor {
                 )))
                 .with_rewrite(Arc::new(engine::SettingsStageRewrite(
                     SettingsRewrite::ADAPTIVE_JOINS,
-                ))),
+                )))
+                .with_rewrite(Arc::new(StageDynamicFilters)),
         ));
         // Cached partitions live in this process's block store, served to
         // peers by the Flight service beside shuffle data.

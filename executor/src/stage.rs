@@ -70,6 +70,7 @@ impl QueryStageExecutor for SupervisedStage {
         // Sorts set aside a share of the task's pool, not DataFusion's fixed
         // 10 MiB, to merge their spill files; repartitions never spill.
         let context = ember_memory::task_context_within_pool(context);
+        let context = crate::dynamic_filters::task_context_with_dynamic_filters(context);
         tokio::select! {
             result = self.inner.execute_query_stage(task_id, context) => {
                 result.map_err(|error| {
