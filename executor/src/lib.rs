@@ -347,10 +347,13 @@ impl PreparedExecutor {
                 .with_rewrite(Arc::new(engine::SettingsStageRewrite(
                     SettingsRewrite::GPU_PLACEMENT,
                 )))
+                // Before the adaptive joins, as embedded (DataFusion's
+                // filter pushdown runs before Ember's rules), so that the
+                // joins they wrap keep their filters.
+                .with_rewrite(Arc::new(StageDynamicFilters))
                 .with_rewrite(Arc::new(engine::SettingsStageRewrite(
                     SettingsRewrite::ADAPTIVE_JOINS,
-                )))
-                .with_rewrite(Arc::new(StageDynamicFilters)),
+                ))),
         ));
         // Cached partitions live in this process's block store, served to
         // peers by the Flight service beside shuffle data.
