@@ -21,6 +21,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use ballista_core::flight_proxy_service::BallistaFlightProxyService;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_scheduler::api::get_routes;
@@ -103,6 +104,15 @@ pub(crate) async fn serve(
 ) -> std::io::Result<()> {
     let app = router(scheduler, jobs, work_available, guard, plans)
         .into_make_service_with_connect_info::<SocketAddr>();
+    // Small answers go out at once: with Nagle's algorithm on, an answer
+    // written after a wait (a held poll, a job status pushed to a client)
+    // waited for the peer's delayed acknowledgement, some 40 ms, at every
+    // stage of every query.
+    let listener = listener.tap_io(|connection| {
+        if let Err(error) = connection.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY on a scheduler connection");
+        }
+    });
     axum::serve(listener, app).await
 }
 
