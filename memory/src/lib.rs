@@ -36,7 +36,7 @@ pub use adaptive_join::{AdaptiveJoinExec, AdaptiveJoinOptions, is_resources_exha
 pub use pool::{
     EMBEDDED_MEMORY_FRACTION, OVERCOMMIT_PERCENT, POOL_FRACTION, SoftLimitPool,
     default_embedded_limit, machine_memory, memory_pool, pool_for_process, sort_merge_reservation,
-    task_context_within_pool,
+    task_context_with, task_context_within_pool,
 };
 pub use size::{ByteSize, ParseByteSizeError};
 pub use spill::SpillTotals;

@@ -18,6 +18,7 @@ use datafusion::execution::memory_pool::{
     FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, TrackConsumersPool,
 };
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::SessionConfig;
 
 use crate::size::ByteSize;
 
@@ -72,6 +73,16 @@ pub fn task_context_within_pool(context: Arc<TaskContext>) -> Arc<TaskContext> {
         memory_pool: Arc::new(SoftLimitPool::new(Arc::clone(&runtime.memory_pool))),
         ..RuntimeEnv::clone(&runtime)
     });
+    task_context_with(&context, config, runtime)
+}
+
+/// A copy of `context` (its task, session and functions) with `config` and
+/// `runtime` in place of its own.
+pub fn task_context_with(
+    context: &TaskContext,
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+) -> Arc<TaskContext> {
     Arc::new(TaskContext::new(
         context.task_id(),
         context.session_id(),

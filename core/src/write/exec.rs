@@ -378,16 +378,8 @@ impl ExecutionPlan for StagedWriteExec {
         config
             .options_mut()
             .set("datafusion.execution.minimum_parallel_output_files", "1")?;
-        let write_context = Arc::new(TaskContext::new(
-            context.task_id(),
-            context.session_id(),
-            config,
-            context.scalar_functions().clone(),
-            context.higher_order_functions().clone(),
-            context.aggregate_functions().clone(),
-            context.window_functions().clone(),
-            context.runtime_env(),
-        ));
+        let write_context =
+            ember_memory::task_context_with(&context, config, context.runtime_env());
         let staging = self.staging.clone();
         let schema = staged_files_schema();
         let output_schema = schema.clone();

@@ -183,16 +183,7 @@ pub fn task_context_with_dynamic_filters(context: Arc<TaskContext>) -> Arc<TaskC
     }
     let mut config = config.clone();
     turn_on_dynamic_filters(config.options_mut());
-    Arc::new(TaskContext::new(
-        context.task_id(),
-        context.session_id(),
-        config,
-        context.scalar_functions().clone(),
-        context.higher_order_functions().clone(),
-        context.aggregate_functions().clone(),
-        context.window_functions().clone(),
-        context.runtime_env(),
-    ))
+    ember_memory::task_context_with(&context, config, context.runtime_env())
 }
 
 /// Turns on every kind of dynamic filter DataFusion has.
