@@ -235,9 +235,10 @@ ember_settings! {
     max_expression_depth: u64 = 1000,
         "Deepest a statement's expressions may nest (a level per operator in a chain \
          like 1 + 1 + ...); deeper statements are refused";
-    /// Whether, on a cluster, each task's hash joins filter the scans of
-    /// their probe side that run in the same task with what their build
-    /// side holds (DataFusion's dynamic filters), as they do embedded.
+    /// Whether, on a cluster, each task's hash joins, top-k sorts and
+    /// `min`/`max` aggregates filter the scans and shuffle reads that run in
+    /// the same task with what they have seen (DataFusion's dynamic
+    /// filters), as they do embedded.
     /// DataFusion's own switch (`datafusion.optimizer.
     /// enable_dynamic_filter_pushdown`) stays off on clusters: a filter
     /// cannot reach from one stage into another, so executors add them to

@@ -94,7 +94,7 @@ fn wrap_shuffle_readers(
     }
     let partitioned = plan
         .downcast_ref::<HashJoinExec>()
-        .is_some_and(|join| *join.partition_mode() == PartitionMode::Partitioned);
+        .is_some_and(is_partitioned);
     let children = plan.children();
     if children.is_empty() {
         return Ok(plan);
@@ -121,32 +121,17 @@ fn wrap_shuffle_readers(
 fn partitioned_join_filters_itself(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
     let mut found = false;
     plan.apply(|node| {
-        let Some(join) = node.downcast_ref::<HashJoinExec>() else {
-            return Ok(TreeNodeRecursion::Continue);
-        };
-        if *join.partition_mode() != PartitionMode::Partitioned {
-            return Ok(TreeNodeRecursion::Continue);
+        if let Some(join) = node
+            .downcast_ref::<HashJoinExec>()
+            .filter(|join| is_partitioned(join))
+        {
+            let ids: Vec<u64> = node
+                .dynamic_expressions_produced()
+                .iter()
+                .filter_map(|filter| filter.expression_id())
+                .collect();
+            found = !ids.is_empty() && evaluates_any(join.right(), &ids)?;
         }
-        let ids: Vec<u64> = node
-            .dynamic_expressions_produced()
-            .iter()
-            .filter_map(|filter| filter.expression_id())
-            .collect();
-        if ids.is_empty() {
-            return Ok(TreeNodeRecursion::Continue);
-        }
-        join.right().apply(|below| {
-            below.apply_expressions(&mut |root| {
-                root.apply(|expr| {
-                    found |= expr.expression_id().is_some_and(|id| ids.contains(&id));
-                    Ok(if found {
-                        TreeNodeRecursion::Stop
-                    } else {
-                        TreeNodeRecursion::Continue
-                    })
-                })
-            })
-        })?;
         Ok(if found {
             TreeNodeRecursion::Stop
         } else {
@@ -154,6 +139,26 @@ fn partitioned_join_filters_itself(plan: &Arc<dyn ExecutionPlan>) -> Result<bool
         })
     })?;
     Ok(found)
+}
+
+/// Whether a node of `plan` evaluates an expression whose id is in `ids`.
+fn evaluates_any(plan: &Arc<dyn ExecutionPlan>, ids: &[u64]) -> Result<bool> {
+    let stopped = plan.apply(|node| {
+        node.apply_expressions(&mut |root| {
+            root.apply(|expr| {
+                Ok(match expr.expression_id() {
+                    Some(id) if ids.contains(&id) => TreeNodeRecursion::Stop,
+                    _ => TreeNodeRecursion::Continue,
+                })
+            })
+        })
+    })?;
+    Ok(stopped == TreeNodeRecursion::Stop)
+}
+
+/// Whether `join` joins partitioned inputs, partition by partition.
+fn is_partitioned(join: &HashJoinExec) -> bool {
+    *join.partition_mode() == PartitionMode::Partitioned
 }
 
 /// `plan` without the [`ShuffleReadFilterExec`]s no filter reached.
@@ -195,10 +200,27 @@ fn turn_on_dynamic_filters(options: &mut ConfigOptions) {
     optimizer.enable_aggregate_dynamic_filter_pushdown = true;
 }
 
+/// The values of the first column of `batches`, a BIGINT without NULLs.
+#[cfg(test)]
+fn bigint_values(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<i64> {
+    use datafusion::arrow::array::{Array, Int64Array};
+    batches
+        .iter()
+        .flat_map(|batch| {
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("the first column is a BIGINT");
+            column.values().to_vec()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{Array, Int64Array};
     use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+    use datafusion::arrow::record_batch::RecordBatch;
     use datafusion::common::NullEquality;
     use datafusion::datasource::source::DataSourceExec;
     use datafusion::logical_expr::JoinType;
@@ -221,20 +243,8 @@ mod tests {
         own + plan.children().into_iter().map(scanned_rows).sum::<usize>()
     }
 
-    fn sorted_values(batches: &[datafusion::arrow::array::RecordBatch]) -> Vec<i64> {
-        let mut values: Vec<i64> = batches
-            .iter()
-            .flat_map(|batch| {
-                let column = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("v is a BIGINT");
-                (0..column.len())
-                    .map(|row| column.value(row))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+    fn sorted_values(batches: &[RecordBatch]) -> Vec<i64> {
+        let mut values = bigint_values(batches);
         values.sort_unstable();
         values
     }
@@ -409,6 +419,28 @@ mod tests {
         let shown = shape(&rewritten);
         assert!(!shown.contains("ShuffleReadFilterExec"), "{shown}");
         assert!(!shown.contains("DynamicFilter"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_partitioned_join_over_a_scan_keeps_its_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = cluster_session(dir.path()).await;
+        let scan = ctx
+            .sql("SELECT k FROM probe")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        assert!(scan.is::<DataSourceExec>(), "{}", shape(&scan));
+        let schema = scan.schema();
+        // One partition on each side, which DataFusion routes a filter
+        // over; the scan, on the join's probe side, would take it.
+        let join = hash_join(reader(1, &schema, 1), scan, PartitionMode::Partitioned);
+        let rewritten = StageDynamicFilters
+            .rewrite(Arc::clone(&join), &ctx.copied_config())
+            .unwrap();
+        assert!(Arc::ptr_eq(&join, &rewritten), "{}", shape(&rewritten));
     }
 
     #[tokio::test]

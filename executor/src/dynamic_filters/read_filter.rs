@@ -4,9 +4,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::cast::as_boolean_array;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ScalarValue, internal_err};
 use datafusion::config::ConfigOptions;
@@ -179,22 +179,16 @@ impl ExecutionPlan for ShuffleReadFilterExec {
         let filtered = input.filter_map(move |batch| {
             let kept = batch.and_then(|batch| keep_rows(batch, &filters));
             std::future::ready(match kept {
-                Ok(Some(batch)) if batch.num_rows() == 0 => None,
-                Ok(Some(batch)) => Some(Ok(batch)),
-                Ok(None) => None,
-                Err(error) => Some(Err(error)),
+                Ok(batch) if batch.num_rows() == 0 => None,
+                other => Some(other),
             })
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, filtered)))
     }
 }
 
-/// The rows of `batch` every filter keeps; `None` when one rejects them all
-/// at once.
-fn keep_rows(
-    mut batch: RecordBatch,
-    filters: &[Arc<dyn PhysicalExpr>],
-) -> Result<Option<RecordBatch>> {
+/// The rows of `batch` every filter keeps.
+fn keep_rows(mut batch: RecordBatch, filters: &[Arc<dyn PhysicalExpr>]) -> Result<RecordBatch> {
     for filter in filters {
         if batch.num_rows() == 0 {
             break;
@@ -202,19 +196,11 @@ fn keep_rows(
         // A filter not filled in yet is `true`: nothing to do.
         batch = match filter.evaluate(&batch)? {
             ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))) => batch,
-            ColumnarValue::Scalar(_) => return Ok(None),
-            ColumnarValue::Array(mask) => {
-                let Some(mask) = mask.as_any().downcast_ref::<BooleanArray>() else {
-                    return internal_err!(
-                        "dynamic filter {filter} gave {} values, not booleans",
-                        mask.data_type()
-                    );
-                };
-                filter_record_batch(&batch, mask)?
-            }
+            ColumnarValue::Scalar(_) => batch.slice(0, 0),
+            ColumnarValue::Array(mask) => filter_record_batch(&batch, as_boolean_array(&mask)?)?,
         };
     }
-    Ok(Some(batch))
+    Ok(batch)
 }
 
 #[cfg(test)]
@@ -231,20 +217,7 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     use super::*;
-
-    fn values(batches: &[RecordBatch]) -> Vec<i64> {
-        batches
-            .iter()
-            .flat_map(|batch| {
-                let column = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("a is a BIGINT");
-                column.values().to_vec()
-            })
-            .collect()
-    }
+    use crate::dynamic_filters::bigint_values;
 
     #[tokio::test]
     async fn drops_the_rows_its_dynamic_filter_rejects_once_filled_in() {
@@ -287,16 +260,16 @@ mod tests {
         let before = collect(Arc::clone(&filtered), Arc::clone(&task))
             .await
             .unwrap();
-        assert_eq!(values(&before), vec![1, 2, 3, 4, 5]);
+        assert_eq!(bigint_values(&before), vec![1, 2, 3, 4, 5]);
         dynamic
             .update(Arc::new(BinaryExpr::new(a, Operator::Lt, lit(3i64))))
             .unwrap();
         let after = collect(Arc::clone(&filtered), Arc::clone(&task))
             .await
             .unwrap();
-        assert_eq!(values(&after), vec![1, 2]);
+        assert_eq!(bigint_values(&after), vec![1, 2]);
         dynamic.update(lit(false)).unwrap();
         let none = collect(filtered, task).await.unwrap();
-        assert!(values(&none).is_empty());
+        assert!(bigint_values(&none).is_empty());
     }
 }
