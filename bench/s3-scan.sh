@@ -75,7 +75,9 @@ embedded_s3=$(scan_median "s3://bench/lineitem/")
     > "$work/cluster.out" 2>/dev/null &
 pids+=($!)
 for _ in $(seq 1 120); do grep -q "Press Ctrl-C" "$work/cluster.out" 2>/dev/null && break; sleep 0.5; done
-addr=$(awk '/Connect:/ { print $NF }' "$work/cluster.out")
+addr=$(sed -n 's/^Ember cluster running: scheduler at \([^,]*\),.*/\1/p' "$work/cluster.out")
+# The cluster requires the token it generated.
+export EMBER_TOKEN_FILE="$work/cluster/secrets/token"
 [ -n "$addr" ] || { echo "the local cluster did not start" >&2; exit 1; }
 cluster_local=$(scan_median "$work/data/lineitem/" --scheduler "$addr")
 cluster_s3=$(scan_median "s3://bench/lineitem/" --scheduler "$addr")

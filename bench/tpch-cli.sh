@@ -51,7 +51,9 @@ times > "$work/embedded.txt"
     > "$work/cluster.out" 2>/dev/null &
 cluster_pid=$!
 for _ in $(seq 1 120); do grep -q "Press Ctrl-C" "$work/cluster.out" 2>/dev/null && break; sleep 0.5; done
-addr=$(awk '/Connect:/ { print $NF }' "$work/cluster.out")
+addr=$(sed -n 's/^Ember cluster running: scheduler at \([^,]*\),.*/\1/p' "$work/cluster.out")
+# The cluster requires the token it generated.
+export EMBER_TOKEN_FILE="$work/cluster/secrets/token"
 [ -n "$addr" ] || { echo "the local cluster did not start" >&2; exit 1; }
 times --scheduler "$addr" > "$work/cluster.txt"
 

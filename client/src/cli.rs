@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::context::EmberContext;
 use crate::error::{ClientError, Result};
 use crate::format::OutputFormat;
-use crate::local_cluster::{LocalCluster, LocalClusterOptions};
+use crate::local_cluster::{LocalCluster, LocalClusterOptions, LocalClusterSecurity};
 use crate::runner::StatementRunner;
 use crate::tpch::{DataFormat, TpchGenerator};
 
@@ -34,7 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run SQL: statements given with -c or -f, or an interactive shell.
-    Sql(SqlArgs),
+    Sql(Box<SqlArgs>),
     /// Start and manage clusters.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -75,6 +75,9 @@ pub struct SqlArgs {
     /// How to reach S3.
     #[command(flatten)]
     pub s3: S3Args,
+    /// The cluster's token and TLS.
+    #[command(flatten, next_help_heading = "Security (a cluster's token and TLS)")]
+    pub security: ember_auth::SecurityOptions,
 }
 
 /// S3 settings of a session. They override the `AWS_*` environment, and
@@ -156,6 +159,15 @@ pub struct LocalClusterArgs {
     /// (default: the directory of this `ember` binary).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
+    /// Start the cluster without a token: anyone who can reach its ports
+    /// may use it. By default a fresh token is generated into the state
+    /// directory, and every port requires it.
+    #[arg(long)]
+    pub no_token: bool,
+    /// Also serve TLS on every port, with a freshly generated self-signed CA
+    /// and a certificate for localhost (written to the state directory).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// `ember datagen ...`.
@@ -185,14 +197,17 @@ pub struct TpchArgs {
 /// Runs a parsed command line. Errors are returned for `main` to print.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Sql(args) => run_sql(args).await,
+        Command::Sql(args) => run_sql(*args).await,
         Command::Cluster(ClusterCommand::Local(args)) => run_local_cluster(args).await,
         Command::Datagen(DatagenCommand::Tpch(args)) => run_datagen(args),
     }
 }
 
 async fn run_sql(args: SqlArgs) -> Result<()> {
-    let context = EmberContext::new(args.scheduler.as_deref()).await?;
+    let context = match args.scheduler.as_deref() {
+        None => EmberContext::embedded()?,
+        Some(address) => EmberContext::connect_with(address, &args.security).await?,
+    };
     if let Some(memory) = args.memory {
         context.set_process_memory(memory)?;
         // A process given a memory budget keeps to it.
@@ -272,19 +287,23 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
     options.cores_per_executor = args.cores;
     options.executor_memory = args.executor_memory;
     options.scheduler_port = args.port;
+    options.security = LocalClusterSecurity {
+        token: !args.no_token,
+        tls: args.tls,
+        client_auth: false,
+    };
     eprintln!("Starting a scheduler and {} executor(s)...", args.executors);
     let mut cluster = LocalCluster::start(&options).await?;
     // One shutdown future, its handlers installed before the prompt below,
     // and kept across the loop so that no Ctrl-C falls between two polls.
     let shutdown = ember_core::process::shutdown_signal();
     tokio::pin!(shutdown);
-    let addr = cluster.address().clone();
+    let addr = cluster.client_address();
     println!(
         "Ember cluster running: scheduler at {addr}, {} executor(s).",
         args.executors
     );
-    println!("  Connect:  ember sql --scheduler {addr}");
-    println!("  REST API: http://{addr}/api/executors");
+    print_connect_help(&addr, cluster.client_security());
     println!("  Logs:     {}", cluster.log_dir().display());
     println!("Press Ctrl-C to stop.");
     let _ = std::io::stdout().flush();
@@ -326,6 +345,39 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
     }
     eprintln!("Cluster stopped.");
     outcome
+}
+
+/// Prints how a client connects to a local cluster secured with `security`.
+fn print_connect_help(addr: &str, security: &ember_auth::SecurityOptions) {
+    let mut flags = String::new();
+    if let Some(token) = &security.token_file {
+        flags.push_str(&format!(" --token-file {}", token.display()));
+    }
+    if let Some(ca) = &security.tls_ca {
+        flags.push_str(&format!(" --tls-ca {}", ca.display()));
+    }
+    println!("  Connect:  ember sql --scheduler {addr}{flags}");
+    let scheme = if security.tls_ca.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let bare = addr.trim_start_matches("https://");
+    match (&security.token_file, &security.tls_ca) {
+        (Some(token), ca) => println!(
+            "  REST API: curl{} -H \"Authorization: Bearer $(cat {})\" {scheme}://{bare}/api/executors",
+            ca.as_ref()
+                .map(|ca| format!(" --cacert {}", ca.display()))
+                .unwrap_or_default(),
+            token.display()
+        ),
+        (None, _) => println!("  REST API: {scheme}://{bare}/api/executors"),
+    }
+    if security.token_file.is_none() {
+        println!(
+            "  Not secured (--no-token): anyone who can reach these ports can use the cluster."
+        );
+    }
 }
 
 fn run_datagen(args: TpchArgs) -> Result<()> {

@@ -5,8 +5,9 @@
 //! picks up, or fail deep inside a query with a transport error. These checks
 //! turn both into one clear error, within a bounded time.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use ember_auth::{ClientSecurity, SecurityOptions};
 
 use ember_core::cache::{CacheStorage, CachedBlock};
 use serde_json::Value;
@@ -27,8 +28,69 @@ pub struct ExecutorInfo {
     pub port: u16,
 }
 
-/// Checks that the scheduler at `addr` is reachable within `connect_timeout`.
-pub async fn check_reachable(addr: &SchedulerAddress, connect_timeout: Duration) -> Result<()> {
+/// A scheduler and how this client reaches it: its address, the TLS and
+/// token it presents, and the HTTP client of its REST API (built once, with
+/// its connection pool, rather than for each check or poll).
+#[derive(Debug, Clone)]
+pub struct SchedulerConnection {
+    address: SchedulerAddress,
+    security: ClientSecurity,
+    http: reqwest::Client,
+}
+
+impl SchedulerConnection {
+    /// The scheduler at `address`, reached as `security` says.
+    pub fn new(address: SchedulerAddress, security: ClientSecurity) -> Result<Self> {
+        let http = security.http_client()?;
+        Ok(Self {
+            address,
+            security,
+            http,
+        })
+    }
+
+    /// The scheduler at `address` (`host:port`, `https://host:port`, ...),
+    /// reached with the token and TLS files that `options` names: TLS when
+    /// the address is `https://` or `grpcs://`, or when a TLS file is given.
+    pub fn from_options(address: &str, options: &SecurityOptions) -> Result<Self> {
+        let parsed = SchedulerAddress::parse(address)?;
+        let security = options.client(SchedulerAddress::requests_tls(address))?;
+        Self::new(parsed, security)
+    }
+
+    /// The scheduler at `address`, reached without TLS or a token.
+    pub fn plain(address: SchedulerAddress) -> Result<Self> {
+        Self::new(address, ClientSecurity::default())
+    }
+
+    /// Its address.
+    pub fn address(&self) -> &SchedulerAddress {
+        &self.address
+    }
+
+    /// The TLS and token presented.
+    pub fn security(&self) -> &ClientSecurity {
+        &self.security
+    }
+
+    /// The URL of a path of the scheduler's REST API.
+    fn rest_url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.security.scheme(), self.address)
+    }
+}
+
+impl std::fmt::Display for SchedulerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.address.fmt(f)
+    }
+}
+
+/// Checks that the scheduler is reachable within `connect_timeout`.
+pub async fn check_reachable(
+    scheduler: &SchedulerConnection,
+    connect_timeout: Duration,
+) -> Result<()> {
+    let addr = scheduler.address();
     let target = (addr.host.as_str(), addr.port);
     match tokio::time::timeout(connect_timeout, TcpStream::connect(target)).await {
         Ok(Ok(_)) => Ok(()),
@@ -52,25 +114,20 @@ fn describe_io(err: &std::io::Error) -> String {
     }
 }
 
-/// The HTTP client for schedulers' REST APIs, built once per process and
-/// shared (with its connection pool) by every check, rather than rebuilt for
-/// each query or poll.
-fn rest_client() -> Result<&'static reqwest::Client> {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    if let Some(client) = CLIENT.get() {
-        return Ok(client);
-    }
-    let client = reqwest::Client::builder()
-        .build()
-        .map_err(|e| ClientError::Process(format!("cannot build an HTTP client: {e}")))?;
-    Ok(CLIENT.get_or_init(|| client))
+/// Asks the scheduler's REST API for its version, presenting this client's
+/// token and TLS: a refused token or a failed TLS handshake is
+/// [`ClientError::Insecure`], with the reason.
+pub async fn check_access(addr: &SchedulerConnection, timeout: Duration) -> Result<()> {
+    rest_json(addr, reqwest::Method::GET, "/api/version", timeout)
+        .await
+        .map(|_| ())
 }
 
 /// GETs `path` from the scheduler's REST API and returns the JSON list it
 /// answers with. Failing to connect is [`ClientError::SchedulerUnreachable`];
 /// any other answer is [`ClientError::NotAScheduler`].
 async fn get_json_list(
-    addr: &SchedulerAddress,
+    addr: &SchedulerConnection,
     path: &str,
     timeout: Duration,
 ) -> Result<Vec<Value>> {
@@ -85,7 +142,7 @@ async fn get_json_list(
 
 /// Lists the executors registered with the scheduler, through its REST API.
 pub async fn list_executors(
-    addr: &SchedulerAddress,
+    addr: &SchedulerConnection,
     timeout: Duration,
 ) -> Result<Vec<ExecutorInfo>> {
     Ok(get_json_list(addr, "/api/executors", timeout)
@@ -102,7 +159,7 @@ pub async fn list_executors(
 /// Waits until at least `count` executors are registered, polling the
 /// scheduler, for at most `wait`.
 pub async fn wait_for_executors(
-    addr: &SchedulerAddress,
+    addr: &SchedulerConnection,
     count: usize,
     wait: Duration,
 ) -> Result<Vec<ExecutorInfo>> {
@@ -141,7 +198,7 @@ impl JobInfo {
 }
 
 /// Lists the scheduler's jobs, through its REST API.
-pub async fn list_jobs(addr: &SchedulerAddress, timeout: Duration) -> Result<Vec<JobInfo>> {
+pub async fn list_jobs(addr: &SchedulerConnection, timeout: Duration) -> Result<Vec<JobInfo>> {
     Ok(get_json_list(addr, "/api/jobs", timeout)
         .await?
         .iter()
@@ -160,7 +217,7 @@ pub async fn list_jobs(addr: &SchedulerAddress, timeout: Duration) -> Result<Vec
 /// A job whose submission was still on its way may appear a moment later,
 /// so the name is looked for during the first second of `wait` too.
 pub async fn cancel_jobs_named(
-    addr: &SchedulerAddress,
+    addr: &SchedulerConnection,
     job_name: &str,
     wait: Duration,
 ) -> Result<Vec<String>> {
@@ -176,7 +233,8 @@ pub async fn cancel_jobs_named(
             if cancelled.contains(&job.id) {
                 continue;
             }
-            let response = rest_client()?
+            let response = addr
+                .http
                 .patch(addr.rest_url(&format!("/api/job/{}", job.id)))
                 .timeout(Duration::from_secs(5))
                 .send()
@@ -198,26 +256,53 @@ pub async fn cancel_jobs_named(
     }
 }
 
+/// The innermost cause of `error`, in words: `error sending request` says
+/// less than the refused connection or the TLS alert beneath it.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    innermost.to_string()
+}
+
 /// Sends `method` to `path` on the scheduler's REST API and returns the JSON
 /// it answers with. Failing to connect is
 /// [`ClientError::SchedulerUnreachable`]; any other answer is
 /// [`ClientError::NotAScheduler`].
 async fn rest_json(
-    addr: &SchedulerAddress,
+    addr: &SchedulerConnection,
     method: reqwest::Method,
     path: &str,
     timeout: Duration,
 ) -> Result<Value> {
-    let response = rest_client()?
+    let response = addr
+        .http
         .request(method.clone(), addr.rest_url(path))
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| ClientError::SchedulerUnreachable {
-            addr: addr.to_string(),
-            reason: e.to_string(),
+        .map_err(|e| match addr.security.describe_failure(&e) {
+            Some(reason) => ClientError::Insecure {
+                addr: addr.to_string(),
+                reason,
+            },
+            None => ClientError::SchedulerUnreachable {
+                addr: addr.to_string(),
+                reason: root_cause(&e),
+            },
         })?;
     let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        let reason = match addr.security.token() {
+            None => "it requires a token (--token-file or EMBER_TOKEN), and none was sent",
+            Some(_) => "the token sent is not this cluster's token",
+        };
+        return Err(ClientError::Insecure {
+            addr: addr.to_string(),
+            reason: reason.to_string(),
+        });
+    }
     if !status.is_success() {
         // The first line of the answer, short: errors stay one line.
         let body = response.text().await.unwrap_or_default();
@@ -251,7 +336,7 @@ async fn rest_json(
 /// What the job named `job_name` spilled to disk, summed over its stages'
 /// operators; `None` when the scheduler lists no job of that name.
 pub async fn job_spill(
-    addr: &SchedulerAddress,
+    addr: &SchedulerConnection,
     job_name: &str,
 ) -> Result<Option<ember_memory::SpillTotals>> {
     let timeout = Duration::from_secs(5);
@@ -273,7 +358,7 @@ pub async fn job_spill(
 }
 
 /// Where the cluster's executors hold a cached dataset's partitions.
-pub async fn cache_storage(addr: &SchedulerAddress, cache_id: &str) -> Result<CacheStorage> {
+pub async fn cache_storage(addr: &SchedulerConnection, cache_id: &str) -> Result<CacheStorage> {
     let path = format!("/api/ember/cache/{cache_id}");
     let body = rest_json(addr, reqwest::Method::GET, &path, Duration::from_secs(30)).await?;
     let number = |key: &str| body[key].as_u64().unwrap_or_default();
@@ -303,7 +388,7 @@ pub async fn cache_storage(addr: &SchedulerAddress, cache_id: &str) -> Result<Ca
 
 /// Frees a cached dataset's partitions on every executor; returns how many
 /// were freed.
-pub async fn unpersist(addr: &SchedulerAddress, cache_id: &str) -> Result<usize> {
+pub async fn unpersist(addr: &SchedulerConnection, cache_id: &str) -> Result<usize> {
     let path = format!("/api/ember/cache/{cache_id}");
     let body = rest_json(
         addr,
@@ -324,10 +409,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let addr = SchedulerAddress {
+        let addr = SchedulerConnection::plain(SchedulerAddress {
             host: "127.0.0.1".into(),
             port,
-        };
+        })
+        .unwrap();
         let err = check_reachable(&addr, Duration::from_secs(2))
             .await
             .unwrap_err()

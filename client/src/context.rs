@@ -29,8 +29,14 @@ use crate::statement::{
 use crate::table_files::check_parquet_footers;
 use crate::write::PendingWrite;
 
-use crate::cluster::{SchedulerAddress, cancel_jobs_named, check_reachable, wait_for_executors};
+use crate::cluster::{
+    SchedulerAddress, SchedulerConnection, cancel_jobs_named, check_access, check_reachable,
+    wait_for_executors,
+};
 use crate::error::{ClientError, Result};
+use ballista_core::extension::SessionConfigExt;
+use datafusion::prelude::SessionConfig;
+use ember_auth::{ClientSecurity, SecurityOptions};
 
 /// Where an [`EmberContext`] runs its queries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +58,9 @@ pub enum ExecutionMode {
 pub struct EmberContext {
     session: SessionContext,
     mode: ExecutionMode,
+    /// On a cluster: its scheduler, and the TLS and token this client
+    /// presents to it.
+    scheduler: Option<SchedulerConnection>,
     /// The client's object stores: used to plan (listing files, inferring
     /// schemas) and to remove a failed write's staged files.
     stores: Arc<EmberObjectStoreRegistry>,
@@ -95,6 +104,7 @@ impl EmberContext {
         let context = Self {
             session: SessionContext::new_with_state(state),
             mode: ExecutionMode::Embedded,
+            scheduler: None,
             stores,
             last_run: Arc::default(),
         };
@@ -151,20 +161,30 @@ impl EmberContext {
     }
 
     /// A context that runs queries on the cluster whose scheduler listens at
-    /// `address` (`host:port` or `df://host:port`).
+    /// `address` (`host:port`, `df://host:port`, or `https://host:port` for
+    /// TLS), presenting the token and TLS files the environment names
+    /// (`EMBER_TOKEN` or `EMBER_TOKEN_FILE`, `EMBER_TLS_CA`, ...; see
+    /// [`SecurityOptions`]), so that a job runs unchanged on a secured
+    /// cluster.
     ///
     /// Fails, within `ember.client_connect_timeout_secs`, when nothing
-    /// answers there. Executors are checked for when a query runs (see
+    /// answers there, and at once when the scheduler refuses the token or
+    /// TLS fails. Executors are checked for when a query runs (see
     /// [`EmberContext::check_executors`]).
     pub async fn connect(address: &str) -> Result<Self> {
-        let addr = SchedulerAddress::parse(address)?;
-        let config = ember_core::session_config();
+        Self::connect_with(address, &SecurityOptions::from_env()?).await
+    }
+
+    /// [`EmberContext::connect`] with the token and TLS files of `security`
+    /// (as `ember sql`'s flags give them) instead of the environment's.
+    pub async fn connect_with(address: &str, security: &SecurityOptions) -> Result<Self> {
+        let scheduler = SchedulerConnection::from_options(address, security)?;
+        let addr = scheduler.address().clone();
+        let config = with_cluster_security(ember_core::session_config(), scheduler.security());
         let settings = EmberConfig::from_session_config(&config);
-        check_reachable(
-            &addr,
-            Duration::from_secs(settings.client_connect_timeout_secs),
-        )
-        .await?;
+        let connect_timeout = Duration::from_secs(settings.client_connect_timeout_secs);
+        check_reachable(&scheduler, connect_timeout).await?;
+        check_access(&scheduler, connect_timeout).await?;
         let stores = Arc::new(EmberObjectStoreRegistry::new(S3Settings::default()));
         let runtime = runtime_env_with_registry(stores.clone(), None)?;
         let state = ember_core::session_state(config, runtime)?;
@@ -184,6 +204,7 @@ impl EmberContext {
         Ok(Self {
             session,
             mode: ExecutionMode::Cluster(addr),
+            scheduler: Some(scheduler),
             stores,
             last_run: Arc::default(),
         })
@@ -195,6 +216,11 @@ impl EmberContext {
             None => Self::embedded(),
             Some(address) => Self::connect(address).await,
         }
+    }
+
+    /// On a cluster, its scheduler and how this client reaches it.
+    pub fn scheduler(&self) -> Option<&SchedulerConnection> {
+        self.scheduler.as_ref()
     }
 
     /// Where queries run.
@@ -215,9 +241,9 @@ impl EmberContext {
     /// On a cluster, fails unless at least one executor is registered within
     /// `ember.client_executor_wait_secs`. Embedded, does nothing.
     pub async fn check_executors(&self) -> Result<()> {
-        if let ExecutionMode::Cluster(addr) = &self.mode {
+        if let Some(scheduler) = &self.scheduler {
             let wait = Duration::from_secs(self.settings().client_executor_wait_secs);
-            wait_for_executors(addr, 1, wait).await?;
+            wait_for_executors(scheduler, 1, wait).await?;
         }
         Ok(())
     }
@@ -291,6 +317,9 @@ impl EmberContext {
             _ => None,
         };
         let (plan, statement_settings) = fold_copy_options(&state, plan)?;
+        let plan = crate::settings_view::mask_secret_settings(&state, plan)
+            .await
+            .map_err(ClientError::from_datafusion)?;
         let frame =
             self.session
                 .execute_logical_plan(plan)
@@ -411,9 +440,9 @@ impl EmberContext {
             }
             Err(signal) => {
                 tracing::info!(%signal, "cancelling the running statement");
-                if let (ExecutionMode::Cluster(addr), Some(name)) = (&self.mode, &job_name) {
+                if let (Some(scheduler), Some(name)) = (&self.scheduler, &job_name) {
                     let wait = Duration::from_secs(JOB_CANCEL_WAIT_SECS);
-                    if let Err(e) = cancel_jobs_named(addr, name, wait).await {
+                    if let Err(e) = cancel_jobs_named(scheduler, name, wait).await {
                         tracing::warn!("cannot cancel the job on the cluster: {e}");
                     }
                 }
@@ -450,13 +479,13 @@ impl EmberContext {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        match (last, &self.mode) {
+        match (last, &self.scheduler) {
             (None, _) => Ok(None),
             (Some(LastRun::Embedded(spill)), _) => Ok(Some(spill)),
-            (Some(LastRun::Cluster(name)), ExecutionMode::Cluster(addr)) => {
-                crate::cluster::job_spill(addr, &name).await
+            (Some(LastRun::Cluster(name)), Some(scheduler)) => {
+                crate::cluster::job_spill(scheduler, &name).await
             }
-            (Some(LastRun::Cluster(_)), ExecutionMode::Embedded) => Ok(None),
+            (Some(LastRun::Cluster(_)), None) => Ok(None),
         }
     }
 
@@ -559,4 +588,17 @@ pub fn is_query(frame: &DataFrame) -> bool {
         LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::EmptyRelation(_)
     );
     runs_a_plan && !scans_only_information_schema(plan).unwrap_or(false)
+}
+
+/// `config` with the hooks through which Ballista's client presents
+/// `security` to the cluster: the token as gRPC metadata on scheduler
+/// requests, and TLS plus the token on every channel it opens (to the
+/// scheduler, and to executors for results).
+fn with_cluster_security(config: SessionConfig, security: &ClientSecurity) -> SessionConfig {
+    if !security.is_secured() {
+        return config;
+    }
+    config
+        .with_ballista_grpc_metadata(security.grpc_metadata())
+        .with_ballista_override_create_grpc_client_endpoint(security.endpoint_override())
 }

@@ -23,6 +23,18 @@ pub enum ClientError {
         /// What went wrong.
         reason: String,
     },
+    /// The scheduler refused this client's token, or TLS failed between them
+    /// (an untrusted or expired certificate, TLS on one side only).
+    #[error("the connection to the scheduler at {addr} failed its security check: {reason}")]
+    Insecure {
+        /// The scheduler's address.
+        addr: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// A token or TLS setting cannot be used.
+    #[error("{0}")]
+    Security(#[from] ember_auth::AuthError),
     /// Something answered, but it is not an Ember (Ballista) scheduler.
     #[error("{addr} does not answer like an Ember scheduler: {reason}")]
     NotAScheduler {

@@ -31,6 +31,7 @@ pub mod resubmit;
 pub mod runner;
 pub mod s3_glob;
 pub mod script;
+mod settings_view;
 pub mod statement;
 pub mod statement_depth;
 pub mod table_files;

@@ -14,7 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{SchedulerAddress, wait_for_executors};
+use ember_auth::{CertificateAuthority, ClusterToken, SecurityOptions};
+
+use crate::cluster::{SchedulerAddress, SchedulerConnection, wait_for_executors};
 use crate::error::{ClientError, Result};
 
 /// What to start.
@@ -42,6 +44,24 @@ pub struct LocalClusterOptions {
     /// Extra environment variables for every process (for example the
     /// `AWS_*` variables that point them at an S3 store).
     pub env: Vec<(String, String)>,
+    /// How the cluster is secured.
+    pub security: LocalClusterSecurity,
+    /// Where generated secrets (the token, certificates) are written.
+    pub secrets_dir: PathBuf,
+}
+
+/// How a local cluster is secured: each part generated at start, into
+/// [`LocalClusterOptions::secrets_dir`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalClusterSecurity {
+    /// A fresh random token, required on every port.
+    pub token: bool,
+    /// A fresh self-signed CA, and one certificate for `localhost` and
+    /// `127.0.0.1` that every process serves TLS with.
+    pub tls: bool,
+    /// With `tls`: every port also requires a client certificate signed by
+    /// the CA (mutual TLS); clients present the same certificate.
+    pub client_auth: bool,
 }
 
 impl LocalClusterOptions {
@@ -59,8 +79,77 @@ impl LocalClusterOptions {
             log_filter: "info".to_string(),
             startup_timeout: Duration::from_secs(60),
             env: Vec::new(),
+            security: LocalClusterSecurity::default(),
+            secrets_dir: state_dir.join("secrets"),
         }
     }
+}
+
+/// Writes `contents` to `path`, readable by this user only.
+fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options
+        .open(path)
+        .and_then(|mut file| file.write_all(contents))
+        .map_err(|e| ClientError::Process(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Generates what `security` asks for into `dir`, and returns the flags
+/// every process (servers and clients alike) is then given.
+fn generate_secrets(security: LocalClusterSecurity, dir: &Path) -> Result<SecurityOptions> {
+    let mut options = SecurityOptions::default();
+    if security == LocalClusterSecurity::default() {
+        return Ok(options);
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ClientError::Process(format!("cannot create {}: {e}", dir.display())))?;
+    if security.token {
+        let path = dir.join("token");
+        write_secret(&path, ClusterToken::generate().secret().as_bytes())?;
+        options.token_file = Some(path);
+    }
+    if security.tls {
+        let ca = CertificateAuthority::generate("Ember local cluster CA")?;
+        let issued = ca.issue(&["localhost".into(), "127.0.0.1".into()])?;
+        let (ca_path, cert_path, key_path) = (
+            dir.join("ca.pem"),
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+        );
+        write_secret(&ca_path, ca.certificate_pem().as_bytes())?;
+        write_secret(&cert_path, issued.certificate_pem.as_bytes())?;
+        write_secret(&key_path, issued.private_key_pem.as_bytes())?;
+        options.tls_ca = Some(ca_path);
+        options.tls_cert = Some(cert_path);
+        options.tls_key = Some(key_path);
+        options.tls_client_auth = security.client_auth;
+    }
+    Ok(options)
+}
+
+/// The flags that hand `security` to a scheduler or executor.
+fn security_args(security: &SecurityOptions) -> Vec<std::ffi::OsString> {
+    let mut args = Vec::new();
+    let mut add = |flag: &str, path: &Option<PathBuf>| {
+        if let Some(path) = path {
+            args.push(flag.into());
+            args.push(path.clone().into_os_string());
+        }
+    };
+    add("--token-file", &security.token_file);
+    add("--tls-cert", &security.tls_cert);
+    add("--tls-key", &security.tls_key);
+    add("--tls-ca", &security.tls_ca);
+    if security.tls_client_auth {
+        args.push("--tls-client-auth".into());
+    }
+    args
 }
 
 /// A running local cluster. Dropping it stops every process.
@@ -69,6 +158,10 @@ pub struct LocalCluster {
     scheduler: Option<Child>,
     executors: Vec<Child>,
     address: SchedulerAddress,
+    /// The scheduler, as this cluster's clients reach it.
+    connection: SchedulerConnection,
+    /// The token and TLS files clients present (empty when not secured).
+    client_security: SecurityOptions,
     log_dir: PathBuf,
     /// How executors are started, kept to restart them.
     launch: ExecutorLaunch,
@@ -82,6 +175,8 @@ pub struct LocalCluster {
 struct ExecutorLaunch {
     binary: PathBuf,
     options: LocalClusterOptions,
+    /// The security flags each executor gets.
+    security: SecurityOptions,
 }
 
 /// An executor's recent starts, to tell a crash loop from a one-off loss.
@@ -169,6 +264,7 @@ impl LocalCluster {
             })?;
         }
 
+        let security = generate_secrets(options.security, &options.secrets_dir)?;
         let mut scheduler = Command::new(&scheduler_bin)
             .args([
                 "--bind",
@@ -177,7 +273,11 @@ impl LocalCluster {
                 &options.scheduler_port.to_string(),
             ])
             .args(["--log", &options.log_filter])
+            .args(security_args(&security))
             .envs(options.env.iter().map(|(k, v)| (k, v)))
+            // The cluster's own token is passed as a file; one from this
+            // process's environment would be a second, conflicting one.
+            .env_remove(ClusterToken::ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file(&options.log_dir, "scheduler.stderr.log")?)
@@ -185,17 +285,29 @@ impl LocalCluster {
             .map_err(|e| {
                 ClientError::Process(format!("cannot start {}: {e}", scheduler_bin.display()))
             })?;
+        let placeholder = SchedulerAddress {
+            host: "127.0.0.1".into(),
+            port: 0,
+        };
+        let mut client_security = security.clone();
+        client_security.tls_client_auth = false;
+        if !security.tls_client_auth {
+            // Clients present no certificate: the servers do not ask for one.
+            client_security.tls_cert = None;
+            client_security.tls_key = None;
+        }
+        let client = client_security.client(false)?;
         let mut cluster = LocalCluster {
             scheduler: None,
             executors: Vec::new(),
-            address: SchedulerAddress {
-                host: "127.0.0.1".into(),
-                port: 0,
-            },
+            address: placeholder.clone(),
+            connection: SchedulerConnection::new(placeholder, client.clone())?,
+            client_security,
             log_dir: options.log_dir.clone(),
             launch: ExecutorLaunch {
                 binary: executor_bin,
                 options: options.clone(),
+                security,
             },
             starts: Vec::new(),
         };
@@ -211,6 +323,7 @@ impl LocalCluster {
             .trim_start_matches("ember-scheduler listening on ")
             .trim();
         cluster.address = SchedulerAddress::parse(addr)?;
+        cluster.connection = SchedulerConnection::new(cluster.address.clone(), client)?;
 
         for n in 0..options.executors {
             let child = cluster.launch.spawn(n, &cluster.address, false)?;
@@ -242,7 +355,7 @@ impl LocalCluster {
             }
             let remaining = timeout.saturating_sub(started.elapsed());
             let step = remaining.min(Duration::from_secs(1));
-            match wait_for_executors(&self.address, count, step).await {
+            match wait_for_executors(&self.connection, count, step).await {
                 Err(ClientError::NoExecutors { .. }) if !remaining.is_zero() => {}
                 Err(ClientError::NoExecutors { addr, .. }) => {
                     return Err(ClientError::NoExecutors {
@@ -276,6 +389,27 @@ impl LocalCluster {
             }
         }
         last(&read(format!("{stem}.log"))?)
+    }
+
+    /// The scheduler, as this cluster's clients reach it (with its token
+    /// and CA when secured).
+    pub fn connection(&self) -> &SchedulerConnection {
+        &self.connection
+    }
+
+    /// The token and TLS files a client of this cluster presents (nothing
+    /// when it is not secured), for [`crate::EmberContext::connect_with`].
+    pub fn client_security(&self) -> &SecurityOptions {
+        &self.client_security
+    }
+
+    /// The scheduler's address as clients name it: `https://host:port` with
+    /// TLS, else `host:port`.
+    pub fn client_address(&self) -> String {
+        match self.client_security.tls_ca {
+            Some(_) => format!("https://{}", self.address),
+            None => self.address.to_string(),
+        }
     }
 
     /// The scheduler's address.
@@ -434,7 +568,9 @@ impl ExecutorLaunch {
             .arg("--work-dir")
             .arg(&work_dir)
             .args(["--log", &options.log_filter])
+            .args(security_args(&self.security))
             .envs(options.env.iter().map(|(k, v)| (k, v)))
+            .env_remove(ClusterToken::ENV)
             .stdin(Stdio::null())
             .stdout(log(format!("executor-{n}.log"))?)
             .stderr(log(format!("executor-{n}.stderr.log"))?)

@@ -134,6 +134,14 @@ impl ExecutionPlan for ResubmittingExec {
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.clone();
         let schema = input.schema();
+        // What travels with the query: without S3 credentials when the
+        // session keeps them at home.
+        let context = match ember_core::config_to_ship(context.session_config()) {
+            Some(config) => {
+                ember_memory::task_context_with(&context, config, context.runtime_env())
+            }
+            None => context,
+        };
         let first_answer = async move {
             let mut resubmissions = 0;
             loop {

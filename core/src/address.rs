@@ -9,6 +9,11 @@ pub struct SchedulerAddress {
     pub port: u16,
 }
 
+/// Schemes of an address that ask for TLS.
+const TLS_SCHEMES: &[&str] = &["https://", "grpcs://"];
+/// Schemes of an address that say nothing about TLS.
+const PLAIN_SCHEMES: &[&str] = &["df://", "http://", "grpc://"];
+
 /// The port a scheduler listens on when none is given.
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
@@ -18,14 +23,18 @@ pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 pub struct InvalidAddress(pub String);
 
 impl SchedulerAddress {
-    /// Parses `host:port`, `df://host:port` or `http://host:port`; a missing
-    /// port means [`DEFAULT_SCHEDULER_PORT`].
+    /// Parses `host:port`, `df://host:port`, `http://host:port`,
+    /// `https://host:port` or `grpcs://host:port`; a missing port means
+    /// [`DEFAULT_SCHEDULER_PORT`]. Whether the scheme asks for TLS is
+    /// [`SchedulerAddress::requests_tls`].
     pub fn parse(input: &str) -> Result<Self, InvalidAddress> {
         let invalid = || InvalidAddress(input.to_string());
-        let rest = input
-            .trim()
-            .trim_start_matches("df://")
-            .trim_start_matches("http://")
+        let trimmed = input.trim();
+        let rest = TLS_SCHEMES
+            .iter()
+            .chain(PLAIN_SCHEMES)
+            .find_map(|scheme| trimmed.strip_prefix(scheme))
+            .unwrap_or(trimmed)
             .trim_end_matches('/');
         if rest.is_empty() || rest.contains('/') {
             return Err(invalid());
@@ -43,14 +52,16 @@ impl SchedulerAddress {
         })
     }
 
+    /// Whether `input` names its scheduler with a TLS scheme (`https://`,
+    /// `grpcs://`).
+    pub fn requests_tls(input: &str) -> bool {
+        let trimmed = input.trim();
+        TLS_SCHEMES.iter().any(|scheme| trimmed.starts_with(scheme))
+    }
+
     /// The URL Ballista's client expects (`df://host:port`).
     pub fn ballista_url(&self) -> String {
         format!("df://{}:{}", self.host, self.port)
-    }
-
-    /// The URL of a path of the scheduler's REST API.
-    pub fn rest_url(&self, path: &str) -> String {
-        format!("http://{}:{}{path}", self.host, self.port)
     }
 }
 
@@ -81,6 +92,14 @@ mod tests {
             SchedulerAddress::parse("http://10.0.0.1:1/").unwrap().port,
             1
         );
+        let tls = "https://scheduler.example:7000";
+        assert_eq!(
+            SchedulerAddress::parse(tls).unwrap().host,
+            "scheduler.example"
+        );
+        assert!(SchedulerAddress::requests_tls(tls));
+        assert!(SchedulerAddress::requests_tls("grpcs://a:1"));
+        assert!(!SchedulerAddress::requests_tls("df://a:1"));
         for bad in ["", ":80", "host:port", "host:0", "a/b:1"] {
             assert!(SchedulerAddress::parse(bad).is_err(), "{bad}");
         }

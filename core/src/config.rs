@@ -246,6 +246,14 @@ ember_settings! {
     stage_dynamic_filters: bool = true,
         "On a cluster, hash joins, top-k sorts and min/max aggregates filter the scans in the same task with \
          what they have seen (dynamic filters), as embedded";
+    /// Whether a cluster client sends the session's S3 credentials
+    /// (`s3.access_key_id`, `s3.secret_access_key`, `s3.session_token`,
+    /// also per bucket) with each query. Off, they stay in the client,
+    /// which still uses them to plan, and the scheduler and executors reach
+    /// S3 with their own (environment, instance or pod roles).
+    ship_credentials: bool = true,
+        "On a cluster, send the session's S3 credentials with each query; false keeps them \
+         in the client and the cluster uses its own";
 }
 
 impl ConfigExtension for EmberConfig {
@@ -393,6 +401,19 @@ pub(crate) fn parse_flag(value: &str) -> Option<bool> {
 /// needs them.
 pub fn is_secret_setting(key: &str) -> bool {
     S3Settings::is_secret_key(key)
+}
+
+/// The configuration a query is sent to a cluster with: `config` itself,
+/// or, when `ember.ship_credentials` is off, a copy without S3
+/// credentials (see [`EmberConfig::ship_credentials`]).
+pub fn config_to_ship(config: &SessionConfig) -> Option<SessionConfig> {
+    if EmberConfig::from_session_config(config).ship_credentials {
+        return None;
+    }
+    let mut stripped = config.clone();
+    let settings = S3Settings::from_session_config(config).without_credentials();
+    stripped.options_mut().extensions.insert(settings);
+    Some(stripped)
 }
 
 #[cfg(test)]

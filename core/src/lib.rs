@@ -57,8 +57,8 @@ pub mod write;
 pub use address::SchedulerAddress;
 pub use codec::{EmberLogicalCodec, EmberPhysicalCodec};
 pub use config::{
-    ADAPTIVE_PLANNER_SETTING, EmberConfig, apply_cluster_defaults, distributed_session_config,
-    is_secret_setting, session_config,
+    ADAPTIVE_PLANNER_SETTING, EmberConfig, apply_cluster_defaults, config_to_ship,
+    distributed_session_config, is_secret_setting, session_config,
 };
 pub use error::{EmberError, Result};
 pub use object_store::{EmberObjectStoreRegistry, runtime_env};

@@ -14,6 +14,7 @@ use ballista_core::error::BallistaError;
 use ballista_core::utils::{GrpcServerConfig, create_grpc_server, create_grpc_server_incoming};
 use ballista_executor::flight_service::BallistaFlightService;
 use ballista_executor::shutdown::Shutdown;
+use ember_auth::{RequireTokenLayer, ServerSecurity, TlsIncoming};
 use ember_core::cache::BlockStore;
 use ember_core::cache::flight::{DROP_ACTION, REPORT_ACTION, answer_action, serve_block};
 use tonic::transport::server::TcpIncoming;
@@ -38,37 +39,76 @@ impl EmberFlightService {
         }
     }
 
-    /// Serves on `listener` (a socket bound beforehand; when `None`, on
-    /// `address`, bound now) until `shutdown`: the task Ballista's executor
-    /// process waits on.
+    /// Serves on `on` until `shutdown`: the task Ballista's executor process
+    /// waits on. With TLS in `on.security`, connections are TLS; with a
+    /// token, every request (shuffle and result fetches, cached partitions,
+    /// actions) must carry it.
     pub async fn serve(
         self,
-        listener: Option<StdTcpListener>,
-        address: SocketAddr,
+        on: FlightListener,
         mut shutdown: Shutdown,
         config: GrpcServerConfig,
         max_message_bytes: usize,
     ) -> Result<(), BallistaError> {
-        let incoming = match listener {
-            Some(listener) => {
-                listener.set_nonblocking(true)?;
-                TcpIncoming::from(tokio::net::TcpListener::from_std(listener)?)
-                    .with_nodelay(Some(true))
-                    .with_keepalive(Some(Duration::from_secs(config.tcp_keepalive_seconds)))
+        let FlightListener {
+            listener,
+            address,
+            security,
+        } = on;
+        let service = FlightServiceServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes);
+        let mut server = create_grpc_server(&config).layer(RequireTokenLayer::optional(
+            security.token.clone(),
+            "executor Flight",
+            &[],
+        ));
+        tracing::info!(%address, tls = security.tls.is_some(), "Arrow Flight service listening");
+        let result = match (security.tls, listener) {
+            (Some(tls), listener) => {
+                let listener = match listener {
+                    Some(listener) => {
+                        listener.set_nonblocking(true)?;
+                        tokio::net::TcpListener::from_std(listener)?
+                    }
+                    None => tokio::net::TcpListener::bind(address).await?,
+                };
+                let incoming = TlsIncoming::new(listener, tls, "executor Flight")?;
+                server
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming.into_stream(), shutdown.recv())
+                    .await
             }
-            None => create_grpc_server_incoming(address, &config)?,
+            (None, Some(listener)) => {
+                listener.set_nonblocking(true)?;
+                let incoming = TcpIncoming::from(tokio::net::TcpListener::from_std(listener)?)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(Duration::from_secs(config.tcp_keepalive_seconds)));
+                server
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, shutdown.recv())
+                    .await
+            }
+            (None, None) => {
+                let incoming = create_grpc_server_incoming(address, &config)?;
+                server
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, shutdown.recv())
+                    .await
+            }
         };
-        tracing::info!(%address, "Arrow Flight service listening");
-        create_grpc_server(&config)
-            .add_service(
-                FlightServiceServer::new(self)
-                    .max_decoding_message_size(max_message_bytes)
-                    .max_encoding_message_size(max_message_bytes),
-            )
-            .serve_with_incoming_shutdown(incoming, shutdown.recv())
-            .await
-            .map_err(BallistaError::TonicError)
+        result.map_err(BallistaError::TonicError)
     }
+}
+
+/// Where and how the Flight service listens.
+pub struct FlightListener {
+    /// A socket bound beforehand; when `None`, `address` is bound now.
+    pub listener: Option<StdTcpListener>,
+    /// The address served.
+    pub address: SocketAddr,
+    /// TLS and the token required of every request.
+    pub security: ServerSecurity,
 }
 
 type Ballista = BallistaFlightService;

@@ -20,7 +20,12 @@ use std::time::{Duration, Instant};
 use ballista_core::serde::protobuf::GetJobStatusParams;
 use ballista_core::serde::protobuf::job_status::Status;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ember_auth::{BearerInterceptor, ClientSecurity};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// A scheduler client that presents the cluster's token.
+type SchedulerClient = SchedulerGrpcClient<InterceptedService<Channel, BearerInterceptor>>;
 
 /// How often a running task asks whether its job has ended.
 pub const JOB_STATUS_INTERVAL: Duration = Duration::from_millis(250);
@@ -36,30 +41,44 @@ const FORGET_ANSWERS_AFTER: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct JobStatusSource {
     endpoint: Endpoint,
+    /// Adds the token to each request.
+    interceptor: BearerInterceptor,
     /// Made on the first request, inside the executor's runtime.
-    client: Arc<OnceLock<SchedulerGrpcClient<Channel>>>,
+    client: Arc<OnceLock<SchedulerClient>>,
     /// The last answer about each job (whether it has failed), and when it
     /// came.
     answers: Arc<Mutex<HashMap<String, (Instant, bool)>>>,
 }
 
 impl JobStatusSource {
-    /// A source that asks the scheduler at `host:port`; it connects on the
-    /// first request, and again after a broken connection.
-    pub fn new(host: &str, port: u16) -> std::result::Result<Self, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(format!("http://{host}:{port}"))?
+    /// A source that asks the scheduler at `host:port`, with TLS and the
+    /// token as `security` says; it connects on the first request, and
+    /// again after a broken connection.
+    pub fn new(
+        host: &str,
+        port: u16,
+        security: &ClientSecurity,
+    ) -> std::result::Result<Self, tonic::transport::Error> {
+        let endpoint = security
+            .endpoint(&format!("{host}:{port}"))?
             .timeout(STATUS_REQUEST_TIMEOUT)
             .connect_timeout(STATUS_REQUEST_TIMEOUT);
         Ok(Self {
             endpoint,
+            interceptor: security.interceptor(),
             client: Arc::new(OnceLock::new()),
             answers: Arc::default(),
         })
     }
 
-    fn client(&self) -> SchedulerGrpcClient<Channel> {
+    fn client(&self) -> SchedulerClient {
         self.client
-            .get_or_init(|| SchedulerGrpcClient::new(self.endpoint.connect_lazy()))
+            .get_or_init(|| {
+                SchedulerGrpcClient::with_interceptor(
+                    self.endpoint.connect_lazy(),
+                    self.interceptor.clone(),
+                )
+            })
             .clone()
     }
 
@@ -121,7 +140,8 @@ mod tests {
     #[tokio::test]
     async fn the_tasks_of_a_job_share_an_answer_for_one_interval() {
         // Nothing listens on port 1: the answer is "not failed".
-        let source = JobStatusSource::new("127.0.0.1", 1).unwrap();
+        let source =
+            JobStatusSource::new("127.0.0.1", 1, &ember_auth::ClientSecurity::default()).unwrap();
         assert!(source.recent_answer("job-1").is_none());
         assert!(!source.has_failed("job-1").await);
         let other_task = source.clone();

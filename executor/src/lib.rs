@@ -12,14 +12,18 @@ pub mod engine;
 pub mod flight;
 pub mod job_watch;
 pub mod ports;
+mod preflight;
 pub mod stage;
 pub mod transport_failure;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use ballista_core::extension::SessionConfigExt;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use datafusion::prelude::SessionConfig;
+use ember_auth::ClientSecurity;
+use ember_core::scheduling::SchedulingPolicy;
 use ember_core::settings_rewrite::SettingsRewrite;
 use ember_core::{EmberLogicalCodec, EmberPhysicalCodec, SchedulerAddress};
 
@@ -67,6 +71,24 @@ pub enum ExecutorError {
     /// Ballista's executor failed to start or stopped with an error.
     #[error("{0}")]
     Ballista(#[from] ballista_core::error::BallistaError),
+    /// A token or TLS flag cannot be used.
+    #[error("{0}")]
+    Security(#[from] ember_auth::AuthError),
+    /// Push scheduling was asked for on a secured cluster.
+    #[error(
+        "--scheduling-policy push cannot be secured (this executor would serve pushed tasks \
+         in plain text, without a token); use pull, the default"
+    )]
+    InsecurePush,
+    /// The scheduler refused this executor's token, or TLS failed between
+    /// them.
+    #[error("the scheduler at {scheduler} did not accept this executor: {reason}")]
+    Refused {
+        /// The scheduler's address.
+        scheduler: String,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 /// The executor's settings; every flag has an `EMBER_EXECUTOR_*` environment
@@ -133,6 +155,10 @@ pub struct ExecutorOptions {
     /// Largest gRPC message, in bytes.
     #[arg(long, env = "EMBER_EXECUTOR_GRPC_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub grpc_max_message_bytes: u32,
+    /// The cluster's token and TLS: what this executor presents to the
+    /// scheduler and its peers, and requires of whoever fetches from it.
+    #[command(flatten)]
+    pub security: ember_auth::SecurityOptions,
 }
 
 /// The host name this executor advertises: `--external-host` if given;
@@ -168,9 +194,16 @@ fn machine_host_name() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// The configuration producer installed on executors.
-fn executor_session_config() -> SessionConfig {
-    ember_core::distributed_session_config()
+/// The configuration producer installed on executors: Ember's distributed
+/// configuration, with the hook that dresses the channels a task's shuffle
+/// readers open to other executors in the cluster's TLS and token.
+fn executor_session_config(peer: &ClientSecurity) -> SessionConfig {
+    let config = ember_core::distributed_session_config();
+    if peer.is_secured() {
+        config.with_ballista_override_create_grpc_client_endpoint(peer.endpoint_override())
+    } else {
+        config
+    }
 }
 
 /// An executor ready to start: Ballista's process configuration with Ember's
@@ -188,6 +221,10 @@ pub struct PreparedExecutor {
     held: Vec<ports::ReservedPort>,
     /// Why a service stopped the executor, when one failed.
     service_failure: Arc<OnceLock<String>>,
+    /// How this executor reaches the scheduler and its peers.
+    peer: ClientSecurity,
+    /// How long to keep trying to reach the scheduler at start.
+    scheduler_connect_timeout: std::time::Duration,
 }
 
 enum WorkDir {
@@ -275,6 +312,11 @@ impl PreparedExecutor {
                 reason: "must be at least 1".into(),
             });
         }
+        let server = options.security.server()?;
+        let peer = options.security.peer_client(&server)?;
+        if server.is_secured() && options.scheduling_policy == SchedulingPolicy::Push {
+            return Err(ExecutorError::InsecurePush);
+        }
         let work_dir = owned_or_given(options.work_dir.as_ref(), "ember-executor-")?;
         remove_stale_spill_dirs(work_dir.path());
         let cache_dir = owned_or_given(options.cache_dir.as_ref(), "ember-cache-")?;
@@ -287,12 +329,10 @@ impl PreparedExecutor {
         let ports = reserved.ports();
         let work_dir_str = work_dir.path().to_string_lossy().into_owned();
 
-        let jobs =
-            job_watch::JobStatusSource::new(&scheduler.host, scheduler.port).map_err(|e| {
-                ExecutorError::InvalidFlag {
-                    flag: "scheduler",
-                    reason: e.to_string(),
-                }
+        let jobs = job_watch::JobStatusSource::new(&scheduler.host, scheduler.port, &peer)
+            .map_err(|e| ExecutorError::InvalidFlag {
+                flag: "scheduler",
+                reason: e.to_string(),
             })?;
         let mut config = ExecutorProcessConfig {
             bind_host: options.bind.clone(),
@@ -324,12 +364,18 @@ impl PreparedExecutor {
 
         // Everything the executor decodes, resolves and reads goes through
         // ember-core, exactly as on the client and the scheduler.
-        let base = executor_session_config();
+        let base = executor_session_config(&peer);
         let runtime = ember_core::runtime_env(&base, Some(&work_dir_str))
             .map_err(|e| ExecutorError::Ballista(e.into()))?;
         let state = ember_core::session_state(base, runtime)
             .map_err(|e| ExecutorError::Ballista(e.into()))?;
-        config.override_config_producer = Some(Arc::new(executor_session_config));
+        let producer_peer = peer.clone();
+        config.override_config_producer =
+            Some(Arc::new(move || executor_session_config(&producer_peer)));
+        if peer.is_secured() {
+            // The executor's own connection to the scheduler.
+            config.override_create_grpc_client_endpoint = Some(peer.endpoint_override());
+        }
         config.override_runtime_producer = Some(Arc::new(move |session_config: &SessionConfig| {
             ember_core::runtime_env(session_config, Some(&work_dir_str))
         }));
@@ -374,9 +420,19 @@ impl PreparedExecutor {
                 let listener = flight_listener.lock().ok().and_then(|mut held| held.take());
                 let service = flight::EmberFlightService::new(work_dir, endpoint.clone());
                 let failure = Arc::clone(&failure);
+                let server = server.clone();
                 tokio::spawn(async move {
                     let result = service
-                        .serve(listener, address, shutdown, grpc_config, max_message_bytes)
+                        .serve(
+                            flight::FlightListener {
+                                listener,
+                                address,
+                                security: server,
+                            },
+                            shutdown,
+                            grpc_config,
+                            max_message_bytes,
+                        )
                         .await;
                     if let Err(e) = &result {
                         let _ = failure
@@ -393,6 +449,10 @@ impl PreparedExecutor {
             cache_dir,
             held: vec![reserved.grpc, reserved.health],
             service_failure,
+            peer,
+            scheduler_connect_timeout: std::time::Duration::from_secs(u64::from(
+                options.scheduler_connect_timeout_secs,
+            )),
         })
     }
 
@@ -410,6 +470,17 @@ impl PreparedExecutor {
                 flag: "bind",
                 reason: format!("{e}"),
             })?;
+        // TLS and the token are checked once, with a clear answer, before
+        // Ballista's registration (which would only retry and time out).
+        preflight::check_scheduler(
+            &self.peer,
+            &self.config.scheduler_host,
+            self.config.scheduler_port,
+            self.scheduler_connect_timeout,
+        )
+        .await?;
+        // Fetches of cached partitions from peers present the same.
+        ember_auth::set_peer_security(self.peer.clone());
         // Ballista binds the gRPC and health ports itself: let go of them
         // just before.
         drop(self.held);
@@ -455,6 +526,7 @@ mod tests {
             heartbeat_secs: 5,
             scheduling_policy: Default::default(),
             grpc_max_message_bytes: 1 << 20,
+            security: Default::default(),
         }
     }
 

@@ -36,9 +36,19 @@ use ballista_scheduler::scheduler_process::create_scheduler;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use ember_auth::{ClientSecurity, ServerSecurity};
 use ember_core::exchange_properties::CarryExchangeProperties;
 use ember_core::{EmberLogicalCodec, EmberPhysicalCodec};
 use tokio::net::TcpListener;
+
+/// What the scheduler requires of its peers, and presents to them.
+#[derive(Debug, Clone)]
+pub(crate) struct Security {
+    /// Required of clients and executors.
+    pub(crate) server: ServerSecurity,
+    /// Presented to executors.
+    pub(crate) peer: ClientSecurity,
+}
 
 /// Errors that stop the scheduler.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +67,15 @@ pub enum SchedulerError {
     /// Serving the port failed.
     #[error("scheduler stopped serving: {0}")]
     Serve(std::io::Error),
+    /// A token or TLS flag cannot be used.
+    #[error("{0}")]
+    Security(#[from] ember_auth::AuthError),
+    /// Push scheduling was asked for on a secured cluster.
+    #[error(
+        "--scheduling-policy push cannot be secured (executors would serve pushed tasks in \
+         plain text, without a token); use pull, the default"
+    )]
+    InsecurePush,
 }
 
 /// How tasks are spread over executor slots.
@@ -132,6 +151,9 @@ pub struct SchedulerOptions {
     /// (`ember.max_expression_depth`) was set to.
     #[arg(long, env = "EMBER_SCHEDULER_MAX_PLAN_DEPTH", default_value_t = DEFAULT_MAX_PLAN_DEPTH)]
     pub max_plan_depth: usize,
+    /// The cluster's token and TLS: what clients and executors must present.
+    #[command(flatten)]
+    pub security: ember_auth::SecurityOptions,
 }
 
 /// Default of [`SchedulerOptions::executor_probe_ms`].
@@ -162,6 +184,7 @@ impl Default for SchedulerOptions {
             finished_job_secs: DEFAULT_FINISHED_JOB_SECS,
             finished_jobs: DEFAULT_FINISHED_JOBS,
             max_plan_depth: DEFAULT_MAX_PLAN_DEPTH,
+            security: ember_auth::SecurityOptions::default(),
         }
     }
 }
@@ -207,8 +230,9 @@ fn scheduler_session_state(config: SessionConfig) -> datafusion::error::Result<S
         .build())
 }
 
-/// Builds Ballista's scheduler configuration with Ember's hooks installed.
-pub fn scheduler_config(options: &SchedulerOptions) -> SchedulerConfig {
+/// Builds Ballista's scheduler configuration with Ember's hooks installed;
+/// `peer` is how the scheduler reaches executors.
+pub fn scheduler_config(options: &SchedulerOptions, peer: &ClientSecurity) -> SchedulerConfig {
     let distribution = match options.task_distribution {
         TaskDistribution::Bias => TaskDistributionPolicy::Bias,
         TaskDistribution::RoundRobin => TaskDistributionPolicy::RoundRobin,
@@ -235,12 +259,16 @@ pub fn scheduler_config(options: &SchedulerOptions) -> SchedulerConfig {
     config.no_executors_grace_period_seconds = options.executor_timeout_secs;
     config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
     config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));
+    if peer.is_secured() {
+        config.override_create_grpc_client_endpoint = Some(peer.endpoint_override());
+    }
     config
 }
 
 /// A scheduler bound to its address, ready to serve.
 pub struct BoundScheduler {
     listener: TcpListener,
+    security: Security,
     config: SchedulerConfig,
     probe: Option<ProbeSettings>,
     retention: RetentionSettings,
@@ -261,10 +289,18 @@ impl BoundScheduler {
         let local = listener
             .local_addr()
             .map_err(|source| SchedulerError::Bind { addr, source })?;
-        let mut config = scheduler_config(options);
+        let server = options.security.server()?;
+        let peer = options.security.peer_client(&server)?;
+        if server.is_secured()
+            && options.scheduling_policy == ember_core::scheduling::SchedulingPolicy::Push
+        {
+            return Err(SchedulerError::InsecurePush);
+        }
+        let mut config = scheduler_config(options, &peer);
         config.bind_port = local.port();
         Ok(Self {
             listener,
+            security: Security { server, peer },
             config,
             probe: options.probe_settings(),
             retention: options.retention_settings(),
@@ -302,7 +338,16 @@ impl BoundScheduler {
             tokio::spawn(guard.clone().watch(scheduler.clone()));
         }
         let plans = plan_depth::PlanDepthGuard::new(self.max_plan_depth);
-        server::serve(self.listener, scheduler, jobs, work_available, guard, plans)
+        // Fetches of cached partitions from executors present the same.
+        ember_auth::set_peer_security(self.security.peer.clone());
+        let parts = server::SchedulerParts {
+            scheduler,
+            jobs,
+            work_available,
+            guard,
+            plans,
+        };
+        server::serve(self.listener, parts, self.security)
             .await
             .map_err(SchedulerError::Serve)
     }
@@ -314,7 +359,7 @@ mod tests {
 
     #[test]
     fn config_installs_ember_hooks() {
-        let config = scheduler_config(&SchedulerOptions::default());
+        let config = scheduler_config(&SchedulerOptions::default(), &ClientSecurity::default());
         assert!(config.override_config_producer.is_some());
         assert!(config.override_session_builder.is_some());
         let codec = config.override_physical_codec.expect("physical codec");

@@ -1,6 +1,10 @@
 //! The scheduler's one port: gRPC for clients and executors (and the Flight
 //! proxy when enabled), Ballista's REST API, and the health probes.
 //!
+//! On a secured cluster the port serves TLS ([`ember_auth::TlsIncoming`])
+//! and every route but `/healthz` and `/readyz` requires the cluster's token
+//! ([`ember_auth::RequireTokenLayer`]).
+//!
 //! Ballista's own server serves the same routes, but its REST API returns a
 //! job's session settings verbatim from `/api/job/{id}/config`, and those
 //! carry the S3 credentials a client set with `SET s3.…` or table
@@ -22,15 +26,18 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use ballista_core::extension::BallistaConfigGrpcEndpoint;
 use ballista_core::flight_proxy_service::BallistaFlightProxyService;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_scheduler::api::get_routes;
 use ballista_scheduler::cluster::JobState;
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use ember_auth::{RequireTokenLayer, TlsIncoming};
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
+use crate::Security;
 use crate::long_poll::LongPollScheduler;
 use crate::plan_depth::PlanDepthGuard;
 use crate::stale_outputs::StaleOutputGuard;
@@ -44,16 +51,35 @@ pub(crate) const REDACTED: &str = "****";
 /// The largest job configuration the REST API will redact and return.
 const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
 
-/// Builds the router that serves gRPC, REST and health on one port; `jobs`
-/// is the job state Ember's own job routes read, `guard` the check that
-/// fails jobs whose recovery would count rows twice.
-pub(crate) fn router(
-    scheduler: EmberSchedulerServer,
-    jobs: Arc<dyn JobState>,
-    work_available: Arc<tokio::sync::Notify>,
-    guard: StaleOutputGuard,
-    plans: PlanDepthGuard,
-) -> Router {
+/// The routes left open on a cluster with a token: the probes that
+/// orchestrators call without credentials. They tell only whether the
+/// scheduler runs and has its executors.
+pub(crate) const OPEN_PATHS: &[&str] = &["/healthz", "/readyz"];
+
+/// What the scheduler's routes serve from.
+pub(crate) struct SchedulerParts {
+    /// Ballista's scheduler.
+    pub(crate) scheduler: EmberSchedulerServer,
+    /// The job state Ember's own job routes read.
+    pub(crate) jobs: Arc<dyn JobState>,
+    /// Woken when work is available, for held polls.
+    pub(crate) work_available: Arc<tokio::sync::Notify>,
+    /// The check that fails jobs whose recovery would count rows twice.
+    pub(crate) guard: StaleOutputGuard,
+    /// The limit on submitted plans' depth.
+    pub(crate) plans: PlanDepthGuard,
+}
+
+/// Builds the router that serves gRPC, REST and health on one port,
+/// requiring `security`'s token of every route but the probes.
+pub(crate) fn router(parts: SchedulerParts, security: &Security) -> Router {
+    let SchedulerParts {
+        scheduler,
+        jobs,
+        work_available,
+        guard,
+        plans,
+    } = parts;
     let config = scheduler.state.config.clone();
     let max_decoding = config.grpc_server_max_decoding_message_size as usize;
     let max_encoding = config.grpc_server_max_encoding_message_size as usize;
@@ -70,8 +96,14 @@ pub(crate) fn router(
         .max_encoding_message_size(max_encoding),
     );
     if config.enable_embedded_flight_proxy {
+        // Fetches from executors present the cluster's TLS and token.
+        let peer = security.peer.is_secured().then(|| {
+            Arc::new(BallistaConfigGrpcEndpoint::new(
+                security.peer.endpoint_override(),
+            ))
+        });
         let proxy =
-            BallistaFlightProxyService::new(max_decoding, max_encoding, config.use_tls, None);
+            BallistaFlightProxyService::new(max_decoding, max_encoding, config.use_tls, peer);
         grpc.add_service(
             FlightServiceServer::new(proxy)
                 .max_decoding_message_size(max_decoding)
@@ -84,36 +116,51 @@ pub(crate) fn router(
     let scheduler = Arc::new(scheduler);
     let rest = get_routes(scheduler.clone()).layer(axum::middleware::from_fn(redact_job_config));
     let health = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route(OPEN_PATHS[0], get(|| async { "ok" }))
+        .route(OPEN_PATHS[1], get(readyz))
         .with_state(scheduler);
-    rest.merge(grpc)
-        .merge(health)
+    let guarded = rest
+        .merge(grpc)
         .merge(crate::cache::routes())
-        .merge(crate::job_metrics::routes(jobs))
+        .merge(crate::job_metrics::routes(jobs));
+    let guarded = match &security.server.token {
+        Some(token) => guarded.layer(RequireTokenLayer::new(
+            token.clone(),
+            "scheduler",
+            OPEN_PATHS,
+        )),
+        None => guarded,
+    };
+    guarded.merge(health)
 }
 
-/// Serves [`router`] on `listener` until serving fails.
+/// Serves [`router`] on `listener`, with TLS when `security` has it, until
+/// serving fails.
 pub(crate) async fn serve(
     listener: TcpListener,
-    scheduler: EmberSchedulerServer,
-    jobs: Arc<dyn JobState>,
-    work_available: Arc<tokio::sync::Notify>,
-    guard: StaleOutputGuard,
-    plans: PlanDepthGuard,
+    parts: SchedulerParts,
+    security: Security,
 ) -> std::io::Result<()> {
-    let app = router(scheduler, jobs, work_available, guard, plans)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    // Small answers go out at once: with Nagle's algorithm on, an answer
-    // written after a wait (a held poll, a job status pushed to a client)
-    // waited for the peer's delayed acknowledgement, some 40 ms, at every
-    // stage of every query.
-    let listener = listener.tap_io(|connection| {
-        if let Err(error) = connection.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY on a scheduler connection");
+    let app = router(parts, &security).into_make_service_with_connect_info::<SocketAddr>();
+    match security.server.tls.clone() {
+        Some(tls) => {
+            // The TLS listener sets TCP_NODELAY on what it accepts.
+            let listener = TlsIncoming::new(listener, tls, "scheduler")?.tap_io(|_| {});
+            axum::serve(listener, app).await
         }
-    });
-    axum::serve(listener, app).await
+        None => {
+            // Small answers go out at once: with Nagle's algorithm on, an
+            // answer written after a wait (a held poll, a job status pushed
+            // to a client) waited for the peer's delayed acknowledgement,
+            // some 40 ms, at every stage of every query.
+            let listener = listener.tap_io(|connection| {
+                if let Err(error) = connection.set_nodelay(true) {
+                    tracing::debug!(%error, "could not set TCP_NODELAY on a scheduler connection");
+                }
+            });
+            axum::serve(listener, app).await
+        }
+    }
 }
 
 /// Ready once the executors the configuration asks for have registered.
@@ -171,7 +218,9 @@ fn redact_settings_json(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut settings: BTreeMap<String, serde_json::Value> =
         serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     for (key, value) in settings.iter_mut() {
-        if ember_core::is_secret_setting(key) {
+        // An empty value is shown as it is: it tells that nothing was sent.
+        let is_empty = value.as_str().is_some_and(str::is_empty) || value.is_null();
+        if ember_core::is_secret_setting(key) && !is_empty {
             *value = serde_json::Value::String(REDACTED.to_string());
         }
     }
@@ -198,6 +247,7 @@ mod tests {
             "s3.secret_access_key": "top",
             "s3.bucket.data.session_token": "tok",
             "s3.access_key_id": "AKID",
+            "s3.session_token": "",
             "datafusion.execution.batch_size": "8192"
         }"#;
         let out: BTreeMap<String, String> =
@@ -205,6 +255,8 @@ mod tests {
         assert_eq!(out["s3.secret_access_key"], REDACTED);
         assert_eq!(out["s3.bucket.data.session_token"], REDACTED);
         assert_eq!(out["s3.access_key_id"], "AKID");
+        // Nothing sent: shown as nothing.
+        assert_eq!(out["s3.session_token"], "");
         assert_eq!(out["datafusion.execution.batch_size"], "8192");
     }
 

@@ -360,12 +360,26 @@ pub fn run_ember(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
 /// Runs `ember` in directory `dir` with `args` and returns (exit code,
 /// stdout, stderr).
 pub fn run_ember_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    run_ember_with_env(dir, args, stdin, &[])
+}
+
+/// Runs `ember` in directory `dir` with `args` and the environment
+/// variables `env` (besides this process's own, less any `EMBER_TOKEN`),
+/// and returns (exit code, stdout, stderr).
+pub fn run_ember_with_env(
+    dir: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     use std::io::Write;
     use std::process::Stdio;
     let mut child = Command::new(binary("ember"))
         .current_dir(dir)
         .args(args)
         .env_remove("EMBER_SCHEDULER")
+        .env_remove("EMBER_TOKEN")
+        .envs(env.iter().copied())
         .env("RUST_BACKTRACE", "1")
         .stdin(if stdin.is_some() {
             Stdio::piped()

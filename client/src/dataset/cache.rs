@@ -54,6 +54,13 @@ impl Dataset {
         })
     }
 
+    /// The scheduler of the dataset's cluster.
+    fn scheduler(&self) -> Result<&crate::cluster::SchedulerConnection> {
+        self.ctx.scheduler().ok_or_else(|| {
+            ClientError::Process("this dataset's context is not connected to a cluster".into())
+        })
+    }
+
     /// Where the partitions are held now, and how often they were computed
     /// and read (Spark's storage tab).
     pub async fn storage(&self) -> Result<CacheStorage> {
@@ -63,8 +70,8 @@ impl Dataset {
                 .storage(cached.cache_id())
                 .await
                 .map_err(planning),
-            ExecutionMode::Cluster(addr) => {
-                crate::cluster::cache_storage(addr, cached.cache_id()).await
+            ExecutionMode::Cluster(_) => {
+                crate::cluster::cache_storage(self.scheduler()?, cached.cache_id()).await
             }
         }
     }
@@ -79,8 +86,8 @@ impl Dataset {
                 .drop_cache(cached.cache_id())
                 .await
                 .map_err(planning)?,
-            ExecutionMode::Cluster(addr) => {
-                crate::cluster::unpersist(addr, cached.cache_id()).await?
+            ExecutionMode::Cluster(_) => {
+                crate::cluster::unpersist(self.scheduler()?, cached.cache_id()).await?
             }
         };
         tracing::debug!(cache_id = cached.cache_id(), freed, "unpersisted");

@@ -18,11 +18,13 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{Action, FlightData, Ticket};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
+use ember_auth::BearerInterceptor;
 use ember_proto::CacheReport;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 use super::store::BlockStore;
 
@@ -121,14 +123,28 @@ fn peer_error(endpoint: &str, what: &str, e: impl std::fmt::Display) -> DataFusi
     DataFusionError::External(format!("cannot {what} at {endpoint}: {e}").into())
 }
 
-async fn connect(endpoint: &str) -> Result<FlightServiceClient<Channel>> {
-    let channel = Endpoint::from_shared(format!("http://{endpoint}"))
+/// A Flight client of a peer, presenting this process's TLS settings and
+/// token ([`ember_auth::peer_security`]).
+type PeerFlightClient = FlightServiceClient<InterceptedService<Channel, BearerInterceptor>>;
+
+async fn connect(endpoint: &str) -> Result<PeerFlightClient> {
+    let security = ember_auth::peer_security();
+    let channel = security
+        .endpoint(endpoint)
         .map_err(|e| peer_error(endpoint, "connect", e))?
         .connect_timeout(CONNECT_TIMEOUT)
         .connect()
         .await
-        .map_err(|e| peer_error(endpoint, "connect", e))?;
-    Ok(FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .map_err(|e| {
+            let reason = security
+                .describe_failure(&e)
+                .unwrap_or_else(|| e.to_string());
+            peer_error(endpoint, "connect", reason)
+        })?;
+    Ok(
+        FlightServiceClient::with_interceptor(channel, security.interceptor())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    )
 }
 
 /// Fetches a cached partition from the process serving Flight at `endpoint`.

@@ -252,6 +252,24 @@ impl S3Settings {
             .unwrap_or_default()
     }
 
+    /// These settings without credentials (access key ids, secrets and
+    /// session tokens, default and per bucket): what reaches a cluster that
+    /// is to use its own.
+    pub fn without_credentials(&self) -> Self {
+        let strip = |options: &S3Options| S3Options {
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            ..options.clone()
+        };
+        let mut stripped = self.clone();
+        stripped.defaults = strip(&self.defaults);
+        for options in stripped.buckets.values_mut() {
+            *options = strip(options);
+        }
+        stripped
+    }
+
     /// The session's options for `bucket`: the defaults, then that bucket's
     /// overrides.
     pub fn for_bucket(&self, bucket: &str) -> S3Options {

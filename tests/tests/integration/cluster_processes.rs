@@ -104,7 +104,9 @@ fn cluster_without_executors_is_a_clear_error() {
 async fn executors_register_report_health_and_stop_gracefully() {
     let mut cluster = start_cluster(2).await;
     let addr: SchedulerAddress = cluster.address().clone();
-    let executors = list_executors(&addr, Duration::from_secs(5)).await.unwrap();
+    let executors = list_executors(cluster.connection(), Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(executors.len(), 2);
     assert!(
         executors

@@ -31,7 +31,7 @@ fn readings() -> Vec<Reading> {
 }
 
 /// The dataset under test: readings with a positive value, doubled.
-fn positive_doubled(ctx: &EmberContext) -> Dataset {
+pub(crate) fn positive_doubled(ctx: &EmberContext) -> Dataset {
     ctx.parallelize_rows(&readings(), 4)
         .unwrap()
         .filter(col("value").gt(lit(0i64)))
@@ -41,7 +41,7 @@ fn positive_doubled(ctx: &EmberContext) -> Dataset {
 }
 
 /// The same computation in plain Rust: (rows, sum of value per sensor).
-fn expected() -> (usize, BTreeMap<i64, i64>) {
+pub(crate) fn expected() -> (usize, BTreeMap<i64, i64>) {
     let mut per_sensor = BTreeMap::new();
     let mut rows = 0;
     for r in readings().into_iter().filter(|r| r.value > 0) {
@@ -51,7 +51,7 @@ fn expected() -> (usize, BTreeMap<i64, i64>) {
     (rows, per_sensor)
 }
 
-async fn per_sensor(data: &Dataset) -> BTreeMap<i64, i64> {
+pub(crate) async fn per_sensor(data: &Dataset) -> BTreeMap<i64, i64> {
     #[derive(Deserialize)]
     struct Sum {
         sensor: i64,
@@ -68,7 +68,7 @@ async fn per_sensor(data: &Dataset) -> BTreeMap<i64, i64> {
         .collect()
 }
 
-fn reads(storage: &CacheStorage) -> u64 {
+pub(crate) fn reads(storage: &CacheStorage) -> u64 {
     storage.partitions_read_local + storage.partitions_sent
 }
 

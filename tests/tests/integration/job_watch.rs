@@ -58,7 +58,7 @@ async fn only_a_failed_job_reads_as_failed() {
     assert!(!completed.is_empty(), "{jobs:?}");
 
     let address = ember_core::SchedulerAddress::parse(&scheduler).unwrap();
-    let source = JobStatusSource::new(&address.host, address.port).unwrap();
+    let source = JobStatusSource::new(&address.host, address.port, &Default::default()).unwrap();
     assert!(source.has_failed(failed[0]).await, "{jobs:?}");
     for id in completed {
         assert!(!source.has_failed(id).await, "{id} completed");
@@ -67,6 +67,6 @@ async fn only_a_failed_job_reads_as_failed() {
 
     // A scheduler that cannot be reached never stops a task.
     drop(cluster);
-    let source = JobStatusSource::new(&address.host, address.port).unwrap();
+    let source = JobStatusSource::new(&address.host, address.port, &Default::default()).unwrap();
     assert!(!source.has_failed(failed[0]).await, "the scheduler is gone");
 }

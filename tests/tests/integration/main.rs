@@ -18,5 +18,6 @@ mod overflow;
 mod quickstart;
 mod s3;
 mod scheduler_soak;
+mod security;
 mod tpcds;
 mod tpch;

@@ -11,13 +11,17 @@ use ember::EmberContext;
 use ember::tpch::{TpchGenerator, query};
 use ember_tests::{compare, generate_tpch, is_ordered, reference_context, start_cluster};
 
-async fn register_tables(ctx: &EmberContext, generator: &TpchGenerator, dir: &std::path::Path) {
+pub(crate) async fn register_tables(
+    ctx: &EmberContext,
+    generator: &TpchGenerator,
+    dir: &std::path::Path,
+) {
     for statement in generator.create_table_statements(dir) {
         ctx.run_sql(&statement).await.expect("tables register");
     }
 }
 
-async fn run_all_queries(
+pub(crate) async fn run_all_queries(
     ctx: &EmberContext,
     generator: &TpchGenerator,
     dir: &std::path::Path,

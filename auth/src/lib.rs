@@ -1,0 +1,67 @@
+//! `ember-auth`: what every Ember process needs to keep a cluster private.
+//!
+//! A cluster may have a **token** (a shared secret, from a file or the
+//! environment) and **TLS** (PEM certificates). This crate owns both sides
+//! of them:
+//!
+//! - servers: [`RequireTokenLayer`] refuses any request that does not carry
+//!   the token, with gRPC's `Unauthenticated` or HTTP's 401 and one log line
+//!   naming the peer; [`TlsIncoming`] accepts TLS connections for a gRPC or
+//!   HTTP server and logs each failed handshake with its reason;
+//! - clients: [`ClientSecurity`] configures every outgoing channel (tonic
+//!   endpoints, Ballista's session hooks, the REST client) to speak TLS and
+//!   present the token;
+//! - both: [`SecurityOptions`] declares the flags and environment variables
+//!   once, for the scheduler, the executors and the `ember` CLI.
+//!
+//! It must not know about queries, plans or Ballista's scheduling: it only
+//! guards and dresses connections.
+
+mod certs;
+mod client;
+mod error;
+mod guard;
+mod incoming;
+mod options;
+mod token;
+
+pub use certs::{CertificateAuthority, IssuedCertificate};
+pub use client::{BearerInterceptor, ClientSecurity, ClientTls, describe_connection_error};
+pub use error::AuthError;
+pub use guard::{RequireToken, RequireTokenLayer};
+pub use incoming::TlsIncoming;
+pub use options::{SecurityOptions, ServerSecurity};
+pub use token::ClusterToken;
+
+/// The HTTP header (and gRPC metadata key) that carries the token, as
+/// `Bearer <token>`.
+pub const AUTHORIZATION: &str = "authorization";
+
+/// The prefix of the user-agent word that carries the token on channels
+/// whose requests Ember cannot add a header to (Ballista's own Flight and
+/// scheduler clients offer only an endpoint hook); see
+/// [`ClientSecurity::endpoint_override`].
+pub const USER_AGENT_TOKEN_PREFIX: &str = "ember-token/";
+
+/// Installs rustls' ring crypto provider as the process default, once; the
+/// TLS code of every library in the process then agrees on it.
+pub fn install_crypto_provider() {
+    // Fails only when a provider is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+static PEER_SECURITY: std::sync::OnceLock<ClientSecurity> = std::sync::OnceLock::new();
+
+/// Records how this process reaches its peers (a scheduler or executor sets
+/// it once at start); channels opened deep inside a task or a background
+/// job, such as fetches of cached partitions, use [`peer_security`].
+/// Returns `false` when it was set already (the first setting stays).
+pub fn set_peer_security(security: ClientSecurity) -> bool {
+    PEER_SECURITY.set(security).is_ok()
+}
+
+/// How this process reaches its peers: what [`set_peer_security`] recorded,
+/// or plain connections when nothing was.
+pub fn peer_security() -> ClientSecurity {
+    PEER_SECURITY.get().cloned().unwrap_or_default()
+}
