@@ -26,6 +26,9 @@ pub struct ClientTls {
     pub ca_pem: Option<Vec<u8>>,
     /// PEM certificate and key this client presents (mutual TLS).
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name gRPC and Flight servers' certificates are checked against;
+    /// `None`: the host connected to.
+    pub server_name: Option<String>,
 }
 
 /// What a process presents to the servers it connects to: the cluster's
@@ -82,6 +85,9 @@ impl ClientSecurity {
         };
         if let Some((cert, key)) = &tls.identity {
             config = config.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(name) = &tls.server_name {
+            config = config.domain_name(name.clone());
         }
         Some(config)
     }
@@ -164,10 +170,7 @@ impl ClientSecurity {
     pub fn describe_failure(&self, error: &(dyn StdError + 'static)) -> Option<String> {
         if let Some(tls) = &self.tls
             && !has_rustls_error(error)
-            && chain_mentions(
-                error,
-                &["connection closed", "connection reset", "broken pipe"],
-            )
+            && chain_mentions(error, CLOSED_AT_ONCE)
         {
             return Some(match tls.identity {
                 None => "the server closed the TLS connection at once (if it requires a client \
@@ -252,6 +255,18 @@ impl tonic::service::Interceptor for BearerInterceptor {
         Ok(request)
     }
 }
+
+/// How the errors of a connection closed under a client read (hyper, h2,
+/// the I/O layer): after a TLS 1.3 handshake, a server that refuses the
+/// client's certificate closes the connection, and the client may see only
+/// that.
+const CLOSED_AT_ONCE: &[&str] = &[
+    "connection closed",
+    "channel closed",
+    "connection reset",
+    "broken pipe",
+    "unexpected end of file",
+];
 
 /// What a client is told when the server refuses its certificate (or its
 /// lack of one).
@@ -429,6 +444,7 @@ mod tests {
                     .into_bytes(),
             ),
             identity: None,
+            server_name: None,
         };
         let security = ClientSecurity::new(Some(token()), Some(tls));
         let endpoint = Endpoint::from_static("http://executor-1:50051");

@@ -38,6 +38,13 @@ pub struct SecurityOptions {
     /// --tls-ca (mutual TLS).
     #[arg(long, env = "EMBER_TLS_CLIENT_AUTH")]
     pub tls_client_auth: bool,
+    /// Check the certificates of the scheduler's and executors' gRPC and
+    /// Flight ports against this name instead of the host connected to, so
+    /// that one certificate serves executors whose host names are not known
+    /// in advance (containers, pods). The REST API is still checked against
+    /// the scheduler's host name.
+    #[arg(long, env = "EMBER_TLS_SERVER_NAME", value_name = "NAME")]
+    pub tls_server_name: Option<String>,
 }
 
 /// What a server (scheduler or executor) requires of its peers.
@@ -162,7 +169,11 @@ impl SecurityOptions {
             }
             _ => None,
         };
-        Ok(ClientTls { ca_pem, identity })
+        Ok(ClientTls {
+            ca_pem,
+            identity,
+            server_name: self.tls_server_name.clone(),
+        })
     }
 
     fn rustls_server(&self, cert: &Path, key: &Path) -> Result<rustls::ServerConfig, AuthError> {

@@ -133,6 +133,27 @@ impl S3Args {
 pub enum ClusterCommand {
     /// Start a scheduler and N executors as local processes; Ctrl-C stops them.
     Local(LocalClusterArgs),
+    /// Generate a cluster's secrets: a token, a CA and a certificate for the
+    /// cluster's host names (for --token-file and --tls-*, Docker secrets or
+    /// a Kubernetes Secret).
+    Secrets(SecretsArgs),
+}
+
+/// `ember cluster secrets`.
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    /// Directory to write `token`, `ca.pem`, `cert.pem` and `key.pem` into
+    /// (created if missing; readable by this user only).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Host names and IP addresses the certificate is issued for: every name
+    /// clients and executors use to reach the scheduler and executors, or
+    /// one name that all of them check (--tls-server-name).
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    pub names: Vec<String>,
+    /// Only a token, no CA or certificate.
+    #[arg(long)]
+    pub no_tls: bool,
 }
 
 /// `ember cluster local`.
@@ -199,6 +220,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Sql(args) => run_sql(*args).await,
         Command::Cluster(ClusterCommand::Local(args)) => run_local_cluster(args).await,
+        Command::Cluster(ClusterCommand::Secrets(args)) => run_secrets(args),
         Command::Datagen(DatagenCommand::Tpch(args)) => run_datagen(args),
     }
 }
@@ -378,6 +400,27 @@ fn print_connect_help(addr: &str, security: &ember_auth::SecurityOptions) {
             "  Not secured (--no-token): anyone who can reach these ports can use the cluster."
         );
     }
+}
+
+fn run_secrets(args: SecretsArgs) -> Result<()> {
+    let security = LocalClusterSecurity {
+        token: true,
+        tls: !args.no_tls,
+        client_auth: false,
+    };
+    let written = crate::local_cluster::generate_secrets(security, &args.dir, &args.names)?;
+    for path in [
+        &written.token_file,
+        &written.tls_ca,
+        &written.tls_cert,
+        &written.tls_key,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 fn run_datagen(args: TpchArgs) -> Result<()> {

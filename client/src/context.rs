@@ -60,7 +60,7 @@ pub struct EmberContext {
     mode: ExecutionMode,
     /// On a cluster: its scheduler, and the TLS and token this client
     /// presents to it.
-    scheduler: Option<SchedulerConnection>,
+    scheduler: Option<Arc<SchedulerConnection>>,
     /// The client's object stores: used to plan (listing files, inferring
     /// schemas) and to remove a failed write's staged files.
     stores: Arc<EmberObjectStoreRegistry>,
@@ -204,7 +204,7 @@ impl EmberContext {
         Ok(Self {
             session,
             mode: ExecutionMode::Cluster(addr),
-            scheduler: Some(scheduler),
+            scheduler: Some(Arc::new(scheduler)),
             stores,
             last_run: Arc::default(),
         })
@@ -220,7 +220,7 @@ impl EmberContext {
 
     /// On a cluster, its scheduler and how this client reaches it.
     pub fn scheduler(&self) -> Option<&SchedulerConnection> {
-        self.scheduler.as_ref()
+        self.scheduler.as_deref()
     }
 
     /// Where queries run.

@@ -100,9 +100,18 @@ fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
         .map_err(|e| ClientError::Process(format!("cannot write {}: {e}", path.display())))
 }
 
-/// Generates what `security` asks for into `dir`, and returns the flags
-/// every process (servers and clients alike) is then given.
-fn generate_secrets(security: LocalClusterSecurity, dir: &Path) -> Result<SecurityOptions> {
+/// The names a local cluster's certificate is issued for.
+const LOCAL_NAMES: &[&str] = &["localhost", "127.0.0.1"];
+
+/// Generates what `security` asks for into `dir` (`token`, `ca.pem`,
+/// `cert.pem`, `key.pem`, readable by this user only), the certificate
+/// issued for `names`, and returns the flags every process (servers and
+/// clients alike) is then given. Files already there are replaced.
+pub fn generate_secrets(
+    security: LocalClusterSecurity,
+    dir: &Path,
+    names: &[String],
+) -> Result<SecurityOptions> {
     let mut options = SecurityOptions::default();
     if security == LocalClusterSecurity::default() {
         return Ok(options);
@@ -116,7 +125,7 @@ fn generate_secrets(security: LocalClusterSecurity, dir: &Path) -> Result<Securi
     }
     if security.tls {
         let ca = CertificateAuthority::generate("Ember local cluster CA")?;
-        let issued = ca.issue(&["localhost".into(), "127.0.0.1".into()])?;
+        let issued = ca.issue(names)?;
         let (ca_path, cert_path, key_path) = (
             dir.join("ca.pem"),
             dir.join("cert.pem"),
@@ -264,7 +273,8 @@ impl LocalCluster {
             })?;
         }
 
-        let security = generate_secrets(options.security, &options.secrets_dir)?;
+        let names: Vec<String> = LOCAL_NAMES.iter().map(|name| name.to_string()).collect();
+        let security = generate_secrets(options.security, &options.secrets_dir, &names)?;
         let mut scheduler = Command::new(&scheduler_bin)
             .args([
                 "--bind",

@@ -8,6 +8,10 @@
 #    Secret a pod reads is defined, every Service selects a workload's pods,
 #    and every probe names a port its container declares.
 #
+# The secure overlay (secure/) is checked the same way, rendered: its
+# patches merged into the base manifests as kustomize's strategic merge does
+# for the fields they use (containers, env, ports, volumes by name).
+#
 # Usage: deploy/k8s/check.sh        (non-zero exit on any problem)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,14 +24,16 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==1.37.0"
 fi
 
-manifests=()
-for file in *.yaml; do
-    [ "$file" = kustomization.yaml ] || manifests+=("$file")
-done
-"$venv/bin/kubernetes-validate" --strict --quiet -k "$k8s_version" "${manifests[@]}"
-echo "k8s-check: ${#manifests[@]} manifests valid against Kubernetes $k8s_version (strict)"
-
-"$venv/bin/python" - "${manifests[@]}" <<'PY'
+# check_dir DIR: validates and cross-checks the manifests in DIR, which
+# lists them in its kustomization.yaml.
+check_dir() {
+    local dir="$1" manifests=()
+    for file in "$dir"/*.yaml; do
+        [ "$(basename "$file")" = kustomization.yaml ] || manifests+=("$file")
+    done
+    "$venv/bin/kubernetes-validate" --strict --quiet -k "$k8s_version" "${manifests[@]}"
+    echo "k8s-check: ${#manifests[@]} manifests in $dir valid against Kubernetes $k8s_version (strict)"
+    (cd "$dir" && "$venv/bin/python" - "${manifests[@]##*/}" <<'PY'
 import sys
 import yaml
 
@@ -46,7 +52,15 @@ workloads = [(f, d) for f, d in docs if d["kind"] in ("Deployment", "StatefulSet
 
 for f, d in workloads:
     name = d["metadata"]["name"]
+    volumes = d["spec"]["template"]["spec"].get("volumes", [])
+    for v in volumes:
+        ref = v.get("secret", {}).get("secretName")
+        if ref is not None and ref not in secrets:
+            problems.append(f"{f}: {name} mounts Secret {ref}, which no manifest defines")
     for c in d["spec"]["template"]["spec"]["containers"]:
+        for mount in c.get("volumeMounts", []):
+            if mount["name"] not in {v["name"] for v in volumes}:
+                problems.append(f"{f}: {name}/{c['name']} mounts volume {mount['name']}, not declared")
         refs = [e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e]
         refs += [e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", [])
                  if "secretKeyRef" in e.get("valueFrom", {})]
@@ -77,3 +91,70 @@ if problems:
     sys.exit(1)
 print(f"k8s-check: references consistent ({len(workloads)} workloads, {len(secrets)} secrets)")
 PY
+    )
+}
+
+check_dir .
+
+# The secure overlay, rendered into a temporary directory.
+rendered="$(mktemp -d)"
+trap 'rm -rf "$rendered"' EXIT
+"$venv/bin/python" - secure "$rendered" <<'PY'
+import os
+import sys
+import yaml
+
+overlay, out = sys.argv[1], sys.argv[2]
+kustomization = yaml.safe_load(open(os.path.join(overlay, "kustomization.yaml")))
+MERGE_KEYS = {"containers": "name", "env": "name", "ports": "containerPort",
+              "volumes": "name", "volumeMounts": "name"}
+
+def merge(base, patch, key=None):
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for k, v in patch.items():
+            merged[k] = merge(base[k], v, k) if k in base else v
+        return merged
+    if isinstance(base, list) and isinstance(patch, list) and key in MERGE_KEYS:
+        field = MERGE_KEYS[key]
+        merged = list(base)
+        for item in patch:
+            at = next((i for i, b in enumerate(merged) if b.get(field) == item.get(field)), None)
+            if at is None:
+                merged.append(item)
+            else:
+                merged[at] = merge(merged[at], item, None)
+        return merged
+    return patch
+
+docs, files = [], {}
+for resource in kustomization["resources"]:
+    path = os.path.join(overlay, resource)
+    if os.path.isdir(path):
+        base = yaml.safe_load(open(os.path.join(path, "kustomization.yaml")))
+        for name in base["resources"]:
+            for d in yaml.safe_load_all(open(os.path.join(path, name))):
+                if d:
+                    docs.append((name, d))
+    else:
+        for d in yaml.safe_load_all(open(path)):
+            if d:
+                docs.append((resource, d))
+for patch in kustomization.get("patches", []):
+    p = yaml.safe_load(open(os.path.join(overlay, patch["path"])))
+    targets = [i for i, (_, d) in enumerate(docs)
+               if d["kind"] == p["kind"] and d["metadata"]["name"] == p["metadata"]["name"]]
+    if len(targets) != 1:
+        sys.exit(f"k8s-check: {patch['path']} patches {p['kind']} {p['metadata']['name']}, "
+                 f"which the base has {len(targets)} times")
+    name, d = docs[targets[0]]
+    docs[targets[0]] = (name, merge(d, p))
+for name, d in docs:
+    files.setdefault(name, []).append(d)
+for name, ds in files.items():
+    with open(os.path.join(out, name), "w") as f:
+        yaml.safe_dump_all(ds, f, sort_keys=False)
+with open(os.path.join(out, "kustomization.yaml"), "w") as f:
+    yaml.safe_dump({"resources": sorted(files)}, f)
+PY
+check_dir "$rendered"

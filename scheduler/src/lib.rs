@@ -151,6 +151,11 @@ pub struct SchedulerOptions {
     /// (`ember.max_expression_depth`) was set to.
     #[arg(long, env = "EMBER_SCHEDULER_MAX_PLAN_DEPTH", default_value_t = DEFAULT_MAX_PLAN_DEPTH)]
     pub max_plan_depth: usize,
+    /// Also serve `/healthz` and `/readyz`, and nothing else, in plain
+    /// HTTP on this port: for probes that cannot speak TLS (0 picks a free
+    /// port). The main port serves them too.
+    #[arg(long, env = "EMBER_SCHEDULER_HEALTH_PORT")]
+    pub health_port: Option<u16>,
     /// The cluster's token and TLS: what clients and executors must present.
     #[command(flatten)]
     pub security: ember_auth::SecurityOptions,
@@ -184,6 +189,7 @@ impl Default for SchedulerOptions {
             finished_job_secs: DEFAULT_FINISHED_JOB_SECS,
             finished_jobs: DEFAULT_FINISHED_JOBS,
             max_plan_depth: DEFAULT_MAX_PLAN_DEPTH,
+            health_port: None,
             security: ember_auth::SecurityOptions::default(),
         }
     }
@@ -268,6 +274,8 @@ pub fn scheduler_config(options: &SchedulerOptions, peer: &ClientSecurity) -> Sc
 /// A scheduler bound to its address, ready to serve.
 pub struct BoundScheduler {
     listener: TcpListener,
+    /// `--health-port`'s listener, when given.
+    health_listener: Option<TcpListener>,
     security: Security,
     config: SchedulerConfig,
     probe: Option<ProbeSettings>,
@@ -289,6 +297,17 @@ impl BoundScheduler {
         let local = listener
             .local_addr()
             .map_err(|source| SchedulerError::Bind { addr, source })?;
+        let health_listener = match options.health_port {
+            Some(port) => {
+                let addr = format!("{}:{port}", options.bind);
+                Some(
+                    TcpListener::bind(&addr)
+                        .await
+                        .map_err(|source| SchedulerError::Bind { addr, source })?,
+                )
+            }
+            None => None,
+        };
         let server = options.security.server()?;
         let peer = options.security.peer_client(&server)?;
         if server.is_secured()
@@ -300,6 +319,7 @@ impl BoundScheduler {
         config.bind_port = local.port();
         Ok(Self {
             listener,
+            health_listener,
             security: Security { server, peer },
             config,
             probe: options.probe_settings(),
@@ -311,6 +331,13 @@ impl BoundScheduler {
     /// The address the scheduler listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address of `--health-port`'s plain-HTTP probes, when given.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// Serves gRPC, REST and health requests until the future is dropped or
@@ -347,7 +374,7 @@ impl BoundScheduler {
             guard,
             plans,
         };
-        server::serve(self.listener, parts, self.security)
+        server::serve(self.listener, self.health_listener, parts, self.security)
             .await
             .map_err(SchedulerError::Serve)
     }

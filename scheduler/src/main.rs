@@ -41,6 +41,9 @@ async fn run(options: SchedulerOptions) -> Result<(), ember_scheduler::Scheduler
     // This line is the scheduler's contract with scripts and tests: they read
     // the address (and so an ephemeral port) from it.
     println!("ember-scheduler listening on {addr}");
+    if let Some(health) = bound.health_addr() {
+        tracing::info!(%health, "health probes also served in plain HTTP");
+    }
     tracing::info!(%addr, version = ember_core::EMBER_VERSION, "ember-scheduler started");
     tokio::select! {
         result = bound.serve() => result,

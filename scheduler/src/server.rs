@@ -70,9 +70,18 @@ pub(crate) struct SchedulerParts {
     pub(crate) plans: PlanDepthGuard,
 }
 
-/// Builds the router that serves gRPC, REST and health on one port,
+/// The scheduler's routes: everything (gRPC, REST and health, for its main
+/// port), and the health probes alone (for `--health-port`).
+pub(crate) struct SchedulerRoutes {
+    /// gRPC, REST and health, with the token required of all but health.
+    pub(crate) all: Router,
+    /// `/healthz` and `/readyz`.
+    pub(crate) health: Router,
+}
+
+/// Builds the routes that serve gRPC, REST and health on one port,
 /// requiring `security`'s token of every route but the probes.
-pub(crate) fn router(parts: SchedulerParts, security: &Security) -> Router {
+pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRoutes {
     let SchedulerParts {
         scheduler,
         jobs,
@@ -131,17 +140,37 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> Router {
         )),
         None => guarded,
     };
-    guarded.merge(health)
+    SchedulerRoutes {
+        all: guarded.merge(health.clone()),
+        health,
+    }
 }
 
-/// Serves [`router`] on `listener`, with TLS when `security` has it, until
-/// serving fails.
+/// Serves [`router`] on `listener`, with TLS when `security` has it, and
+/// the health probes alone in plain HTTP on `health_listener` when given,
+/// until serving fails.
 pub(crate) async fn serve(
     listener: TcpListener,
+    health_listener: Option<TcpListener>,
     parts: SchedulerParts,
     security: Security,
 ) -> std::io::Result<()> {
-    let app = router(parts, &security).into_make_service_with_connect_info::<SocketAddr>();
+    let routes = router(parts, &security);
+    let main = serve_main(listener, routes.all, security);
+    match health_listener {
+        Some(health) => {
+            tokio::select! {
+                result = main => result,
+                result = axum::serve(health, routes.health) => result,
+            }
+        }
+        None => main.await,
+    }
+}
+
+/// Serves `app` on the scheduler's main port.
+async fn serve_main(listener: TcpListener, app: Router, security: Security) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     match security.server.tls.clone() {
         Some(tls) => {
             // The TLS listener sets TCP_NODELAY on what it accepts.

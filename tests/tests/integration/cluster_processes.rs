@@ -328,8 +328,9 @@ fn executor_serves_health_and_both_processes_stop_gracefully() {
 
 /// Starts `ember cluster local` with one one-core executor and its state
 /// in `state`, reads what it prints up to "Press Ctrl-C", and returns it
-/// with the scheduler address from its connect line and its standard
-/// output, to keep open while it runs.
+/// with the scheduler address from its connect line (which also names the
+/// generated token, see [`token_file`]) and its standard output, to keep
+/// open while it runs.
 fn start_cluster_local(
     state: &std::path::Path,
     stderr: Stdio,
@@ -360,7 +361,15 @@ fn start_cluster_local(
             break;
         }
         if let Some(rest) = line.trim().strip_prefix("Connect:  ember sql --scheduler ") {
-            addr = Some(rest.to_string());
+            // `ADDR --token-file STATE/secrets/token`: the cluster's token.
+            let mut words = rest.split_whitespace();
+            addr = words.next().map(str::to_string);
+            let token = state.join("secrets/token").display().to_string();
+            assert_eq!(
+                words.collect::<Vec<_>>(),
+                ["--token-file", token.as_str()],
+                "{line}"
+            );
         }
         printed.push_str(&line);
     }
@@ -368,15 +377,27 @@ fn start_cluster_local(
     (launcher, addr, stdout)
 }
 
+/// The token file `ember cluster local` generated in `state`.
+fn token_file(state: &std::path::Path) -> String {
+    state.join("secrets/token").display().to_string()
+}
+
 #[test]
 fn cluster_local_prints_how_to_connect_and_stops_on_ctrl_c() {
     let state = tempfile::tempdir().unwrap();
     let (mut launcher, addr, _stdout) = start_cluster_local(state.path(), Stdio::null());
+    // The generated token is required: a client without it is refused.
+    let (code, _, stderr) = run_ember(&["sql", "--scheduler", &addr, "-c", "SELECT 1"], None);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("it requires a token"), "{stderr}");
+    let token = token_file(state.path());
     let (code, stdout_sql, stderr) = run_ember(
         &[
             "sql",
             "--scheduler",
             &addr,
+            "--token-file",
+            &token,
             "--format",
             "csv",
             "-c",
@@ -422,6 +443,7 @@ fn children_named(parent: u32, name: &str) -> Vec<u32> {
 fn cluster_local_restarts_an_executor_that_dies() {
     let state = tempfile::tempdir().unwrap();
     let (mut launcher, addr, _stdout) = start_cluster_local(state.path(), Stdio::piped());
+    let token = token_file(state.path());
     let (lines_tx, lines_rx) = std::sync::mpsc::channel();
     let stderr = BufReader::new(launcher.stderr.take().unwrap());
     std::thread::spawn(move || {
@@ -435,6 +457,8 @@ fn cluster_local_restarts_an_executor_that_dies() {
                 "sql",
                 "--scheduler",
                 &addr,
+                "--token-file",
+                &token,
                 "--format",
                 "csv",
                 "-c",

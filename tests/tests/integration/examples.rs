@@ -7,7 +7,7 @@ use std::process::Command;
 use ember_tests::{binary, start_cluster, start_cluster_with_env};
 
 /// Text files with punctuation, case and apostrophes, in a directory.
-fn corpus(dir: &std::path::Path) -> Vec<String> {
+pub(crate) fn corpus(dir: &std::path::Path) -> Vec<String> {
     let texts = [
         "It was the best of times, it was the worst of times;\nit was the age of wisdom.\n",
         "The cat's hat — THE CAT'S HAT!\n\nTimes change.\n",
@@ -20,7 +20,7 @@ fn corpus(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Word counts as the example defines words, sorted by count, then word.
-fn expected_counts(texts: &[String], top: usize) -> Vec<String> {
+pub(crate) fn expected_counts(texts: &[String], top: usize) -> Vec<String> {
     let mut counts: HashMap<String, i64> = HashMap::new();
     for text in texts {
         for word in text.split(|c: char| !(c.is_alphanumeric() || c == '\'')) {

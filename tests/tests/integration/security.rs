@@ -374,6 +374,7 @@ async fn flight_requests_to_executors_need_the_token() {
     let tls = ClientTls {
         ca_pem: Some(ca_pem),
         identity: None,
+        server_name: None,
     };
     let flight = |token: Option<ClusterToken>| {
         let security = ClientSecurity::new(token, Some(tls.clone()));
@@ -593,4 +594,91 @@ async fn no_secret_appears_in_any_process_output_and_credentials_can_stay_home()
         cluster_logs(&cluster).contains("DEBUG"),
         "the processes logged at debug level"
     );
+}
+
+#[test]
+fn cluster_secrets_writes_a_token_a_ca_and_a_certificate_only_its_owner_reads() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("secrets");
+    let out_str = out.display().to_string();
+    let (code, stdout, stderr) = run_ember_with_env(
+        dir.path(),
+        &[
+            "cluster",
+            "secrets",
+            "--dir",
+            &out_str,
+            "--names",
+            "scheduler,ember-cluster",
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let listed: Vec<&str> = stdout.lines().collect();
+    assert_eq!(listed.len(), 4, "{stdout}");
+    for name in ["token", "ca.pem", "cert.pem", "key.pem"] {
+        let path = out.join(name);
+        assert!(
+            listed.contains(&path.display().to_string().as_str()),
+            "{stdout}"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}");
+    }
+    let token = std::fs::read_to_string(out.join("token")).unwrap();
+    assert!(ClusterToken::parse(&token, "test").is_ok());
+    assert_eq!(token.len(), 64);
+    // The files serve a scheduler as they are.
+    let mut scheduler = Command::new(binary("ember-scheduler"))
+        .args(["--port", "0"])
+        .args(["--token-file", &out.join("token").display().to_string()])
+        .args(["--tls-cert", &out.join("cert.pem").display().to_string()])
+        .args(["--tls-key", &out.join("key.pem").display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let address = listening_address(&mut scheduler);
+    let port = address.rsplit(':').next().unwrap();
+    // The certificate names `scheduler`, not 127.0.0.1: a client checking
+    // the host it dials is refused, naming the reason.
+    let ca = out.join("ca.pem").display().to_string();
+    let token_file = out.join("token").display().to_string();
+    let (code, stderr) = ember_select(
+        &format!("https://127.0.0.1:{port}"),
+        &["--tls-ca", &ca, "--token-file", &token_file],
+        &[],
+    );
+    let _ = scheduler.kill();
+    let _ = scheduler.wait();
+    assert_eq!(code, 1);
+    assert_one_error_line(
+        &stderr,
+        "the server's certificate does not name the host connected to",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_jobs_run_unchanged_on_a_secured_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts = crate::examples::corpus(dir.path());
+    let path = dir.path().to_str().unwrap().to_string();
+    let expected = crate::examples::expected_counts(&texts, 8);
+    let cluster = secured_cluster(TOKEN_AND_TLS).await;
+    let security = cluster.client_security().clone();
+    // The job binary takes no security flags: the environment says it all.
+    let output = Command::new(binary("word-count"))
+        .args(["--master", &cluster.client_address(), "--top", "8", &path])
+        .env_remove("EMBER_MASTER")
+        .env_remove("EMBER_TOKEN")
+        .env("EMBER_TOKEN_FILE", path_str(&security.token_file))
+        .env("EMBER_TLS_CA", path_str(&security.tls_ca))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected);
 }
