@@ -4,11 +4,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use futures::future::{Either, Ready, ready};
+use base64::Engine as _;
+use futures::future::{BoxFuture, Either, Ready, ready};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use tower::{Layer, Service};
 
+use crate::issued::IssuedTokens;
 use crate::{AUTHORIZATION, ClusterToken, USER_AGENT_TOKEN_PREFIX};
 
 /// Refuses every request that does not carry the cluster's token, except
@@ -21,6 +24,8 @@ use crate::{AUTHORIZATION, ClusterToken, USER_AGENT_TOKEN_PREFIX};
 pub struct RequireTokenLayer {
     /// `None`: every request passes (a cluster without a token).
     token: Option<Arc<ClusterToken>>,
+    /// Session tokens a handshake issued, admitted too.
+    issued: Option<Arc<IssuedTokens>>,
     service: &'static str,
     open_paths: &'static [&'static str],
 }
@@ -45,9 +50,20 @@ impl RequireTokenLayer {
     ) -> Self {
         Self {
             token: token.map(Arc::new),
+            issued: None,
             service,
             open_paths,
         }
+    }
+
+    /// Also admits the bearer tokens that requests to `handshake_path`
+    /// (which needed the cluster's token themselves) were answered with in
+    /// their `authorization` header, until they go unused for `ttl`: Arrow
+    /// Flight SQL clients trade the cluster's token, sent as a Basic
+    /// password, for a session token at the Flight handshake.
+    pub fn admitting_issued_tokens(mut self, handshake_path: &'static str, ttl: Duration) -> Self {
+        self.issued = Some(Arc::new(IssuedTokens::new(handshake_path, ttl)));
+        self
     }
 }
 
@@ -87,20 +103,50 @@ impl Refusal {
     }
 }
 
-/// The token a request presents: `authorization: Bearer …`, or the
-/// `ember-token/…` word of its user agent.
-fn presented_token(headers: &HeaderMap) -> Option<&str> {
+/// The token a request presents: `authorization: Bearer …`, the password
+/// of `authorization: Basic …` (any user name), or the `ember-token/…` word
+/// of its user agent.
+fn presented_token(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then_some(token.trim());
+        let (scheme, credentials) = value.trim().split_once(' ')?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Some(credentials.trim().to_string());
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            // Unreadable credentials count as a wrong token, not as none.
+            let password = basic_password(credentials).unwrap_or_default();
+            return Some(password);
+        }
+        return None;
     }
     headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())?
         .split_whitespace()
         .find_map(|word| word.strip_prefix(USER_AGENT_TOKEN_PREFIX))
+        .map(str::to_string)
+}
+
+/// The password of HTTP Basic credentials (`base64(user:password)`, with or
+/// without padding, as clients differ).
+pub(crate) fn basic_password(credentials: &str) -> Option<String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    let credentials = credentials.trim();
+    let decoded = STANDARD
+        .decode(credentials)
+        .or_else(|_| STANDARD_NO_PAD.decode(credentials))
+        .ok()?;
+    let (_user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some(password.to_string())
+}
+
+/// The bearer token in a response's `authorization` header.
+fn issued_token<R>(response: &Response<R>) -> Option<String> {
+    let value = response.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 /// The peer's address, from whichever server put it in the request.
@@ -156,14 +202,21 @@ fn refusal_response<B: Default>(grpc: bool, refusal: Refusal) -> Response<B> {
     response
 }
 
+/// What a guarded request's answer is: a refusal, the service's answer, or
+/// the service's answer to a handshake, whose issued token is recorded.
+type GuardFuture<S, R, E> =
+    Either<Ready<Result<Response<R>, E>>, Either<S, BoxFuture<'static, Result<Response<R>, E>>>>;
+
 impl<S, B, R> Service<Request<B>> for RequireToken<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
-    R: Default,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Default + Send + 'static,
 {
     type Response = Response<R>;
     type Error = S::Error;
-    type Future = Either<Ready<Result<Response<R>, S::Error>>, S::Future>;
+    type Future = GuardFuture<S::Future, R, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -172,14 +225,31 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let path = request.uri().path();
         let Some(required) = &self.layer.token else {
-            return Either::Right(self.inner.call(request));
+            return Either::Right(Either::Left(self.inner.call(request)));
         };
         if self.layer.open_paths.contains(&path) {
-            return Either::Right(self.inner.call(request));
+            return Either::Right(Either::Left(self.inner.call(request)));
         }
+        let issued = self.layer.issued.as_ref();
         let refusal = match presented_token(request.headers()) {
-            Some(token) if required.matches(token) => {
-                return Either::Right(self.inner.call(request));
+            Some(token) if required.matches(&token) => {
+                return match issued.filter(|issued| issued.handshake_path == path) {
+                    Some(issued) => {
+                        let issued = Arc::clone(issued);
+                        let answer = self.inner.call(request);
+                        Either::Right(Either::Right(Box::pin(async move {
+                            let response = answer.await?;
+                            if let Some(token) = issued_token(&response) {
+                                issued.record(token);
+                            }
+                            Ok(response)
+                        })))
+                    }
+                    None => Either::Right(Either::Left(self.inner.call(request))),
+                };
+            }
+            Some(token) if issued.is_some_and(|issued| issued.admits(&token)) => {
+                return Either::Right(Either::Left(self.inner.call(request)));
             }
             Some(_) => Refusal::WrongToken,
             None => Refusal::NoToken,
@@ -259,6 +329,42 @@ mod tests {
         assert_eq!(response.headers()["grpc-status"], "16");
         let message = response.headers()["grpc-message"].to_str().unwrap();
         assert!(message.contains("requires a token"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_basic_password_is_a_token_and_a_handshake_issues_session_tokens() {
+        let token = ClusterToken::parse(SECRET, "test").unwrap();
+        let issuing = RequireTokenLayer::new(token, "test", &[])
+            .admitting_issued_tokens("/handshake", Duration::from_secs(60))
+            .layer(tower::service_fn(|request: Request<String>| async move {
+                let mut response = Response::new("ok".to_string());
+                if request.uri().path() == "/handshake" {
+                    response
+                        .headers_mut()
+                        .insert(AUTHORIZATION, HeaderValue::from_static("Bearer session-7"));
+                }
+                Ok::<_, Infallible>(response)
+            }));
+        let basic = |user: &str, password: &str| {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            format!("Basic {encoded}")
+        };
+        let call = |path: &str, authorization: String| {
+            let service = issuing.clone();
+            let request = request(path, &[("authorization", &authorization)]);
+            async move { service.oneshot(request).await.unwrap() }
+        };
+        // Not issued yet.
+        let refused = call("/query", "Bearer session-7".into()).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        let refused = call("/handshake", basic("alice", "not-the-token-at-all")).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        let answered = call("/handshake", basic("alice", SECRET)).await;
+        assert_eq!(answered.body(), "ok");
+        // Issued by the handshake: admitted from now on.
+        let admitted = call("/query", "Bearer session-7".into()).await;
+        assert_eq!(admitted.body(), "ok");
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ mod client;
 mod error;
 mod guard;
 mod incoming;
+mod issued;
 mod options;
 mod token;
 

@@ -44,6 +44,8 @@ pub struct LocalClusterOptions {
     /// Extra environment variables for every process (for example the
     /// `AWS_*` variables that point them at an S3 store).
     pub env: Vec<(String, String)>,
+    /// Extra flags for the scheduler (for example `--flight-sql`).
+    pub scheduler_args: Vec<String>,
     /// How the cluster is secured.
     pub security: LocalClusterSecurity,
     /// Where generated secrets (the token, certificates) are written.
@@ -79,6 +81,7 @@ impl LocalClusterOptions {
             log_filter: "info".to_string(),
             startup_timeout: Duration::from_secs(60),
             env: Vec::new(),
+            scheduler_args: Vec::new(),
             security: LocalClusterSecurity::default(),
             secrets_dir: state_dir.join("secrets"),
         }
@@ -284,6 +287,7 @@ impl LocalCluster {
             ])
             .args(["--log", &options.log_filter])
             .args(security_args(&security))
+            .args(&options.scheduler_args)
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             // The cluster's own token is passed as a file; one from this
             // process's environment would be a second, conflicting one.

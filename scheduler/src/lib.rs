@@ -15,6 +15,7 @@
 //! module composes them.
 
 mod cache;
+mod flight_sql;
 mod job_metrics;
 mod liveness;
 mod long_poll;
@@ -127,6 +128,12 @@ pub struct SchedulerOptions {
     /// clients need not reach executors directly.
     #[arg(long, env = "EMBER_SCHEDULER_FLIGHT_PROXY", default_value_t = false)]
     pub flight_proxy: bool,
+    /// Serve Arrow Flight SQL on the scheduler's port, for ADBC, JDBC and BI
+    /// tools: the cluster's token is the password of the Flight handshake.
+    /// Query results are then served through the scheduler, as with
+    /// --flight-proxy.
+    #[arg(long, env = "EMBER_SCHEDULER_FLIGHT_SQL", default_value_t = false)]
+    pub flight_sql: bool,
     /// Largest gRPC message, in bytes, on every scheduler connection.
     #[arg(long, env = "EMBER_SCHEDULER_GRPC_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub grpc_max_message_bytes: u32,
@@ -183,6 +190,7 @@ impl Default for SchedulerOptions {
             scheduling_policy: Default::default(),
             executor_timeout_secs: 60,
             flight_proxy: false,
+            flight_sql: false,
             grpc_max_message_bytes: 64 * 1024 * 1024,
             executor_probe_ms: DEFAULT_PROBE_MS,
             executor_probe_failures: DEFAULT_PROBE_FAILURES,
@@ -281,6 +289,8 @@ pub struct BoundScheduler {
     probe: Option<ProbeSettings>,
     retention: RetentionSettings,
     max_plan_depth: usize,
+    /// Whether Arrow Flight SQL is served.
+    flight_sql: bool,
 }
 
 impl BoundScheduler {
@@ -325,6 +335,7 @@ impl BoundScheduler {
             probe: options.probe_settings(),
             retention: options.retention_settings(),
             max_plan_depth: options.max_plan_depth,
+            flight_sql: options.flight_sql,
         })
     }
 
@@ -373,6 +384,7 @@ impl BoundScheduler {
             work_available,
             guard,
             plans,
+            flight_sql: self.flight_sql,
         };
         server::serve(self.listener, self.health_listener, parts, self.security)
             .await

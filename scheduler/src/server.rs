@@ -29,6 +29,7 @@ use axum::serve::ListenerExt;
 use ballista_core::extension::BallistaConfigGrpcEndpoint;
 use ballista_core::flight_proxy_service::BallistaFlightProxyService;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+use ballista_flight_sql::BallistaFlightSqlService;
 use ballista_scheduler::api::get_routes;
 use ballista_scheduler::cluster::JobState;
 use ballista_scheduler::scheduler_server::SchedulerServer;
@@ -38,6 +39,7 @@ use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use crate::Security;
+use crate::flight_sql::{HANDSHAKE_PATH, SESSION_TTL, TokenAuthenticator};
 use crate::long_poll::LongPollScheduler;
 use crate::plan_depth::PlanDepthGuard;
 use crate::stale_outputs::StaleOutputGuard;
@@ -68,6 +70,8 @@ pub(crate) struct SchedulerParts {
     pub(crate) guard: StaleOutputGuard,
     /// The limit on submitted plans' depth.
     pub(crate) plans: PlanDepthGuard,
+    /// Whether Arrow Flight SQL is served (`--flight-sql`).
+    pub(crate) flight_sql: bool,
 }
 
 /// The scheduler's routes: everything (gRPC, REST and health, for its main
@@ -88,6 +92,7 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
         work_available,
         guard,
         plans,
+        flight_sql,
     } = parts;
     let config = scheduler.state.config.clone();
     let max_decoding = config.grpc_server_max_decoding_message_size as usize;
@@ -104,7 +109,7 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(max_encoding),
     );
-    if config.enable_embedded_flight_proxy {
+    if flight_sql || config.enable_embedded_flight_proxy {
         // Fetches from executors present the cluster's TLS and token.
         let peer = security.peer.is_secured().then(|| {
             Arc::new(BallistaConfigGrpcEndpoint::new(
@@ -113,11 +118,24 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
         });
         let proxy =
             BallistaFlightProxyService::new(max_decoding, max_encoding, config.use_tls, peer);
-        grpc.add_service(
-            FlightServiceServer::new(proxy)
-                .max_decoding_message_size(max_decoding)
-                .max_encoding_message_size(max_encoding),
-        );
+        if flight_sql {
+            // Flight SQL and the proxy are one Flight service: the frontend
+            // redeems the proxy's tickets too.
+            let authenticator = TokenAuthenticator::new(security.server.token.clone());
+            let service = BallistaFlightSqlService::new(Arc::new(scheduler.clone()), proxy)
+                .with_authenticator(Arc::new(authenticator));
+            grpc.add_service(
+                FlightServiceServer::new(service)
+                    .max_decoding_message_size(max_decoding)
+                    .max_encoding_message_size(max_encoding),
+            );
+        } else {
+            grpc.add_service(
+                FlightServiceServer::new(proxy)
+                    .max_decoding_message_size(max_decoding)
+                    .max_encoding_message_size(max_encoding),
+            );
+        }
     }
     let grpc = grpc.routes().into_axum_router();
 
@@ -133,11 +151,17 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
         .merge(crate::cache::routes())
         .merge(crate::job_metrics::routes(jobs));
     let guarded = match &security.server.token {
-        Some(token) => guarded.layer(RequireTokenLayer::new(
-            token.clone(),
-            "scheduler",
-            OPEN_PATHS,
-        )),
+        Some(token) => {
+            let layer = RequireTokenLayer::new(token.clone(), "scheduler", OPEN_PATHS);
+            // Flight SQL clients trade the token for a session token at
+            // the handshake, and present that afterwards.
+            let layer = if flight_sql {
+                layer.admitting_issued_tokens(HANDSHAKE_PATH, SESSION_TTL)
+            } else {
+                layer
+            };
+            guarded.layer(layer)
+        }
         None => guarded,
     };
     SchedulerRoutes {

@@ -8,6 +8,7 @@ mod dataset;
 mod dataset_cache;
 mod examples;
 mod executor_loss;
+mod flight_sql;
 mod fuzz;
 mod gpu_rewrite;
 mod hostile_plans;
