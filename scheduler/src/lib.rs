@@ -38,6 +38,10 @@ use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use ember_auth::{ClientSecurity, ServerSecurity};
+use ember_catalog::SharedCatalog;
+
+/// The shared catalog's file in `--state-dir`.
+const CATALOG_FILE: &str = "catalog.json";
 use ember_core::exchange_properties::CarryExchangeProperties;
 use ember_core::{EmberLogicalCodec, EmberPhysicalCodec};
 use tokio::net::TcpListener;
@@ -71,6 +75,9 @@ pub enum SchedulerError {
     /// A token or TLS flag cannot be used.
     #[error("{0}")]
     Security(#[from] ember_auth::AuthError),
+    /// The shared catalog's file cannot be used.
+    #[error("{0}")]
+    Catalog(#[from] ember_catalog::CatalogError),
     /// Push scheduling was asked for on a secured cluster.
     #[error(
         "--scheduling-policy push cannot be secured (executors would serve pushed tasks in \
@@ -163,6 +170,11 @@ pub struct SchedulerOptions {
     /// port). The main port serves them too.
     #[arg(long, env = "EMBER_SCHEDULER_HEALTH_PORT")]
     pub health_port: Option<u16>,
+    /// Directory for what the scheduler keeps across restarts: the shared
+    /// catalog (`catalog.json`), where tables, views and schemas that any
+    /// session declares are kept. Without it, the catalog lives in memory.
+    #[arg(long, env = "EMBER_SCHEDULER_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
     /// The cluster's token and TLS: what clients and executors must present.
     #[command(flatten)]
     pub security: ember_auth::SecurityOptions,
@@ -198,6 +210,7 @@ impl Default for SchedulerOptions {
             finished_jobs: DEFAULT_FINISHED_JOBS,
             max_plan_depth: DEFAULT_MAX_PLAN_DEPTH,
             health_port: None,
+            state_dir: None,
             security: ember_auth::SecurityOptions::default(),
         }
     }
@@ -236,17 +249,33 @@ fn scheduler_session_config() -> SessionConfig {
 /// plus the one physical optimizer rule only a planner that cuts plans into
 /// stages needs (`CarryExchangeProperties`: what is known about the data
 /// before a shuffle stays known after it).
-fn scheduler_session_state(config: SessionConfig) -> datafusion::error::Result<SessionState> {
+/// Every session's default catalog is the cluster's shared one
+/// (`catalog`), so that what one session declares (a Flight SQL client's
+/// `CREATE EXTERNAL TABLE`) every other session sees.
+fn scheduler_session_state(
+    config: SessionConfig,
+    catalog: &SharedCatalog,
+) -> datafusion::error::Result<SessionState> {
     let runtime = ember_core::runtime_env(&config, None)?;
     let state = ember_core::session_state(config, runtime)?;
-    Ok(SessionStateBuilder::new_from_existing(state)
+    let state = SessionStateBuilder::new_from_existing(state)
         .with_physical_optimizer_rule(Arc::new(CarryExchangeProperties))
-        .build())
+        .build();
+    let default_catalog = state.config().options().catalog.default_catalog.clone();
+    state
+        .catalog_list()
+        .register_catalog(default_catalog, Arc::new(catalog.clone()));
+    Ok(state)
 }
 
-/// Builds Ballista's scheduler configuration with Ember's hooks installed;
-/// `peer` is how the scheduler reaches executors.
-pub fn scheduler_config(options: &SchedulerOptions, peer: &ClientSecurity) -> SchedulerConfig {
+/// Builds Ballista's scheduler configuration with Ember's hooks installed:
+/// `peer` is how the scheduler reaches executors, `catalog` the catalog
+/// every session shares.
+pub fn scheduler_config(
+    options: &SchedulerOptions,
+    peer: &ClientSecurity,
+    catalog: SharedCatalog,
+) -> SchedulerConfig {
     let distribution = match options.task_distribution {
         TaskDistribution::Bias => TaskDistributionPolicy::Bias,
         TaskDistribution::RoundRobin => TaskDistributionPolicy::RoundRobin,
@@ -260,7 +289,9 @@ pub fn scheduler_config(options: &SchedulerOptions, peer: &ClientSecurity) -> Sc
         .with_grpc_server_max_encoding_message_size(options.grpc_max_message_bytes)
         .with_grpc_client_max_message_size(options.grpc_max_message_bytes)
         .with_override_config_producer(Arc::new(scheduler_session_config))
-        .with_override_session_builder(Arc::new(scheduler_session_state));
+        .with_override_session_builder(Arc::new(move |config| {
+            scheduler_session_state(config, &catalog)
+        }));
     config.bind_host = options.bind.clone();
     config.scheduling_policy = options.scheduling_policy.ballista();
     config.executor_timeout_seconds = options.executor_timeout_secs;
@@ -325,7 +356,11 @@ impl BoundScheduler {
         {
             return Err(SchedulerError::InsecurePush);
         }
-        let mut config = scheduler_config(options, &peer);
+        let catalog = match &options.state_dir {
+            Some(dir) => SharedCatalog::open(dir.join(CATALOG_FILE))?,
+            None => SharedCatalog::in_memory(),
+        };
+        let mut config = scheduler_config(options, &peer, catalog);
         config.bind_port = local.port();
         Ok(Self {
             listener,
@@ -398,7 +433,11 @@ mod tests {
 
     #[test]
     fn config_installs_ember_hooks() {
-        let config = scheduler_config(&SchedulerOptions::default(), &ClientSecurity::default());
+        let config = scheduler_config(
+            &SchedulerOptions::default(),
+            &ClientSecurity::default(),
+            SharedCatalog::in_memory(),
+        );
         assert!(config.override_config_producer.is_some());
         assert!(config.override_session_builder.is_some());
         let codec = config.override_physical_codec.expect("physical codec");

@@ -147,6 +147,23 @@ async fn adbc_runs_tpch_lists_tables_and_reads_into_pandas_and_polars() {
         assert_eq!(report[frame]["sum"], 300.0, "{report}");
     }
 
+    // Another client, which declared nothing, sees the tables the first
+    // one created (the cluster's shared catalog) and queries them.
+    let mut dashboard = self::request(&cluster, Some(&token));
+    dashboard["queries"] = json!({ "q6": query(6).unwrap() });
+    let other = tempfile::tempdir().unwrap();
+    let seen = run_adbc(&dashboard, other.path());
+    assert_eq!(seen["tables"], report["tables"], "{seen}");
+    let expected = reference
+        .sql(query(6).unwrap())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let actual = read_arrow(&other.path().join("out/q6.arrow"));
+    compare(&expected, &actual, false).unwrap();
+
     // Ember's own client on the same port.
     let ctx =
         ember::EmberContext::connect_with(&cluster.client_address(), cluster.client_security())
@@ -159,6 +176,59 @@ async fn adbc_runs_tpch_lists_tables_and_reads_into_pandas_and_polars() {
     let expected = reference.sql(sql).await.unwrap().collect().await.unwrap();
     let actual = ctx.run_sql(sql).await.unwrap();
     compare(&expected, &actual, is_ordered(sql)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_catalog_survives_a_scheduler_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let generator = generate_tpch(data.path(), 0.01);
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
+    let start = || {
+        ember_tests::start_cluster_with(1, |options| {
+            options.scheduler_args = vec![
+                "--flight-sql".into(),
+                "--state-dir".into(),
+                state_dir.clone(),
+            ];
+        })
+    };
+    let plain = |cluster: &TestCluster| json!({ "uri": format!("grpc://{}", cluster.address()) });
+    let work = tempfile::tempdir().unwrap();
+    {
+        let cluster = start().await;
+        let mut create = plain(&cluster);
+        create["setup"] = json!(generator.create_table_statements(data.path()));
+        let report = run_adbc(&create, &work.path().join("before"));
+        assert!(report.get("refused").is_none(), "{report}");
+    }
+    assert!(state.path().join("catalog.json").is_file());
+    // New scheduler and executor processes, the same state directory.
+    let cluster = start().await;
+    let mut read = plain(&cluster);
+    read["queries"] =
+        json!({ "q1": query(1).unwrap(), "nations": "SELECT count(*) AS n FROM nation" });
+    let report = run_adbc(&read, &work.path().join("after"));
+    assert!(report.get("refused").is_none(), "{report}");
+    let reference = reference_context(&generator, data.path()).await;
+    let expected = reference
+        .sql(query(1).unwrap())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let actual = read_arrow(&work.path().join("after/out/q1.arrow"));
+    compare(&expected, &actual, true).unwrap();
+    let nations = read_arrow(&work.path().join("after/out/nations.arrow"));
+    let expected = reference
+        .sql("SELECT count(*) AS n FROM nation")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    compare(&expected, &nations, false).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
