@@ -113,6 +113,64 @@ impl SharedCatalog {
     pub fn path(&self) -> Option<&std::path::Path> {
         self.state.path.as_deref()
     }
+
+    /// Every table, as (schema, table, encoded scan), sorted.
+    pub fn encoded_tables(&self) -> Vec<(String, String, Vec<u8>)> {
+        let schemas = self.state.schemas.read().unwrap_or_else(|e| e.into_inner());
+        schemas
+            .iter()
+            .flat_map(|(schema, tables)| {
+                tables
+                    .iter()
+                    .map(move |(name, entry)| (schema.clone(), name.clone(), entry.encoded.clone()))
+            })
+            .collect()
+    }
+
+    /// Registers table `schema.table` from its encoded scan, replacing any
+    /// table of that name; the schema is created if missing. The scan is
+    /// decoded first, so that a corrupt one is refused.
+    pub fn put_encoded(&self, schema: &str, table: &str, encoded: Vec<u8>) -> Result<()> {
+        let context = self.state.decode_context()?;
+        let provider = decode_table(&encoded, &context)?;
+        let mut schemas = self
+            .state
+            .schemas
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let previous = schemas.clone();
+        schemas.entry(schema.to_string()).or_default().insert(
+            table.to_string(),
+            TableEntry {
+                encoded,
+                provider: Some(provider),
+            },
+        );
+        if let Err(e) = self.state.persist(&schemas) {
+            *schemas = previous;
+            return Err(e);
+        }
+        tracing::info!(schema, table, "table registered in the shared catalog");
+        Ok(())
+    }
+
+    /// Creates schema `name` if it does not exist.
+    pub fn create_schema(&self, name: &str) -> Result<()> {
+        let mut schemas = self
+            .state
+            .schemas
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if schemas.contains_key(name) {
+            return Ok(());
+        }
+        schemas.insert(name.to_string(), BTreeMap::new());
+        if let Err(e) = self.state.persist(&schemas) {
+            schemas.remove(name);
+            return Err(e);
+        }
+        Ok(())
+    }
 }
 
 impl CatalogState {
@@ -148,15 +206,17 @@ impl CatalogState {
     }
 }
 
-/// The encoded plan of a scan of `provider` named `name`.
-fn encode_table(name: &str, provider: Arc<dyn TableProvider>) -> Result<Vec<u8>> {
+/// The encoded plan of a scan of `provider` named `name`: how the catalog
+/// keeps a table, and how a client sends one to it.
+pub fn encode_table(name: &str, provider: Arc<dyn TableProvider>) -> Result<Vec<u8>> {
     let plan = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?.build()?;
     let node = LogicalPlanNode::try_from_logical_plan(&plan, &EmberLogicalCodec::default())?;
     Ok(node.encode_to_vec())
 }
 
-/// The provider of an encoded scan.
-fn decode_table(encoded: &[u8], context: &TaskContext) -> Result<Arc<dyn TableProvider>> {
+/// The provider of an encoded scan ([`encode_table`]), decoded in
+/// `context` (whose object stores it will read).
+pub fn decode_table(encoded: &[u8], context: &TaskContext) -> Result<Arc<dyn TableProvider>> {
     let node = LogicalPlanNode::decode(encoded)
         .map_err(|e| DataFusionError::Internal(format!("a catalog entry is corrupt: {e}")))?;
     match node.try_into_logical_plan(context, &EmberLogicalCodec::default())? {

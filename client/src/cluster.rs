@@ -357,6 +357,99 @@ pub async fn job_spill(
     }))
 }
 
+/// Every table of the scheduler's shared catalog, as (schema, table,
+/// encoded scan).
+pub async fn catalog_list(addr: &SchedulerConnection) -> Result<Vec<(String, String, Vec<u8>)>> {
+    use base64::Engine as _;
+    let body = rest_json(
+        addr,
+        reqwest::Method::GET,
+        "/api/ember/catalog",
+        Duration::from_secs(30),
+    )
+    .await?;
+    let tables = body["tables"].as_array().cloned().unwrap_or_default();
+    tables
+        .iter()
+        .map(|entry| {
+            let text = |key: &str| entry[key].as_str().unwrap_or_default().to_string();
+            let plan = base64::engine::general_purpose::STANDARD
+                .decode(text("plan"))
+                .map_err(|e| ClientError::NotAScheduler {
+                    addr: addr.to_string(),
+                    reason: format!(
+                        "GET /api/ember/catalog returned a table that is not base64: {e}"
+                    ),
+                })?;
+            Ok((text("schema"), text("table"), plan))
+        })
+        .collect()
+}
+
+/// Registers `schema/table` (with `plan`, its encoded scan) or creates
+/// schema `path` (without) in the scheduler's shared catalog.
+pub async fn catalog_put(
+    addr: &SchedulerConnection,
+    path: &str,
+    plan: Option<&[u8]>,
+) -> Result<()> {
+    use base64::Engine as _;
+    let body = plan.map(|plan| {
+        serde_json::json!({ "plan": base64::engine::general_purpose::STANDARD.encode(plan) })
+    });
+    rest_send(
+        addr,
+        reqwest::Method::PUT,
+        &format!("/api/ember/catalog/{path}"),
+        body,
+    )
+    .await
+}
+
+/// Drops `schema/table`, or schema `path`, from the scheduler's catalog.
+pub async fn catalog_delete(addr: &SchedulerConnection, path: &str) -> Result<()> {
+    rest_send(
+        addr,
+        reqwest::Method::DELETE,
+        &format!("/api/ember/catalog/{path}"),
+        None,
+    )
+    .await
+}
+
+/// Sends `method` to `path` with an optional JSON body, and fails unless
+/// the scheduler answers with success.
+async fn rest_send(
+    addr: &SchedulerConnection,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<()> {
+    let mut request = addr
+        .http
+        .request(method.clone(), addr.rest_url(path))
+        .timeout(Duration::from_secs(30));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| ClientError::SchedulerUnreachable {
+            addr: addr.to_string(),
+            reason: root_cause(&e),
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = response.text().await.unwrap_or_default();
+    Err(ClientError::NotAScheduler {
+        addr: addr.to_string(),
+        reason: format!("{method} {path} returned {status}: {}", text.trim()),
+    })
+}
+
 /// Where the cluster's executors hold a cached dataset's partitions.
 pub async fn cache_storage(addr: &SchedulerConnection, cache_id: &str) -> Result<CacheStorage> {
     let path = format!("/api/ember/cache/{cache_id}");

@@ -34,6 +34,7 @@ use crate::cluster::{
     wait_for_executors,
 };
 use crate::error::{ClientError, Result};
+use crate::shared_catalog::{CatalogChange, SharedCatalogSync};
 use ballista_core::extension::SessionConfigExt;
 use datafusion::prelude::SessionConfig;
 use ember_auth::{ClientSecurity, SecurityOptions};
@@ -66,6 +67,8 @@ pub struct EmberContext {
     stores: Arc<EmberObjectStoreRegistry>,
     /// The statement that ran last, for what it spilled.
     last_run: Arc<std::sync::Mutex<Option<LastRun>>>,
+    /// What this session took from the cluster's shared catalog.
+    catalog_sync: Arc<SharedCatalogSync>,
 }
 
 /// Where to find what the last statement spilled.
@@ -105,6 +108,7 @@ impl EmberContext {
             session: SessionContext::new_with_state(state),
             mode: ExecutionMode::Embedded,
             scheduler: None,
+            catalog_sync: Arc::default(),
             stores,
             last_run: Arc::default(),
         };
@@ -205,6 +209,7 @@ impl EmberContext {
             session,
             mode: ExecutionMode::Cluster(addr),
             scheduler: Some(Arc::new(scheduler)),
+            catalog_sync: Arc::default(),
             stores,
             last_run: Arc::default(),
         })
@@ -289,6 +294,11 @@ impl EmberContext {
         }
         self.sync_object_stores();
         expand_s3_globs(&mut statement, &self.session.runtime_env()).await?;
+        // What other clients declared on the cluster, visible here.
+        let shared = self.shared_catalog();
+        if let Some(scheduler) = shared {
+            self.catalog_sync.pull(scheduler, &self.session).await?;
+        }
         let mut state = self.session.state();
         // Spark's dialect sorts NULLs first in ascending order.
         if let Some(ordering) = self.settings().dialect.default_null_ordering() {
@@ -316,6 +326,11 @@ impl EmberContext {
             }
             _ => None,
         };
+        let default_schema = state.config().options().catalog.default_schema.clone();
+        let catalog_change = shared.and_then(|_| CatalogChange::of(&plan, &default_schema));
+        if let Some(change) = &catalog_change {
+            self.catalog_sync.before(change, &self.session);
+        }
         let (plan, statement_settings) = fold_copy_options(&state, plan)?;
         let plan = crate::settings_view::mask_secret_settings(&state, plan)
             .await
@@ -338,7 +353,21 @@ impl EmberContext {
         let frame = with_settings(frame, &statement_settings)?;
         // A `SET s3.…` took effect while planning.
         self.sync_object_stores();
+        // DDL ran as it was planned: share what it declared.
+        if let (Some(change), Some(scheduler)) = (&catalog_change, shared) {
+            self.catalog_sync
+                .push(change, scheduler, &self.session)
+                .await?;
+        }
         Ok(frame)
+    }
+
+    /// The scheduler whose shared catalog this session follows: on a
+    /// cluster, unless `ember.shared_catalog` is off.
+    fn shared_catalog(&self) -> Option<&SchedulerConnection> {
+        self.scheduler
+            .as_deref()
+            .filter(|_| self.settings().shared_catalog)
     }
 
     /// `CACHE TABLE <name> ON GPU`: adds the table's locations to

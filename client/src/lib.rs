@@ -32,6 +32,7 @@ pub mod runner;
 pub mod s3_glob;
 pub mod script;
 mod settings_view;
+mod shared_catalog;
 pub mod statement;
 pub mod statement_depth;
 pub mod table_files;

@@ -254,6 +254,13 @@ ember_settings! {
     ship_credentials: bool = true,
         "On a cluster, send the session's S3 credentials with each query; false keeps them \
          in the client and the cluster uses its own";
+    /// Whether a cluster session shares its catalog with the cluster: the
+    /// tables, views and schemas it declares go to the scheduler's catalog,
+    /// and it sees those other clients (Flight SQL among them) declared.
+    /// Off, its declarations stay in the session.
+    shared_catalog: bool = true,
+        "On a cluster, declare tables, views and schemas in the scheduler's shared catalog and \
+         see those others declared; false keeps declarations in the session";
 }
 
 impl ConfigExtension for EmberConfig {

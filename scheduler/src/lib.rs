@@ -15,6 +15,7 @@
 //! module composes them.
 
 mod cache;
+mod catalog_routes;
 mod flight_sql;
 mod job_metrics;
 mod liveness;
@@ -322,6 +323,8 @@ pub struct BoundScheduler {
     max_plan_depth: usize,
     /// Whether Arrow Flight SQL is served.
     flight_sql: bool,
+    /// The catalog every session shares.
+    catalog: SharedCatalog,
 }
 
 impl BoundScheduler {
@@ -360,7 +363,7 @@ impl BoundScheduler {
             Some(dir) => SharedCatalog::open(dir.join(CATALOG_FILE))?,
             None => SharedCatalog::in_memory(),
         };
-        let mut config = scheduler_config(options, &peer, catalog);
+        let mut config = scheduler_config(options, &peer, catalog.clone());
         config.bind_port = local.port();
         Ok(Self {
             listener,
@@ -371,6 +374,7 @@ impl BoundScheduler {
             retention: options.retention_settings(),
             max_plan_depth: options.max_plan_depth,
             flight_sql: options.flight_sql,
+            catalog,
         })
     }
 
@@ -420,6 +424,7 @@ impl BoundScheduler {
             guard,
             plans,
             flight_sql: self.flight_sql,
+            catalog: self.catalog,
         };
         server::serve(self.listener, self.health_listener, parts, self.security)
             .await

@@ -72,6 +72,8 @@ pub(crate) struct SchedulerParts {
     pub(crate) plans: PlanDepthGuard,
     /// Whether Arrow Flight SQL is served (`--flight-sql`).
     pub(crate) flight_sql: bool,
+    /// The catalog every session shares.
+    pub(crate) catalog: ember_catalog::SharedCatalog,
 }
 
 /// The scheduler's routes: everything (gRPC, REST and health, for its main
@@ -93,6 +95,7 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
         guard,
         plans,
         flight_sql,
+        catalog,
     } = parts;
     let config = scheduler.state.config.clone();
     let max_decoding = config.grpc_server_max_decoding_message_size as usize;
@@ -149,7 +152,8 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
     let guarded = rest
         .merge(grpc)
         .merge(crate::cache::routes())
-        .merge(crate::job_metrics::routes(jobs));
+        .merge(crate::job_metrics::routes(jobs))
+        .merge(crate::catalog_routes::routes(catalog));
     let guarded = match &security.server.token {
         Some(token) => {
             let layer = RequireTokenLayer::new(token.clone(), "scheduler", OPEN_PATHS);

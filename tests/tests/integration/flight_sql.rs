@@ -69,7 +69,7 @@ fn token(cluster: &TestCluster) -> String {
 
 /// Runs the ADBC client with `request`; returns its output directory and
 /// report.
-fn run_adbc(request: &Value, dir: &Path) -> Value {
+pub(crate) fn run_adbc(request: &Value, dir: &Path) -> Value {
     std::fs::create_dir_all(dir).unwrap();
     let request_file = dir.join("request.json");
     std::fs::write(&request_file, request.to_string()).unwrap();

@@ -20,5 +20,6 @@ mod quickstart;
 mod s3;
 mod scheduler_soak;
 mod security;
+mod shared_catalog;
 mod tpcds;
 mod tpch;
