@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use base64::Engine as _;
 use futures::future::{BoxFuture, Either, Ready, ready};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use tower::{Layer, Service};
@@ -114,7 +113,9 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
         }
         if scheme.eq_ignore_ascii_case("basic") {
             // Unreadable credentials count as a wrong token, not as none.
-            let password = basic_password(credentials).unwrap_or_default();
+            let password = crate::basic_credentials(value)
+                .map(|(_user, password)| password)
+                .unwrap_or_default();
             return Some(password);
         }
         return None;
@@ -125,19 +126,6 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
         .split_whitespace()
         .find_map(|word| word.strip_prefix(USER_AGENT_TOKEN_PREFIX))
         .map(str::to_string)
-}
-
-/// The password of HTTP Basic credentials (`base64(user:password)`, with or
-/// without padding, as clients differ).
-pub(crate) fn basic_password(credentials: &str) -> Option<String> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-    let credentials = credentials.trim();
-    let decoded = STANDARD
-        .decode(credentials)
-        .or_else(|_| STANDARD_NO_PAD.decode(credentials))
-        .ok()?;
-    let (_user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-    Some(password.to_string())
 }
 
 /// The bearer token in a response's `authorization` header.
@@ -271,6 +259,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use std::convert::Infallible;
     use tower::ServiceExt;
 

@@ -44,6 +44,25 @@ pub const AUTHORIZATION: &str = "authorization";
 /// [`ClientSecurity::endpoint_override`].
 pub const USER_AGENT_TOKEN_PREFIX: &str = "ember-token/";
 
+/// The user name and password of an `authorization` header's HTTP Basic
+/// credentials (`Basic base64(user:password)`, with or without padding, as
+/// clients differ); `None` for any other header.
+pub fn basic_credentials(authorization: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    let (scheme, encoded) = authorization.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let encoded = encoded.trim();
+    let decoded = STANDARD
+        .decode(encoded)
+        .or_else(|_| STANDARD_NO_PAD.decode(encoded))
+        .ok()?;
+    let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
 /// Installs rustls' ring crypto provider as the process default, once; the
 /// TLS code of every library in the process then agrees on it.
 pub fn install_crypto_provider() {

@@ -116,7 +116,7 @@ impl SharedCatalog {
 
     /// Every table, as (schema, table, encoded scan), sorted.
     pub fn encoded_tables(&self) -> Vec<(String, String, Vec<u8>)> {
-        let schemas = self.state.schemas.read().unwrap_or_else(|e| e.into_inner());
+        let schemas = self.state.read();
         schemas
             .iter()
             .flat_map(|(schema, tables)| {
@@ -133,11 +133,7 @@ impl SharedCatalog {
     pub fn put_encoded(&self, schema: &str, table: &str, encoded: Vec<u8>) -> Result<()> {
         let context = self.state.decode_context()?;
         let provider = decode_table(&encoded, &context)?;
-        let mut schemas = self
-            .state
-            .schemas
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut schemas = self.state.write();
         let previous = schemas.clone();
         schemas.entry(schema.to_string()).or_default().insert(
             table.to_string(),
@@ -156,11 +152,7 @@ impl SharedCatalog {
 
     /// Creates schema `name` if it does not exist.
     pub fn create_schema(&self, name: &str) -> Result<()> {
-        let mut schemas = self
-            .state
-            .schemas
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut schemas = self.state.write();
         if schemas.contains_key(name) {
             return Ok(());
         }
@@ -173,7 +165,20 @@ impl SharedCatalog {
     }
 }
 
+/// Schema name -> table name -> table.
+type Schemas = BTreeMap<String, BTreeMap<String, TableEntry>>;
+
 impl CatalogState {
+    /// The schemas, to read.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Schemas> {
+        self.schemas.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The schemas, to change.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Schemas> {
+        self.schemas.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Writes the catalog to its file, if it has one.
     fn persist(&self, schemas: &BTreeMap<String, BTreeMap<String, TableEntry>>) -> Result<()> {
         let Some(path) = &self.path else {
@@ -231,12 +236,12 @@ pub fn decode_table(encoded: &[u8], context: &TaskContext) -> Result<Arc<dyn Tab
 
 impl CatalogProvider for SharedCatalog {
     fn schema_names(&self) -> Vec<String> {
-        let schemas = self.state.schemas.read().unwrap_or_else(|e| e.into_inner());
+        let schemas = self.state.read();
         schemas.keys().cloned().collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        let schemas = self.state.schemas.read().unwrap_or_else(|e| e.into_inner());
+        let schemas = self.state.read();
         schemas.contains_key(name).then(|| {
             Arc::new(SharedSchema {
                 state: Arc::clone(&self.state),
@@ -265,11 +270,7 @@ impl CatalogProvider for SharedCatalog {
                 );
             }
         }
-        let mut schemas = self
-            .state
-            .schemas
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut schemas = self.state.write();
         let previous = schemas.insert(name.to_string(), tables);
         if let Err(e) = self.state.persist(&schemas) {
             match previous {
@@ -288,11 +289,7 @@ impl CatalogProvider for SharedCatalog {
         name: &str,
         cascade: bool,
     ) -> Result<Option<Arc<dyn SchemaProvider>>> {
-        let mut schemas = self
-            .state
-            .schemas
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut schemas = self.state.write();
         let Some(tables) = schemas.get(name) else {
             return Ok(None);
         };
@@ -345,7 +342,7 @@ impl std::fmt::Debug for SharedSchema {
 
 impl SharedSchema {
     fn with_tables<T>(&self, read: impl FnOnce(&BTreeMap<String, TableEntry>) -> T) -> T {
-        let schemas = self.state.schemas.read().unwrap_or_else(|e| e.into_inner());
+        let schemas = self.state.read();
         match schemas.get(&self.name) {
             Some(tables) => read(tables),
             None => read(&BTreeMap::new()),
@@ -373,11 +370,7 @@ impl SchemaProvider for SharedSchema {
                 self.name
             ))
         })?;
-        let mut schemas = self
-            .state
-            .schemas
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut schemas = self.state.write();
         if let Some(kept) = schemas.get_mut(&self.name).and_then(|t| t.get_mut(name))
             && kept.encoded == entry.encoded
         {
@@ -397,11 +390,7 @@ impl SchemaProvider for SharedSchema {
                  carry cannot be shared)"
             ))
         })?;
-        let mut schemas = self
-            .state
-            .schemas
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut schemas = self.state.write();
         let tables = schemas.entry(self.name.clone()).or_default();
         let previous = tables.insert(
             name.clone(),
@@ -423,11 +412,7 @@ impl SchemaProvider for SharedSchema {
     }
 
     fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let mut schemas = self
-            .state
-            .schemas
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut schemas = self.state.write();
         let Some(removed) = schemas.get_mut(&self.name).and_then(|t| t.remove(name)) else {
             return Ok(None);
         };

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use datafusion::catalog::MemorySchemaProvider;
+use datafusion::catalog::{CatalogProvider, MemorySchemaProvider};
 use datafusion::common::TableReference;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
@@ -72,17 +72,35 @@ impl CatalogChange {
     }
 }
 
+/// The session's default catalog, where unqualified tables live.
+fn default_catalog(session: &SessionContext) -> Option<Arc<dyn CatalogProvider>> {
+    let name = session
+        .copied_config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone();
+    session.catalog(&name)
+}
+
 /// What a session took from the shared catalog.
 #[derive(Debug, Default)]
 pub(crate) struct SharedCatalogSync {
-    /// Each table registered from the shared catalog, with the encoded scan
-    /// it was registered from.
+    /// Each table registered from the shared catalog (declared by another
+    /// client), with the encoded scan it was registered from.
     synced: Mutex<HashMap<TableKey, Vec<u8>>>,
+    /// Each table this session declared and shared, with the encoded scan
+    /// it sent: declaring it again is a duplicate, as in any session.
+    declared: Mutex<HashMap<TableKey, Vec<u8>>>,
 }
 
 impl SharedCatalogSync {
     fn synced(&self) -> std::sync::MutexGuard<'_, HashMap<TableKey, Vec<u8>>> {
         self.synced.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn declared(&self) -> std::sync::MutexGuard<'_, HashMap<TableKey, Vec<u8>>> {
+        self.declared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Brings `session`'s default catalog up to date with the scheduler's:
@@ -94,13 +112,7 @@ impl SharedCatalogSync {
         session: &SessionContext,
     ) -> Result<()> {
         let shared = catalog_list(scheduler).await?;
-        let catalog_name = session
-            .copied_config()
-            .options()
-            .catalog
-            .default_catalog
-            .clone();
-        let Some(catalog) = session.catalog(&catalog_name) else {
+        let Some(catalog) = default_catalog(session) else {
             return Ok(());
         };
         let task = session.task_ctx();
@@ -108,9 +120,11 @@ impl SharedCatalogSync {
         for (schema, table, plan) in shared {
             let key = (schema.clone(), table.clone());
             seen.insert(key.clone());
-            if self.synced().get(&key) == Some(&plan) {
+            if self.synced().get(&key) == Some(&plan) || self.declared().get(&key) == Some(&plan) {
                 continue;
             }
+            // Another client declared it, or replaced this session's.
+            self.declared().remove(&key);
             let provider = match ember_catalog::decode_table(&plan, &task) {
                 Ok(provider) => provider,
                 Err(e) => {
@@ -147,12 +161,26 @@ impl SharedCatalogSync {
             }
             self.synced().remove(&(schema, table));
         }
+        // Dropped by another client: gone here too.
+        let dropped: Vec<TableKey> = self
+            .declared()
+            .keys()
+            .filter(|key| !seen.contains(*key))
+            .cloned()
+            .collect();
+        for (schema, table) in dropped {
+            if let Some(provider) = catalog.schema(&schema) {
+                let _ = provider.deregister_table(&table);
+            }
+            self.declared().remove(&(schema, table));
+        }
         Ok(())
     }
 
     /// Before a statement declares `change`'s table: a table of that name
-    /// taken from the shared catalog is let go here, so that the
-    /// declaration replaces it rather than failing as a duplicate.
+    /// another client declared is let go here, so that the declaration
+    /// replaces it rather than failing as a duplicate (one this session
+    /// declared itself stays, and declaring it again fails as anywhere).
     pub(crate) fn before(&self, change: &CatalogChange, session: &SessionContext) {
         let CatalogChange::Declared(key) = change else {
             return;
@@ -160,16 +188,7 @@ impl SharedCatalogSync {
         if self.synced().remove(key).is_none() {
             return;
         }
-        let catalog_name = session
-            .copied_config()
-            .options()
-            .catalog
-            .default_catalog
-            .clone();
-        if let Some(schema) = session
-            .catalog(&catalog_name)
-            .and_then(|catalog| catalog.schema(&key.0))
-        {
+        if let Some(schema) = default_catalog(session).and_then(|catalog| catalog.schema(&key.0)) {
             let _ = schema.deregister_table(&key.1);
         }
     }
@@ -196,11 +215,14 @@ impl SharedCatalogSync {
                     ))
                 })?;
                 catalog_put(scheduler, &format!("{schema}/{table}"), Some(&plan)).await?;
-                self.synced().insert((schema.clone(), table.clone()), plan);
+                self.declared()
+                    .insert((schema.clone(), table.clone()), plan);
             }
             CatalogChange::Dropped((schema, table)) => {
                 catalog_delete(scheduler, &format!("{schema}/{table}")).await?;
-                self.synced().remove(&(schema.clone(), table.clone()));
+                let key = (schema.clone(), table.clone());
+                self.synced().remove(&key);
+                self.declared().remove(&key);
             }
             CatalogChange::SchemaCreated(schema) => {
                 catalog_put(scheduler, schema, None).await?;
@@ -208,6 +230,7 @@ impl SharedCatalogSync {
             CatalogChange::SchemaDropped(schema) => {
                 catalog_delete(scheduler, schema).await?;
                 self.synced().retain(|(s, _), _| s != schema);
+                self.declared().retain(|(s, _), _| s != schema);
             }
         }
         Ok(())

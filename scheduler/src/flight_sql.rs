@@ -12,7 +12,6 @@
 
 use async_trait::async_trait;
 use ballista_flight_sql::{Authenticator, Identity};
-use base64::Engine as _;
 use ember_auth::ClusterToken;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
@@ -41,22 +40,6 @@ impl TokenAuthenticator {
     }
 }
 
-/// The user name and password of HTTP Basic credentials.
-fn basic_credentials(value: &str) -> Option<(String, String)> {
-    let (scheme, encoded) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-    let encoded = encoded.trim();
-    let decoded = STANDARD
-        .decode(encoded)
-        .or_else(|_| STANDARD_NO_PAD.decode(encoded))
-        .ok()?;
-    let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
-}
-
 #[async_trait]
 impl Authenticator for TokenAuthenticator {
     async fn authenticate(&self, headers: &MetadataMap) -> Result<Identity, Status> {
@@ -67,7 +50,7 @@ impl Authenticator for TokenAuthenticator {
             .get("authorization")
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default();
-        if let Some((user, password)) = basic_credentials(authorization) {
+        if let Some((user, password)) = ember_auth::basic_credentials(authorization) {
             if token.matches(&password) {
                 return Ok(Identity::user(user));
             }
@@ -95,6 +78,7 @@ impl Authenticator for TokenAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn headers(authorization: &str) -> MetadataMap {
         let mut headers = MetadataMap::new();

@@ -112,7 +112,12 @@ async fn clients_see_the_tables_and_views_others_declared() {
     assert!(author.run_sql("SELECT * FROM held").await.is_ok());
     assert!(reader.run_sql("SELECT * FROM held").await.is_err());
 
-    // Declaring a name the catalog has replaces it, for everyone.
+    // Declaring again what this session declared is a duplicate, as in
+    // any session.
+    let err = author.run_sql(view).await.unwrap_err().to_string();
+    assert!(err.contains("already exists"), "{err}");
+
+    // Declaring a name another client declared replaces it, for everyone.
     reader
         .run_sql("CREATE VIEW big_orders AS SELECT 42 AS answer")
         .await
