@@ -232,6 +232,10 @@ pub fn describe(err: &DataFusionError) -> String {
         DataFusionError::Context(context, inner) if is_rule_name(context) => describe(inner),
         DataFusionError::Context(context, inner) => format!("{context}: {}", describe(inner)),
         DataFusionError::Execution(m) => simplify_job_error(m).unwrap_or_else(|| m.clone()),
+        // Ballista's client wraps what the codec refused to send.
+        DataFusionError::Internal(m) if m.starts_with(UNSENDABLE_PLAN) => {
+            debug_error_text(&m[UNSENDABLE_PLAN.len()..])
+        }
         DataFusionError::Plan(m) | DataFusionError::Configuration(m) => m.clone(),
         DataFusionError::SchemaError(e, _) => e.to_string(),
         DataFusionError::ObjectStore(e) => object_store_message(e),
@@ -251,6 +255,10 @@ pub fn describe(err: &DataFusionError) -> String {
     };
     one_line(&text)
 }
+
+/// How Ballista's client words a logical plan its codec could not encode;
+/// the codec's reason follows, in `Debug` form.
+const UNSENDABLE_PLAN: &str = "failed to serialize logical plan: ";
 
 /// Whether `context` only names the analyzer or optimizer rule that raised
 /// the error, as DataFusion wraps their errors: the analyzer with the rule's
@@ -446,6 +454,11 @@ mod tests {
         assert_eq!(
             describe(&DataFusionError::Execution(planning.to_string())),
             "query could not be planned on the cluster (job 0UoXv1z): Plan: [\"SortPreservingMergeExec: [a@0 ASC]\"] does not satisfy order requirements: [a@0 ASC]. Child-0 order: []"
+        );
+        let unsendable = "failed to serialize logical plan: Context(\"Error serializing custom table\", NotImplemented(\"series (GenerateSeriesTable) cannot be sent to the cluster\"))";
+        assert_eq!(
+            describe(&DataFusionError::Internal(unsendable.to_string())),
+            "series (GenerateSeriesTable) cannot be sent to the cluster"
         );
         let retried = "Job 9 failed: Job failed due to stage 2 failed: Stage 2 has failed 4 times, most recent failure reason: FetchPartitionError";
         assert_eq!(

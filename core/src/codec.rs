@@ -375,8 +375,15 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
             return encode_ember_table(MAP_PARTITIONS, table.encode(self)?, buf);
         }
         let mut inner = Vec::new();
+        let kind = provider_kind(node.as_ref());
         self.ballista
-            .try_encode_table_provider(table_ref, node, &mut inner)?;
+            .try_encode_table_provider(table_ref, node, &mut inner)
+            .map_err(|_| {
+                DataFusionError::NotImplemented(format!(
+                    "{table_ref} ({kind}) cannot be sent to the cluster: a cluster reads files, \
+                     tables the client holds and cached datasets; run this query embedded"
+                ))
+            })?;
         Self::wrap_ballista(inner, buf)
     }
 
@@ -425,6 +432,21 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
 
     fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
         self.ballista.try_encode_udwf(node, buf)
+    }
+}
+
+/// What kind of table `provider` is, from its type's name in its `Debug`
+/// form (`GenerateSeriesTable { .. }` gives `GenerateSeriesTable`).
+fn provider_kind(provider: &dyn TableProvider) -> String {
+    let printed = format!("{provider:?}");
+    let name: String = printed
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    if name.is_empty() {
+        "a table of another kind".to_string()
+    } else {
+        name
     }
 }
 

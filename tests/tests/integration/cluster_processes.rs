@@ -536,3 +536,29 @@ async fn a_chain_as_deep_as_the_client_allows_runs_on_a_cluster() {
     .unwrap();
     assert_eq!((code, distributed.as_str()), (0, expected), "{stderr}");
 }
+
+/// A table the cluster cannot receive (a table function's) is one clear
+/// line naming it, not an internal error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_the_cluster_cannot_receive_is_named() {
+    let cluster = start_cluster(1).await;
+    let addr = cluster.address().to_string();
+    let (code, _, stderr) = run_ember(
+        &[
+            "sql",
+            "--scheduler",
+            &addr,
+            "-c",
+            "SELECT count(*) FROM generate_series(1, 10)",
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("(GenerateSeriesTable) cannot be sent to the cluster")
+            && stderr.contains("run this query embedded"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("bug in DataFusion"), "{stderr}");
+}
