@@ -259,9 +259,11 @@ impl tonic::service::Interceptor for BearerInterceptor {
 /// How the errors of a connection closed under a client read (hyper, h2,
 /// the I/O layer): after a TLS 1.3 handshake, a server that refuses the
 /// client's certificate closes the connection, and the client may see only
-/// that.
+/// that (hyper's client pool says "connection was not ready" when the
+/// connection closes before its first request could be sent).
 const CLOSED_AT_ONCE: &[&str] = &[
     "connection closed",
+    "connection was not ready",
     "channel closed",
     "connection reset",
     "broken pipe",
