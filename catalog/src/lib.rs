@@ -7,6 +7,7 @@
 //! (Ember's logical codec, as queries travel to the cluster), and decoded
 //! again, once, when first read after a restart.
 
+mod file;
 mod store;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use datafusion_proto::protobuf::LogicalPlanNode;
 use ember_core::EmberLogicalCodec;
 use prost::Message;
 
+pub use file::CatalogFile;
 pub use store::CatalogError;
 
 /// The schema every catalog has.
@@ -46,6 +48,9 @@ struct CatalogState {
     schemas: RwLock<BTreeMap<String, BTreeMap<String, TableEntry>>>,
     /// The context tables are decoded in, built on first need.
     decode_context: OnceLock<Arc<TaskContext>>,
+    /// The lock of the file, held as long as the catalog lives, so that no
+    /// other process changes the file behind its back.
+    _lock: Option<std::fs::File>,
 }
 
 /// A catalog every session of the process shares; see the crate
@@ -73,8 +78,12 @@ impl SharedCatalog {
     /// The catalog kept in the file at `path`: what it holds, or an empty
     /// `public` schema when the file does not exist yet (it is written at
     /// the first change).
+    ///
+    /// The file's lock is held as long as the catalog lives: a second
+    /// process opening it fails with [`CatalogError::InUse`].
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, CatalogError> {
         let path = path.into();
+        let lock = file::lock(&path)?;
         let stored = store::read(&path)?;
         let schemas = stored
             .into_iter()
@@ -92,19 +101,21 @@ impl SharedCatalog {
                 (schema, tables)
             })
             .collect();
-        Ok(Self::with_schemas(Some(path), schemas))
+        Ok(Self::with_schemas(Some((path, lock)), schemas))
     }
 
     fn with_schemas(
-        path: Option<PathBuf>,
+        file: Option<(PathBuf, std::fs::File)>,
         mut schemas: BTreeMap<String, BTreeMap<String, TableEntry>>,
     ) -> Self {
+        let (path, lock) = file.unzip();
         schemas.entry(DEFAULT_SCHEMA.to_string()).or_default();
         Self {
             state: Arc::new(CatalogState {
                 path,
                 schemas: RwLock::new(schemas),
                 decode_context: OnceLock::new(),
+                _lock: lock,
             }),
         }
     }

@@ -24,6 +24,15 @@ pub enum CatalogError {
         /// What failed.
         source: std::io::Error,
     },
+    /// Another process holds it: a scheduler, for as long as it runs.
+    #[error(
+        "catalog file {path} is held by another process (a running scheduler keeps its \
+         catalog file for itself): declare tables through that cluster"
+    )]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
     /// It is not a catalog this build can read.
     #[error("catalog file {path} is unreadable: {reason}")]
     Corrupt {

@@ -102,3 +102,39 @@ async fn a_schema_with_tables_is_dropped_only_with_cascade() {
     ctx.sql("DROP SCHEMA s CASCADE").await.unwrap();
     assert_eq!(catalog.schema_names(), ["public"]);
 }
+
+#[tokio::test]
+async fn a_catalog_file_is_read_by_others_and_changed_only_when_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.json");
+    let outside = CatalogFile::new(&path);
+    {
+        let catalog = SharedCatalog::open(&path).unwrap();
+        let ctx = session(&catalog);
+        ctx.sql(&csv_table(dir.path())).await.unwrap();
+        // While the owner runs, others read what it declared...
+        let tables = outside.tables().unwrap();
+        assert_eq!(tables.len(), 1);
+        assert_eq!(
+            (tables[0].0.as_str(), tables[0].1.as_str()),
+            ("public", "points")
+        );
+        // ...and cannot change it, nor open it as owners.
+        let busy = outside.create_schema("mine").unwrap_err().to_string();
+        assert!(busy.contains("held by another process"), "{busy}");
+        assert!(matches!(
+            SharedCatalog::open(&path),
+            Err(CatalogError::InUse { .. })
+        ));
+    }
+    // Once it is gone, changes are made on what the file holds.
+    let encoded = outside.tables().unwrap().remove(0).2;
+    outside.put_table("sales", "copy", encoded).unwrap();
+    outside.drop_table("public", "points").unwrap();
+    let reopened = SharedCatalog::open(&path).unwrap();
+    assert_eq!(reopened.schema_names(), ["public", "sales"]);
+    let ctx = session(&reopened);
+    let total = answer(&ctx, "SELECT sum(score) AS s FROM sales.copy").await;
+    assert!(total.contains("| 60 |"), "{total}");
+    assert!(ctx.sql("SELECT * FROM points").await.is_err());
+}

@@ -59,6 +59,12 @@ pub struct SqlArgs {
     /// it, queries run embedded in this process.
     #[arg(long, env = "EMBER_SCHEDULER", value_name = "HOST:PORT")]
     pub scheduler: Option<String>,
+    /// Embedded: follow this catalog file (a scheduler's
+    /// `--state-dir/catalog.json`): its tables, views and schemas are
+    /// visible, and what the session declares is kept there, unless a
+    /// running scheduler holds the file.
+    #[arg(long, env = "EMBER_CATALOG", value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
     /// Print how long each statement takes (on standard error), and what it
     /// spilled to disk.
     #[arg(long)]
@@ -226,10 +232,13 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn run_sql(args: SqlArgs) -> Result<()> {
-    let context = match args.scheduler.as_deref() {
+    let mut context = match args.scheduler.as_deref() {
         None => EmberContext::embedded()?,
         Some(address) => EmberContext::connect_with(address, &args.security).await?,
     };
+    if let Some(path) = &args.catalog {
+        context = context.with_catalog_file(path)?;
+    }
     if let Some(memory) = args.memory {
         context.set_process_memory(memory)?;
         // A process given a memory budget keeps to it.

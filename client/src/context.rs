@@ -34,10 +34,11 @@ use crate::cluster::{
     wait_for_executors,
 };
 use crate::error::{ClientError, Result};
-use crate::shared_catalog::{CatalogChange, SharedCatalogSync};
+use crate::shared_catalog::{CatalogChange, CatalogSource, SharedCatalogSync, declare_temporary};
 use ballista_core::extension::SessionConfigExt;
 use datafusion::prelude::SessionConfig;
 use ember_auth::{ClientSecurity, SecurityOptions};
+use ember_catalog::CatalogFile;
 
 /// Where an [`EmberContext`] runs its queries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +70,8 @@ pub struct EmberContext {
     last_run: Arc<std::sync::Mutex<Option<LastRun>>>,
     /// What this session took from the cluster's shared catalog.
     catalog_sync: Arc<SharedCatalogSync>,
+    /// Embedded, with `--catalog`: the catalog file it follows.
+    catalog_file: Option<Arc<CatalogFile>>,
 }
 
 /// Where to find what the last statement spilled.
@@ -109,6 +112,7 @@ impl EmberContext {
             mode: ExecutionMode::Embedded,
             scheduler: None,
             catalog_sync: Arc::default(),
+            catalog_file: None,
             stores,
             last_run: Arc::default(),
         };
@@ -210,9 +214,32 @@ impl EmberContext {
             mode: ExecutionMode::Cluster(addr),
             scheduler: Some(Arc::new(scheduler)),
             catalog_sync: Arc::default(),
+            catalog_file: None,
             stores,
             last_run: Arc::default(),
         })
+    }
+
+    /// This embedded context, following the catalog file at `path` (as a
+    /// scheduler's `--state-dir` keeps it, `catalog.json`): the tables,
+    /// views and schemas it holds are visible, read again before each
+    /// statement, and what the session declares is written to it, unless
+    /// a running scheduler holds the file (then a declaration fails, saying
+    /// so; `SET ember.shared_catalog = false` keeps declarations in the
+    /// session). A cluster session follows its scheduler's catalog
+    /// instead, and refuses this.
+    pub fn with_catalog_file(mut self, path: impl Into<std::path::PathBuf>) -> Result<Self> {
+        if let ExecutionMode::Cluster(addr) = &self.mode {
+            return Err(ClientError::Process(format!(
+                "a catalog file is for embedded sessions: the cluster at {addr} keeps its \
+                 scheduler's catalog (ember-scheduler --state-dir)"
+            )));
+        }
+        let file = CatalogFile::new(path);
+        // Unreadable files are named now rather than at the first statement.
+        file.tables()?;
+        self.catalog_file = Some(Arc::new(file));
+        Ok(self)
     }
 
     /// Embedded when `scheduler` is `None`, else connected to that scheduler.
@@ -296,8 +323,8 @@ impl EmberContext {
         expand_s3_globs(&mut statement, &self.session.runtime_env()).await?;
         // What other clients declared on the cluster, visible here.
         let shared = self.shared_catalog();
-        if let Some(scheduler) = shared {
-            self.catalog_sync.pull(scheduler, &self.session).await?;
+        if let Some(source) = shared {
+            self.catalog_sync.pull(source, &self.session).await?;
         }
         let mut state = self.session.state();
         // Spark's dialect sorts NULLs first in ascending order.
@@ -327,7 +354,18 @@ impl EmberContext {
             _ => None,
         };
         let default_schema = state.config().options().catalog.default_schema.clone();
-        let catalog_change = shared.and_then(|_| CatalogChange::of(&plan, &default_schema));
+        let (plan, temporary) = declare_temporary(plan, &default_schema);
+        let catalog_change = match &temporary {
+            // A temporary declaration stays in the session, shadowing a
+            // shared table of its name.
+            Some(key) => {
+                self.catalog_sync.shadow(key, &self.session);
+                None
+            }
+            None => shared
+                .and_then(|_| CatalogChange::of(&plan, &default_schema))
+                .filter(|change| !self.catalog_sync.drops_temporary(change)),
+        };
         if let Some(change) = &catalog_change {
             self.catalog_sync.before(change, &self.session);
         }
@@ -353,21 +391,30 @@ impl EmberContext {
         let frame = with_settings(frame, &statement_settings)?;
         // A `SET s3.…` took effect while planning.
         self.sync_object_stores();
+        if let Some(key) = temporary {
+            self.catalog_sync.declared_temporary(key);
+        }
         // DDL ran as it was planned: share what it declared.
-        if let (Some(change), Some(scheduler)) = (&catalog_change, shared) {
+        if let (Some(change), Some(source)) = (&catalog_change, shared) {
             self.catalog_sync
-                .push(change, scheduler, &self.session)
+                .push(change, source, &self.session)
                 .await?;
         }
         Ok(frame)
     }
 
-    /// The scheduler whose shared catalog this session follows: on a
-    /// cluster, unless `ember.shared_catalog` is off.
-    fn shared_catalog(&self) -> Option<&SchedulerConnection> {
-        self.scheduler
-            .as_deref()
-            .filter(|_| self.settings().shared_catalog)
+    /// The shared catalog this session follows, unless
+    /// `ember.shared_catalog` is off: its scheduler's on a cluster, its
+    /// catalog file embedded with one.
+    fn shared_catalog(&self) -> Option<CatalogSource<'_>> {
+        if !self.settings().shared_catalog {
+            return None;
+        }
+        match (&self.scheduler, &self.catalog_file) {
+            (Some(scheduler), _) => Some(CatalogSource::Scheduler(scheduler)),
+            (None, Some(file)) => Some(CatalogSource::File(file)),
+            (None, None) => None,
+        }
     }
 
     /// `CACHE TABLE <name> ON GPU`: adds the table's locations to

@@ -115,6 +115,10 @@ pub enum ClientError {
     /// A local process could not be started or supervised.
     #[error("{0}")]
     Process(String),
+    /// The catalog file of an embedded session (`--catalog`) cannot be
+    /// read or changed.
+    #[error("{0}")]
+    CatalogFile(#[from] ember_catalog::CatalogError),
     /// A statement was stopped before it finished (Ctrl-C, SIGTERM). A write
     /// it had started left nothing at its destination.
     #[error("the statement was cancelled by {signal}")]

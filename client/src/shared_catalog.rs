@@ -1,4 +1,6 @@
-//! A cluster session and the scheduler's shared catalog (`ember-catalog`).
+//! A session and the shared catalog (`ember-catalog`): the scheduler's,
+//! for a cluster session, or a catalog file, for an embedded session
+//! started with `--catalog` ([`CatalogSource`]).
 //!
 //! Ember's client plans against its own session catalog and ships tables
 //! inside each plan. So that what one client declares every other client
@@ -8,11 +10,13 @@
 //! dropped to the scheduler after it ran ([`SharedCatalogSync::push`]).
 //! Declaring a table the shared catalog already has replaces it there.
 //! Tables of data the client holds (`CREATE TABLE … AS`, `VALUES`) stay in
-//! the session: the catalog keeps definitions, not data. `SET
-//! ember.shared_catalog = false` keeps all of a session's declarations to
-//! itself.
+//! the session: the catalog keeps definitions, not data. So do temporary
+//! declarations (`CREATE TEMPORARY VIEW|TABLE|EXTERNAL TABLE`, which
+//! DataFusion itself refuses: [`declare_temporary`]); they shadow a shared
+//! table of the same name in this session only. `SET ember.shared_catalog =
+//! false` keeps all of a session's declarations to itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use datafusion::catalog::{CatalogProvider, MemorySchemaProvider};
@@ -20,8 +24,62 @@ use datafusion::common::TableReference;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 
+use ember_catalog::CatalogFile;
+
 use crate::cluster::{SchedulerConnection, catalog_delete, catalog_list, catalog_put};
 use crate::error::{ClientError, Result};
+
+/// Where a session's shared declarations are kept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CatalogSource<'a> {
+    /// The scheduler's catalog, through its REST API.
+    Scheduler(&'a SchedulerConnection),
+    /// A catalog file, read and changed by this process (an embedded
+    /// session's `--catalog`); changed only while no scheduler holds it.
+    File(&'a CatalogFile),
+}
+
+impl CatalogSource<'_> {
+    /// Every table, as (schema, table, encoded scan).
+    async fn tables(self) -> Result<Vec<(String, String, Vec<u8>)>> {
+        match self {
+            Self::Scheduler(scheduler) => catalog_list(scheduler).await,
+            Self::File(file) => Ok(file.tables()?),
+        }
+    }
+
+    async fn put_table(self, schema: &str, table: &str, plan: &[u8]) -> Result<()> {
+        match self {
+            Self::Scheduler(scheduler) => {
+                catalog_put(scheduler, &format!("{schema}/{table}"), Some(plan)).await
+            }
+            Self::File(file) => Ok(file.put_table(schema, table, plan.to_vec())?),
+        }
+    }
+
+    async fn drop_table(self, schema: &str, table: &str) -> Result<()> {
+        match self {
+            Self::Scheduler(scheduler) => {
+                catalog_delete(scheduler, &format!("{schema}/{table}")).await
+            }
+            Self::File(file) => Ok(file.drop_table(schema, table)?),
+        }
+    }
+
+    async fn create_schema(self, schema: &str) -> Result<()> {
+        match self {
+            Self::Scheduler(scheduler) => catalog_put(scheduler, schema, None).await,
+            Self::File(file) => Ok(file.create_schema(schema)?),
+        }
+    }
+
+    async fn drop_schema(self, schema: &str) -> Result<()> {
+        match self {
+            Self::Scheduler(scheduler) => catalog_delete(scheduler, schema).await,
+            Self::File(file) => Ok(file.drop_schema(schema)?),
+        }
+    }
+}
 
 /// A table of the catalog: (schema, table).
 type TableKey = (String, String);
@@ -46,6 +104,38 @@ fn key(reference: &TableReference, default_schema: &str) -> TableKey {
         reference.schema().unwrap_or(default_schema).to_string(),
         reference.table().to_string(),
     )
+}
+
+/// A `CREATE TEMPORARY …` plan as the same declaration without
+/// `TEMPORARY` (which DataFusion refuses), and the table it declares; any
+/// other plan unchanged, with `None`.
+pub(crate) fn declare_temporary(
+    plan: LogicalPlan,
+    default_schema: &str,
+) -> (LogicalPlan, Option<TableKey>) {
+    match plan {
+        LogicalPlan::Ddl(DdlStatement::CreateView(mut create)) if create.temporary => {
+            create.temporary = false;
+            let key = key(&create.name, default_schema);
+            (
+                LogicalPlan::Ddl(DdlStatement::CreateView(create)),
+                Some(key),
+            )
+        }
+        LogicalPlan::Ddl(DdlStatement::CreateExternalTable(mut create)) if create.temporary => {
+            create.temporary = false;
+            let key = key(&create.name, default_schema);
+            let plan = LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create));
+            (plan, Some(key))
+        }
+        LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(mut create)) if create.temporary => {
+            create.temporary = false;
+            let key = key(&create.name, default_schema);
+            let plan = LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create));
+            (plan, Some(key))
+        }
+        other => (other, None),
+    }
 }
 
 impl CatalogChange {
@@ -92,6 +182,9 @@ pub(crate) struct SharedCatalogSync {
     /// Each table this session declared and shared, with the encoded scan
     /// it sent: declaring it again is a duplicate, as in any session.
     declared: Mutex<HashMap<TableKey, Vec<u8>>>,
+    /// Each table this session declared `TEMPORARY`: never shared, never
+    /// replaced by the shared catalog's table of that name.
+    temporary: Mutex<HashSet<TableKey>>,
 }
 
 impl SharedCatalogSync {
@@ -103,15 +196,33 @@ impl SharedCatalogSync {
         self.declared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn temporary(&self) -> std::sync::MutexGuard<'_, HashSet<TableKey>> {
+        self.temporary.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that this session declared `key` temporary.
+    pub(crate) fn declared_temporary(&self, key: TableKey) {
+        self.temporary().insert(key);
+    }
+
+    /// Whether `change` drops one of this session's temporary tables
+    /// (which is then forgotten: the drop stays in the session).
+    pub(crate) fn drops_temporary(&self, change: &CatalogChange) -> bool {
+        match change {
+            CatalogChange::Dropped(key) => self.temporary().remove(key),
+            _ => false,
+        }
+    }
+
     /// Brings `session`'s default catalog up to date with the scheduler's:
     /// tables another client declared or replaced are registered, tables
     /// dropped there are dropped here.
     pub(crate) async fn pull(
         &self,
-        scheduler: &SchedulerConnection,
+        source: CatalogSource<'_>,
         session: &SessionContext,
     ) -> Result<()> {
-        let shared = catalog_list(scheduler).await?;
+        let shared = source.tables().await?;
         let Some(catalog) = default_catalog(session) else {
             return Ok(());
         };
@@ -120,7 +231,10 @@ impl SharedCatalogSync {
         for (schema, table, plan) in shared {
             let key = (schema.clone(), table.clone());
             seen.insert(key.clone());
-            if self.synced().get(&key) == Some(&plan) || self.declared().get(&key) == Some(&plan) {
+            if self.temporary().contains(&key)
+                || self.synced().get(&key) == Some(&plan)
+                || self.declared().get(&key) == Some(&plan)
+            {
                 continue;
             }
             // Another client declared it, or replaced this session's.
@@ -193,11 +307,24 @@ impl SharedCatalogSync {
         }
     }
 
+    /// Before a temporary declaration of `key`: the shared table of that
+    /// name, whoever declared it, is let go in this session (it comes back
+    /// when the temporary one is dropped).
+    pub(crate) fn shadow(&self, key: &TableKey, session: &SessionContext) {
+        let shared = self.synced().remove(key).is_some() | self.declared().remove(key).is_some();
+        if !shared {
+            return;
+        }
+        if let Some(schema) = default_catalog(session).and_then(|catalog| catalog.schema(&key.0)) {
+            let _ = schema.deregister_table(&key.1);
+        }
+    }
+
     /// Sends what a DDL statement changed to the scheduler's catalog.
     pub(crate) async fn push(
         &self,
         change: &CatalogChange,
-        scheduler: &SchedulerConnection,
+        source: CatalogSource<'_>,
         session: &SessionContext,
     ) -> Result<()> {
         match change {
@@ -207,28 +334,44 @@ impl SharedCatalogSync {
                     .table_provider(reference)
                     .await
                     .map_err(ClientError::from_datafusion)?;
-                let plan = ember_catalog::encode_table(table, provider).map_err(|e| {
-                    ClientError::Process(format!(
-                        "{schema}.{table} was declared in this session but cannot be shared \
-                         with the cluster's catalog: {e} (SET ember.shared_catalog = false \
-                         keeps declarations in the session)"
-                    ))
-                })?;
-                catalog_put(scheduler, &format!("{schema}/{table}"), Some(&plan)).await?;
+                // A declaration the shared catalog does not take is undone
+                // here too: the statement fails as a whole.
+                let undo = || {
+                    if let Some(provider) =
+                        default_catalog(session).and_then(|catalog| catalog.schema(schema))
+                    {
+                        let _ = provider.deregister_table(table);
+                    }
+                };
+                let plan = match ember_catalog::encode_table(table, provider) {
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        undo();
+                        return Err(ClientError::Process(format!(
+                            "{schema}.{table} cannot be kept in the shared catalog: {e} \
+                             (CREATE TEMPORARY …, or SET ember.shared_catalog = false, keeps \
+                             declarations in the session)"
+                        )));
+                    }
+                };
+                if let Err(e) = source.put_table(schema, table, &plan).await {
+                    undo();
+                    return Err(e);
+                }
                 self.declared()
                     .insert((schema.clone(), table.clone()), plan);
             }
             CatalogChange::Dropped((schema, table)) => {
-                catalog_delete(scheduler, &format!("{schema}/{table}")).await?;
+                source.drop_table(schema, table).await?;
                 let key = (schema.clone(), table.clone());
                 self.synced().remove(&key);
                 self.declared().remove(&key);
             }
             CatalogChange::SchemaCreated(schema) => {
-                catalog_put(scheduler, schema, None).await?;
+                source.create_schema(schema).await?;
             }
             CatalogChange::SchemaDropped(schema) => {
-                catalog_delete(scheduler, schema).await?;
+                source.drop_schema(schema).await?;
                 self.synced().retain(|(s, _), _| s != schema);
                 self.declared().retain(|(s, _), _| s != schema);
             }

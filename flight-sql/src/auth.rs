@@ -1,14 +1,11 @@
-//! Arrow Flight SQL on the scheduler's port (`--flight-sql`), for ADBC,
-//! JDBC and BI tools: Ballista's frontend (`ballista-flight-sql`), with
-//! the cluster's token as its credential.
+//! The Flight handshake's credentials: the cluster's token as the password
+//! of HTTP Basic credentials (any user name), or as a bearer token.
 //!
-//! A Flight SQL client sends the token as the password of HTTP Basic
-//! credentials at the Flight handshake (any user name) and gets a session
-//! token back, as the ADBC driver expects; the token layer in front of the
-//! port admits those session tokens afterwards
-//! ([`ember_auth::RequireTokenLayer::admitting_issued_tokens`]). The same
-//! service also redeems Ballista's partition-fetch tickets, so it takes the
-//! Flight proxy's place.
+//! A Flight SQL client sends them at the handshake and gets a session token
+//! back, as the ADBC driver expects; the scheduler's token layer admits
+//! those session tokens afterwards
+//! ([`ember_auth::RequireTokenLayer::admitting_issued_tokens`]), as it
+//! admits the cluster's token itself on every call.
 
 use async_trait::async_trait;
 use ballista_flight_sql::{Authenticator, Identity};
@@ -18,11 +15,11 @@ use tonic::metadata::MetadataMap;
 
 /// The path of the Flight handshake, where a Flight SQL client trades its
 /// credentials for a session token.
-pub(crate) const HANDSHAKE_PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
+pub const HANDSHAKE_PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
 
 /// How long an unused Flight SQL session token stays valid at the token
 /// layer: as long as Ballista's frontend keeps the session.
-pub(crate) const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Accepts a Flight SQL handshake whose credentials carry the cluster's
 /// token: HTTP Basic with the token as the password (the user name is
@@ -70,8 +67,12 @@ impl Authenticator for TokenAuthenticator {
         }
     }
 
+    /// Calls without a session token are served in the frontend's shared
+    /// session: the scheduler's token layer has admitted them already
+    /// (they carried the cluster's token, which [`crate::EmberFlightSqlService`]
+    /// takes off a bearer header), or the cluster has no token.
     fn allows_anonymous(&self) -> bool {
-        self.token.is_none()
+        true
     }
 }
 
@@ -96,7 +97,6 @@ mod tests {
     async fn the_token_is_the_password_whatever_the_user() {
         let token = ClusterToken::parse("flight-sql-token-0123", "test").unwrap();
         let auth = TokenAuthenticator::new(Some(token));
-        assert!(!auth.allows_anonymous());
         let identity = auth
             .authenticate(&headers(&basic("dashboard", "flight-sql-token-0123")))
             .await

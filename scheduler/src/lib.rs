@@ -16,7 +16,6 @@
 
 mod cache;
 mod catalog_routes;
-mod flight_sql;
 mod job_metrics;
 mod liveness;
 mod long_poll;

@@ -29,17 +29,16 @@ use axum::serve::ListenerExt;
 use ballista_core::extension::BallistaConfigGrpcEndpoint;
 use ballista_core::flight_proxy_service::BallistaFlightProxyService;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
-use ballista_flight_sql::BallistaFlightSqlService;
 use ballista_scheduler::api::get_routes;
 use ballista_scheduler::cluster::JobState;
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use ember_auth::{RequireTokenLayer, TlsIncoming};
+use ember_flight_sql::{HANDSHAKE_PATH, SESSION_TTL};
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use crate::Security;
-use crate::flight_sql::{HANDSHAKE_PATH, SESSION_TTL, TokenAuthenticator};
 use crate::long_poll::LongPollScheduler;
 use crate::plan_depth::PlanDepthGuard;
 use crate::stale_outputs::StaleOutputGuard;
@@ -124,14 +123,14 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
         if flight_sql {
             // Flight SQL and the proxy are one Flight service: the frontend
             // redeems the proxy's tickets too.
-            let authenticator = TokenAuthenticator::new(security.server.token.clone());
-            let service = BallistaFlightSqlService::new(Arc::new(scheduler.clone()), proxy)
-                .with_authenticator(Arc::new(authenticator));
-            grpc.add_service(
-                FlightServiceServer::new(service)
-                    .max_decoding_message_size(max_decoding)
-                    .max_encoding_message_size(max_encoding),
-            );
+            grpc.add_service(ember_flight_sql::flight_sql_service(
+                scheduler.clone(),
+                jobs.clone(),
+                proxy,
+                security.server.token.clone(),
+                max_decoding,
+                max_encoding,
+            ));
         } else {
             grpc.add_service(
                 FlightServiceServer::new(proxy)

@@ -3,8 +3,10 @@
 //! (`tests/flight_sql/adbc_client.py`), over TLS with the cluster's token
 //! as the handshake's password. All 22 TPC-H answers are compared with
 //! single-process DataFusion; the tables the session created are listed
-//! with `adbc_get_objects`; a table is read into pandas and Polars; a
-//! client without the token, or with a wrong one, is refused.
+//! with `adbc_get_objects`; a table is read into pandas and Polars;
+//! prepared statements bind parameters; a cancelled query's job is
+//! cancelled; the token works as a bearer token too; a client without the
+//! token, or with a wrong one, is refused.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +15,9 @@ use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::record_batch::RecordBatch;
 use ember::local_cluster::LocalClusterSecurity;
 use ember::tpch::{TpchGenerator, query};
-use ember_tests::{TestCluster, compare, generate_tpch, is_ordered, reference_context, repo_root};
+use ember_tests::{
+    TestCluster, compare, generate_tpch, is_ordered, reference_context, repo_root, run_ember,
+};
 use serde_json::{Value, json};
 
 /// The Python with the ADBC driver: `EMBER_ADBC_PYTHON`, else the
@@ -203,11 +207,37 @@ async fn the_shared_catalog_survives_a_scheduler_restart() {
         assert!(report.get("refused").is_none(), "{report}");
     }
     assert!(state.path().join("catalog.json").is_file());
+    // An embedded session on the same file sees the cluster's tables, and
+    // keeps what it declares there while no scheduler holds the file.
+    let catalog = state.path().join("catalog.json").display().to_string();
+    let embedded = |sql: &str| {
+        run_ember(
+            &["sql", "--catalog", &catalog, "--format", "csv", "-c", sql],
+            None,
+        )
+    };
+    let (code, stdout, stderr) = embedded("SELECT count(*) AS n FROM nation");
+    assert_eq!((code, stdout.as_str()), (0, "n\n25\n"), "{stderr}");
+    let big = "CREATE VIEW big_nations AS SELECT n_name FROM nation WHERE n_nationkey > 20";
+    let (code, _, stderr) = embedded(big);
+    assert_eq!(code, 0, "{stderr}");
+
     // New scheduler and executor processes, the same state directory.
     let cluster = start().await;
+    // While the scheduler holds the file, an embedded session reads it
+    // and cannot change it.
+    let (code, stdout, stderr) = embedded("SELECT count(*) AS n FROM big_nations");
+    assert_eq!((code, stdout.as_str()), (0, "n\n4\n"), "{stderr}");
+    let (code, _, stderr) = embedded("CREATE VIEW elsewhere AS SELECT 1 AS one");
+    assert_ne!(code, 0);
+    assert!(stderr.contains("held by another process"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     let mut read = plain(&cluster);
-    read["queries"] =
-        json!({ "q1": query(1).unwrap(), "nations": "SELECT count(*) AS n FROM nation" });
+    read["queries"] = json!({
+        "q1": query(1).unwrap(),
+        "nations": "SELECT count(*) AS n FROM nation",
+        "big": "SELECT count(*) AS n FROM big_nations",
+    });
     let report = run_adbc(&read, &work.path().join("after"));
     assert!(report.get("refused").is_none(), "{report}");
     let reference = reference_context(&generator, data.path()).await;
@@ -229,19 +259,37 @@ async fn the_shared_catalog_survives_a_scheduler_restart() {
         .await
         .unwrap();
     compare(&expected, &nations, false).unwrap();
+    let big = read_arrow(&work.path().join("after/out/big.arrow"));
+    let expected = reference
+        .sql("SELECT count(*) AS n FROM nation WHERE n_nationkey > 20")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    compare(&expected, &big, false).unwrap();
+    // The embedded session's declaration was not kept anywhere.
+    assert!(
+        !std::fs::read_to_string(state.path().join("catalog.json"))
+            .unwrap()
+            .contains("elsewhere")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_without_the_token_is_refused() {
     let cluster = flight_sql_cluster().await;
     let work = tempfile::tempdir().unwrap();
-    for (password, expected) in [
-        (None, "requires a token"),
-        (Some("not-the-cluster-token-00"), "not this"),
+    for (password, bearer, expected) in [
+        (None, None, "requires a token"),
+        (Some("not-the-cluster-token-00"), None, "not this"),
+        (None, Some("not-the-cluster-token-01"), "not this"),
     ] {
         let mut request = request(&cluster, password);
+        request["bearer"] = json!(bearer);
         request["setup"] = json!(["SELECT 1"]);
-        let report = run_adbc(&request, &work.path().join(password.unwrap_or("none")));
+        let name = password.or(bearer).unwrap_or("none");
+        let report = run_adbc(&request, &work.path().join(name));
         let refused = report["refused"]
             .as_str()
             .unwrap_or_else(|| panic!("a client without the right token was let in: {report}"));
@@ -251,4 +299,116 @@ async fn adbc_without_the_token_is_refused() {
         );
         assert!(refused.contains(expected), "{refused}");
     }
+}
+
+/// Reads `name`'s answer from the ADBC client's output in `dir`.
+fn answer(dir: &Path, name: &str) -> Vec<RecordBatch> {
+    read_arrow(&dir.join(format!("out/{name}.arrow")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adbc_binds_parameters_with_the_token_as_a_bearer_token() {
+    let data = tempfile::tempdir().unwrap();
+    let generator = generate_tpch(data.path(), 0.01);
+    let cluster = flight_sql_cluster().await;
+    // The cluster's token as a fixed `authorization: Bearer` header, with
+    // no handshake.
+    let mut request = request(&cluster, None);
+    request["bearer"] = json!(token(&cluster));
+    request["setup"] = json!(generator.create_table_statements(data.path()));
+    let q6 = "SELECT sum(l_extendedprice * l_discount) AS revenue FROM lineitem \
+              WHERE l_shipdate >= ? AND l_shipdate < ? AND l_discount BETWEEN ? AND ? \
+              AND l_quantity < ?";
+    let by_region = "SELECT n_name FROM nation WHERE n_regionkey = $1 ORDER BY n_name";
+    request["prepared"] = json!([
+        {
+            "name": "q6",
+            "sql": q6,
+            "parameters": [
+                {"date": "1994-01-01"}, {"date": "1995-01-01"},
+                {"decimal": "0.05"}, {"decimal": "0.07"}, 24
+            ],
+        },
+        {"name": "region1", "sql": by_region, "parameters": [1]},
+        {"name": "region3", "sql": by_region, "parameters": [3]},
+        {
+            "name": "quoted",
+            "sql": "SELECT count(*) AS n FROM nation WHERE n_name = ? OR n_name = ?",
+            "parameters": ["GERMANY", "O'HARA'); DROP TABLE nation; --"],
+        },
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let report = run_adbc(&request, work.path());
+    assert!(report.get("refused").is_none(), "{report}");
+
+    let reference = reference_context(&generator, data.path()).await;
+    let expect = |sql: String| {
+        let reference = reference.clone();
+        async move { reference.sql(&sql).await.unwrap().collect().await.unwrap() }
+    };
+    // Q6 with its parameters bound answers as TPC-H's Q6 does.
+    let expected = expect(query(6).unwrap().to_string()).await;
+    compare(&expected, &answer(work.path(), "q6"), false).unwrap();
+    for region in [1, 3] {
+        let expected = expect(by_region.replace("$1", &region.to_string())).await;
+        compare(
+            &expected,
+            &answer(work.path(), &format!("region{region}")),
+            true,
+        )
+        .unwrap();
+    }
+    // The quote in a bound string is data, not SQL: one nation matches.
+    let expected = expect("SELECT count(*) AS n FROM nation WHERE n_name = 'GERMANY'".into()).await;
+    compare(&expected, &answer(work.path(), "quoted"), false).unwrap();
+    // The server declares the parameters' types, as planned.
+    let types = &report["parameter_types"];
+    assert_eq!(types["q6"].as_array().unwrap().len(), 5, "{report}");
+    assert_eq!(types["region1"], json!(["int64"]), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_the_adbc_client_cancels_stops_on_the_cluster() {
+    let data = tempfile::tempdir().unwrap();
+    let generator = generate_tpch(data.path(), 0.01);
+    let cluster = flight_sql_cluster().await;
+    let mut request = request(&cluster, Some(&token(&cluster)));
+    request["setup"] = json!(generator.create_table_statements(data.path()));
+    // 60,000 x 60,000 pairs: minutes, unless cancelled.
+    let long = "SELECT count(*) AS pairs FROM lineitem a, lineitem b \
+                WHERE a.l_orderkey + b.l_orderkey < 0";
+    request["cancel"] = json!({ "sql": long, "after_seconds": 4 });
+    let work = tempfile::tempdir().unwrap();
+    let report = run_adbc(&request, work.path());
+    let cancel = &report["cancel"];
+    assert_eq!(
+        cancel["finished"], true,
+        "the cancelled query went on: {report}"
+    );
+    let error = cancel["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(error.contains("cancel"), "{report}");
+    assert!(cancel["seconds"].as_f64().unwrap() < 30.0, "{report}");
+
+    // The job stops too, failed as cancelled rather than completed.
+    let connection = ember::cluster::SchedulerConnection::from_options(
+        &cluster.client_address(),
+        cluster.client_security(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let job = loop {
+        let jobs = ember::cluster::list_jobs(&connection, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let job = jobs
+            .iter()
+            .find(|job| job.name.contains("lineitem a"))
+            .unwrap_or_else(|| panic!("the query's job is not among {jobs:?}"))
+            .clone();
+        if !job.is_unfinished() || started.elapsed().as_secs() > 30 {
+            break job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(job.status, "Failed", "{job:?}");
 }

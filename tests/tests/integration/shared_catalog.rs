@@ -3,13 +3,24 @@
 //! CLI process and an ADBC Flight SQL client see without declaring
 //! anything; drops reach everyone; `ember.shared_catalog = false` keeps a
 //! session's declarations to itself; declaring a shared name replaces it;
-//! data the client holds (`CREATE TABLE … AS`) stays in the session.
+//! data the client holds (`CREATE TABLE … AS`) stays in the session, and so
+//! do temporary declarations; a Dataset saved as a table is shared.
 
+use datafusion::arrow::record_batch::RecordBatch;
 use ember::EmberContext;
 use ember::tpch::query;
 use ember_tests::{
     compare, generate_tpch, is_ordered, reference_context, run_ember, start_cluster_with,
 };
+
+/// The one value of a one-row, one-column answer, as text.
+fn single_value(batches: &[RecordBatch]) -> String {
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)
+        .unwrap()
+        .to_string();
+    let line = text.lines().nth(3).unwrap_or_default();
+    line.trim_matches(|c| c == '|' || c == ' ').to_string()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_see_the_tables_and_views_others_declared() {
@@ -116,6 +127,41 @@ async fn clients_see_the_tables_and_views_others_declared() {
     // any session.
     let err = author.run_sql(view).await.unwrap_err().to_string();
     assert!(err.contains("already exists"), "{err}");
+
+    // A temporary view stays in its session, where it shadows the shared
+    // table of its name, whoever declared that; dropping it brings the
+    // shared table back.
+    let nations = "SELECT count(*) AS n FROM nation";
+    for (session, other) in [(&author, &reader), (&reader, &author)] {
+        session
+            .run_sql("CREATE TEMPORARY VIEW nation AS SELECT 7 AS n")
+            .await
+            .unwrap();
+        assert_eq!(
+            single_value(&session.run_sql("SELECT n FROM nation").await.unwrap()),
+            "7"
+        );
+        assert_eq!(single_value(&other.run_sql(nations).await.unwrap()), "25");
+        session.run_sql("DROP VIEW nation").await.unwrap();
+        assert_eq!(single_value(&session.run_sql(nations).await.unwrap()), "25");
+    }
+    author
+        .run_sql("CREATE TEMPORARY VIEW scratch AS SELECT 1 AS one")
+        .await
+        .unwrap();
+    assert!(reader.run_sql("SELECT * FROM scratch").await.is_err());
+
+    // A Dataset saved as a table is in the shared catalog.
+    let saved = data.path().join("saved_nations/");
+    author
+        .query("SELECT n_nationkey, n_name FROM nation")
+        .await
+        .unwrap()
+        .save_as_table("saved_nations", saved.to_str().unwrap())
+        .await
+        .unwrap();
+    let sum = "SELECT sum(n_nationkey) AS s FROM saved_nations";
+    assert_eq!(single_value(&reader.run_sql(sum).await.unwrap()), "300");
 
     // Declaring a name another client declared replaces it, for everyone.
     reader
