@@ -69,6 +69,11 @@ pub struct SqlArgs {
     /// spilled to disk.
     #[arg(long)]
     pub timing: bool,
+    /// No progress line on standard error while a statement runs (it shows
+    /// only on a terminal, after a second: rows read embedded, stages and
+    /// tasks on a cluster).
+    #[arg(long)]
+    pub no_progress: bool,
     /// Memory an embedded session may use, such as `2GiB`: its queries'
     /// operators hold 60% of it and spill beyond that (default: operators
     /// hold up to half the machine's or container's memory). On a cluster,
@@ -251,6 +256,7 @@ async fn run_sql(args: SqlArgs) -> Result<()> {
         context,
         format: args.format,
         timing: args.timing,
+        progress: !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     if args.commands.is_empty() && args.files.is_empty() {
         let history = args.history_file.or_else(crate::repl::default_history_file);

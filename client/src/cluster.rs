@@ -493,6 +493,46 @@ pub async fn unpersist(addr: &SchedulerConnection, cache_id: &str) -> Result<usi
     Ok(body["freed"].as_u64().unwrap_or_default() as usize)
 }
 
+/// How far the job named `job_name` has got, from the scheduler's REST
+/// API; `None` while the scheduler does not list it yet.
+pub async fn job_progress(
+    addr: &SchedulerConnection,
+    job_name: &str,
+) -> Result<Option<crate::progress::StatementProgress>> {
+    let timeout = Duration::from_secs(5);
+    let jobs = get_json_list(addr, "/api/jobs", timeout).await?;
+    let Some(job) = jobs.iter().find(|job| job["job_name"] == job_name) else {
+        return Ok(None);
+    };
+    let number = |value: &Value| value.as_u64().unwrap_or_default() as usize;
+    let id = job["job_id"].as_str().unwrap_or_default();
+    let stages = rest_json(
+        addr,
+        reqwest::Method::GET,
+        &format!("/api/job/{id}/stages"),
+        timeout,
+    )
+    .await?;
+    let (mut tasks_done, mut tasks_running, mut rows) = (0, 0, 0);
+    for stage in stages["stages"].as_array().into_iter().flatten() {
+        rows += number(&stage["input_rows"]);
+        for task in stage["tasks"].as_array().into_iter().flatten() {
+            match task["status"].as_str() {
+                Some("Successful") => tasks_done += 1,
+                Some("Running") => tasks_running += 1,
+                _ => {}
+            }
+        }
+    }
+    Ok(Some(crate::progress::StatementProgress::Cluster {
+        stages_done: number(&job["completed_stages"]),
+        stages: number(&job["num_stages"]),
+        tasks_done,
+        tasks_running,
+        rows,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

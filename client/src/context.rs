@@ -34,6 +34,7 @@ use crate::cluster::{
     wait_for_executors,
 };
 use crate::error::{ClientError, Result};
+use crate::progress::{RunningStatement, StatementProgress};
 use crate::shared_catalog::{CatalogChange, CatalogSource, SharedCatalogSync, declare_temporary};
 use ballista_core::extension::SessionConfigExt;
 use datafusion::prelude::SessionConfig;
@@ -72,6 +73,8 @@ pub struct EmberContext {
     catalog_sync: Arc<SharedCatalogSync>,
     /// Embedded, with `--catalog`: the catalog file it follows.
     catalog_file: Option<Arc<CatalogFile>>,
+    /// The statement running now, for [`EmberContext::statement_progress`].
+    running: Arc<std::sync::Mutex<Option<RunningStatement>>>,
 }
 
 /// Where to find what the last statement spilled.
@@ -113,6 +116,7 @@ impl EmberContext {
             scheduler: None,
             catalog_sync: Arc::default(),
             catalog_file: None,
+            running: Arc::default(),
             stores,
             last_run: Arc::default(),
         };
@@ -215,6 +219,7 @@ impl EmberContext {
             scheduler: Some(Arc::new(scheduler)),
             catalog_sync: Arc::default(),
             catalog_file: None,
+            running: Arc::default(),
             stores,
             last_run: Arc::default(),
         })
@@ -491,9 +496,10 @@ impl EmberContext {
         let (frame, write) = PendingWrite::prepare(frame)?;
         let (frame, job_name) = self.name_job(frame)?;
         let outcome = tokio::select! {
-            result = run_frame(frame) => Ok(result),
+            result = run_frame(frame, &self.running, job_name.as_deref()) => Ok(result),
             signal = cancel => Err(signal.to_string()),
         };
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
         match outcome {
             Ok(Ok((batches, spill))) => {
                 let last = match job_name {
@@ -541,6 +547,32 @@ impl EmberContext {
                     }
                 }
                 Err(ClientError::Cancelled { signal })
+            }
+        }
+    }
+
+    /// How far the statement running now has got (for a progress line):
+    /// `None` when none runs, or while its cluster job is not listed yet or
+    /// the scheduler cannot say.
+    pub async fn statement_progress(&self) -> Option<StatementProgress> {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        match running {
+            RunningStatement::Embedded(plan) => Some(StatementProgress::Embedded {
+                rows_read: crate::progress::rows_read(plan.as_ref()),
+            }),
+            RunningStatement::Cluster(name) => {
+                let scheduler = self.scheduler.as_deref()?;
+                match crate::cluster::job_progress(scheduler, &name).await {
+                    Ok(progress) => progress,
+                    Err(e) => {
+                        tracing::debug!("cannot read the job's progress: {e}");
+                        None
+                    }
+                }
             }
         }
     }
@@ -612,10 +644,19 @@ pub(crate) fn with_settings(frame: DataFrame, settings: &[(String, String)]) -> 
 
 /// Plans and runs `frame`, returning its rows and what its operators
 /// spilled (on a cluster, the client's plan spills nothing: the scheduler
-/// knows what the job's did).
-async fn run_frame(frame: DataFrame) -> datafusion::error::Result<(Vec<RecordBatch>, SpillTotals)> {
+/// knows what the job's did). While it runs, `running` says what it is:
+/// its plan embedded, its job (`job_name`) on a cluster.
+async fn run_frame(
+    frame: DataFrame,
+    running: &std::sync::Mutex<Option<RunningStatement>>,
+    job_name: Option<&str>,
+) -> datafusion::error::Result<(Vec<RecordBatch>, SpillTotals)> {
     let task = Arc::new(frame.task_ctx());
     let plan = frame.create_physical_plan().await?;
+    *running.lock().unwrap_or_else(|e| e.into_inner()) = Some(match job_name {
+        Some(name) => RunningStatement::Cluster(name.to_string()),
+        None => RunningStatement::Embedded(Arc::clone(&plan)),
+    });
     let batches = datafusion::physical_plan::collect(Arc::clone(&plan), task).await?;
     Ok((batches, SpillTotals::of_plan(&plan)))
 }

@@ -26,6 +26,7 @@ pub mod empty_relation;
 pub mod error;
 pub mod format;
 pub mod local_cluster;
+pub mod progress;
 pub mod repl;
 pub mod resubmit;
 pub mod runner;

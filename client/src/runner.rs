@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{BooleanArray, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -11,6 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::context::EmberContext;
 use crate::error::{ClientError, Result};
 use crate::format::{OutputFormat, write_batches};
+use crate::progress::ProgressLine;
 use crate::script::split_statements;
 
 /// Runs statements on a context and prints their results.
@@ -22,7 +23,13 @@ pub struct StatementRunner {
     pub format: OutputFormat,
     /// Whether to print each statement's elapsed time (on standard error).
     pub timing: bool,
+    /// Whether to keep a progress line on standard error while a statement
+    /// runs longer than [`PROGRESS_AFTER`] (for a terminal).
+    pub progress: bool,
 }
+
+/// How long a statement runs before its progress line appears.
+pub const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 
 impl StatementRunner {
     /// A runner printing tables, without timing.
@@ -31,16 +38,24 @@ impl StatementRunner {
             context,
             format: OutputFormat::Table,
             timing: false,
+            progress: false,
         }
     }
 
     /// Runs one statement and writes its result to `out`.
     pub async fn run_statement(&self, statement: &str, out: &mut dyn Write) -> Result<()> {
         let started = Instant::now();
-        let batches = self
+        let line = self
+            .progress
+            .then(|| ProgressLine::start(self.context.clone(), PROGRESS_AFTER));
+        let result = self
             .context
             .run_sql_until(statement, ember_core::process::shutdown_signal())
-            .await?;
+            .await;
+        if let Some(line) = line {
+            line.finish();
+        }
+        let batches = result?;
         write_batches(out, &batches, self.format)?;
         if self.timing {
             let elapsed = started.elapsed();
@@ -160,6 +175,7 @@ mod tests {
             context: EmberContext::embedded().unwrap(),
             format: OutputFormat::Csv,
             timing: false,
+            progress: false,
         };
         let mut out = Vec::new();
         runner

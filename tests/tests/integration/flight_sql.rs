@@ -6,10 +6,25 @@
 //! with `adbc_get_objects`; a table is read into pandas and Polars;
 //! prepared statements bind parameters; a cancelled query's job is
 //! cancelled; the token works as a bearer token too; a client without the
-//! token, or with a wrong one, is refused.
+//! token, or with a wrong one (as password or bearer), is refused. The
+//! arrow-flight crate's Flight SQL client checks the metadata calls ADBC
+//! does not make (`GetSqlInfo`, `GetTableTypes`, `GetXdbcTypeInfo`), bound
+//! parameters and `CancelFlightInfo`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetXdbcTypeInfo, SqlInfo};
+use arrow_flight::{
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightInfo,
+};
+use datafusion::arrow::array::{AsArray, Int64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use futures::TryStreamExt;
+use prost::Message;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -93,6 +108,11 @@ pub(crate) fn run_adbc(request: &Value, dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
 }
 
+/// What single-process DataFusion answers to `sql`.
+async fn answer_of(reference: &datafusion::prelude::SessionContext, sql: &str) -> Vec<RecordBatch> {
+    reference.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
 fn read_arrow(path: &Path) -> Vec<RecordBatch> {
     let file = std::fs::File::open(path).unwrap();
     FileReader::try_new(file, None)
@@ -125,7 +145,7 @@ async fn adbc_runs_tpch_lists_tables_and_reads_into_pandas_and_polars() {
     let mut failures = Vec::new();
     for n in 1..=22 {
         let sql = query(n).unwrap();
-        let expected = reference.sql(sql).await.unwrap().collect().await.unwrap();
+        let expected = answer_of(&reference, sql).await;
         let actual = read_arrow(&work.path().join(format!("out/q{n}.arrow")));
         if let Err(diff) = compare(&expected, &actual, is_ordered(sql)) {
             failures.push(format!("q{n}: {diff}"));
@@ -158,13 +178,7 @@ async fn adbc_runs_tpch_lists_tables_and_reads_into_pandas_and_polars() {
     let other = tempfile::tempdir().unwrap();
     let seen = run_adbc(&dashboard, other.path());
     assert_eq!(seen["tables"], report["tables"], "{seen}");
-    let expected = reference
-        .sql(query(6).unwrap())
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let expected = answer_of(&reference, query(6).unwrap()).await;
     let actual = read_arrow(&other.path().join("out/q6.arrow"));
     compare(&expected, &actual, false).unwrap();
 
@@ -177,7 +191,7 @@ async fn adbc_runs_tpch_lists_tables_and_reads_into_pandas_and_polars() {
         ctx.run_sql(&statement).await.unwrap();
     }
     let sql = query(3).unwrap();
-    let expected = reference.sql(sql).await.unwrap().collect().await.unwrap();
+    let expected = answer_of(&reference, sql).await;
     let actual = ctx.run_sql(sql).await.unwrap();
     compare(&expected, &actual, is_ordered(sql)).unwrap();
 }
@@ -241,32 +255,18 @@ async fn the_shared_catalog_survives_a_scheduler_restart() {
     let report = run_adbc(&read, &work.path().join("after"));
     assert!(report.get("refused").is_none(), "{report}");
     let reference = reference_context(&generator, data.path()).await;
-    let expected = reference
-        .sql(query(1).unwrap())
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let expected = answer_of(&reference, query(1).unwrap()).await;
     let actual = read_arrow(&work.path().join("after/out/q1.arrow"));
     compare(&expected, &actual, true).unwrap();
     let nations = read_arrow(&work.path().join("after/out/nations.arrow"));
-    let expected = reference
-        .sql("SELECT count(*) AS n FROM nation")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let expected = answer_of(&reference, "SELECT count(*) AS n FROM nation").await;
     compare(&expected, &nations, false).unwrap();
     let big = read_arrow(&work.path().join("after/out/big.arrow"));
-    let expected = reference
-        .sql("SELECT count(*) AS n FROM nation WHERE n_nationkey > 20")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let expected = answer_of(
+        &reference,
+        "SELECT count(*) AS n FROM nation WHERE n_nationkey > 20",
+    )
+    .await;
     compare(&expected, &big, false).unwrap();
     // The embedded session's declaration was not kept anywhere.
     assert!(
@@ -342,15 +342,11 @@ async fn adbc_binds_parameters_with_the_token_as_a_bearer_token() {
     assert!(report.get("refused").is_none(), "{report}");
 
     let reference = reference_context(&generator, data.path()).await;
-    let expect = |sql: String| {
-        let reference = reference.clone();
-        async move { reference.sql(&sql).await.unwrap().collect().await.unwrap() }
-    };
     // Q6 with its parameters bound answers as TPC-H's Q6 does.
-    let expected = expect(query(6).unwrap().to_string()).await;
+    let expected = answer_of(&reference, query(6).unwrap()).await;
     compare(&expected, &answer(work.path(), "q6"), false).unwrap();
     for region in [1, 3] {
-        let expected = expect(by_region.replace("$1", &region.to_string())).await;
+        let expected = answer_of(&reference, &by_region.replace("$1", &region.to_string())).await;
         compare(
             &expected,
             &answer(work.path(), &format!("region{region}")),
@@ -359,7 +355,11 @@ async fn adbc_binds_parameters_with_the_token_as_a_bearer_token() {
         .unwrap();
     }
     // The quote in a bound string is data, not SQL: one nation matches.
-    let expected = expect("SELECT count(*) AS n FROM nation WHERE n_name = 'GERMANY'".into()).await;
+    let expected = answer_of(
+        &reference,
+        "SELECT count(*) AS n FROM nation WHERE n_name = 'GERMANY'",
+    )
+    .await;
     compare(&expected, &answer(work.path(), "quoted"), false).unwrap();
     // The server declares the parameters' types, as planned.
     let types = &report["parameter_types"];
@@ -411,4 +411,131 @@ async fn a_query_the_adbc_client_cancels_stops_on_the_cluster() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert_eq!(job.status, "Failed", "{job:?}");
+}
+
+/// The arrow-flight crate's Flight SQL client on the cluster's port, over
+/// its TLS.
+async fn arrow_flight_sql_client(cluster: &TestCluster) -> FlightSqlServiceClient<Channel> {
+    let security = cluster.client_security();
+    let ca = std::fs::read(security.tls_ca.as_ref().expect("TLS")).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    let channel = Endpoint::from_shared(format!("https://{}", cluster.address()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    FlightSqlServiceClient::new(channel)
+}
+
+/// Every batch of every endpoint of `info`.
+async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Vec<RecordBatch> {
+    let mut batches = Vec::new();
+    for endpoint in info.endpoint {
+        let ticket = endpoint.ticket.expect("an endpoint with a ticket");
+        let stream = client.do_get(ticket).await.unwrap();
+        batches.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+    }
+    batches
+}
+
+fn text(batches: &[RecordBatch]) -> String {
+    datafusion::arrow::util::pretty::pretty_format_batches(batches)
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_arrow_flight_sql_client_gets_metadata_parameters_and_cancel_answers() {
+    let cluster = flight_sql_cluster().await;
+    let mut client = arrow_flight_sql_client(&cluster).await;
+    let refused = client
+        .handshake("dashboard", "not-the-cluster-token-02")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("not this Ember cluster's token"),
+        "{refused}"
+    );
+    client
+        .handshake("dashboard", &token(&cluster))
+        .await
+        .unwrap();
+
+    let info = client
+        .get_sql_info(vec![SqlInfo::FlightSqlServerName])
+        .await
+        .unwrap();
+    let server = fetch(&mut client, info).await;
+    assert_eq!(server.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    let info = client.get_table_types().await.unwrap();
+    let types = text(&fetch(&mut client, info).await);
+    assert!(types.contains("TABLE") && types.contains("VIEW"), "{types}");
+    let info = client
+        .get_xdbc_type_info(CommandGetXdbcTypeInfo { data_type: None })
+        .await
+        .unwrap();
+    let xdbc = fetch(&mut client, info).await;
+    assert!(xdbc.iter().map(RecordBatch::num_rows).sum::<usize>() > 5);
+    let info = client
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: None,
+            db_schema_filter_pattern: None,
+        })
+        .await
+        .unwrap();
+    let schemas = text(&fetch(&mut client, info).await);
+    assert!(schemas.contains("public"), "{schemas}");
+
+    // A prepared statement with a parameter, bound twice.
+    let sql = "SELECT v * 2 AS doubled FROM (VALUES (1), (2), (3)) t(v) WHERE v > ? ORDER BY v";
+    let mut prepared = client.prepare(sql.to_string(), None).await.unwrap();
+    let parameters = prepared.parameter_schema().unwrap().clone();
+    assert_eq!(parameters.fields().len(), 1, "{parameters:?}");
+    assert_eq!(parameters.field(0).data_type(), &DataType::Int64);
+    for (bound, expected) in [(1_i64, "4, 6"), (2, "6")] {
+        let values = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("0", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(vec![bound]))],
+        )
+        .unwrap();
+        prepared.set_parameters(values).unwrap();
+        let info = prepared.execute().await.unwrap();
+        let batches = fetch(&mut client, info).await;
+        let doubled: Vec<String> = batches
+            .iter()
+            .flat_map(|batch| {
+                let column = batch.column(0).as_primitive::<Int64Type>().clone();
+                column
+                    .values()
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(doubled.join(", "), expected);
+    }
+    prepared.close().await.unwrap();
+
+    // A FlightInfo is answered once its query has finished: cancelling it
+    // is answered "not cancellable".
+    let info = client
+        .execute("SELECT 1 AS one".into(), None)
+        .await
+        .unwrap();
+    let request = CancelFlightInfoRequest { info: Some(info) };
+    let mut results = client
+        .do_action(Action {
+            r#type: "CancelFlightInfo".into(),
+            body: request.encode_to_vec().into(),
+        })
+        .await
+        .unwrap();
+    let answer = results.message().await.unwrap().expect("one result");
+    let answer = CancelFlightInfoResult::decode(answer.body).unwrap();
+    assert_eq!(answer.status(), CancelStatus::NotCancellable);
 }

@@ -16,6 +16,7 @@ mod job_watch;
 mod malformed;
 mod memory;
 mod overflow;
+mod progress;
 mod quickstart;
 mod s3;
 mod scheduler_soak;
