@@ -19,6 +19,7 @@ mod catalog_routes;
 mod job_metrics;
 mod liveness;
 mod long_poll;
+mod metrics;
 mod plan_depth;
 mod retention;
 mod server;

@@ -147,11 +147,12 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
     let health = Router::new()
         .route(OPEN_PATHS[0], get(|| async { "ok" }))
         .route(OPEN_PATHS[1], get(readyz))
-        .with_state(scheduler);
+        .with_state(scheduler.clone());
     let guarded = rest
         .merge(grpc)
         .merge(crate::cache::routes())
         .merge(crate::job_metrics::routes(jobs))
+        .merge(crate::metrics::routes(scheduler))
         .merge(crate::catalog_routes::routes(catalog));
     let guarded = match &security.server.token {
         Some(token) => {

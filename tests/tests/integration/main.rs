@@ -15,6 +15,7 @@ mod hostile_plans;
 mod job_watch;
 mod malformed;
 mod memory;
+mod metrics;
 mod overflow;
 mod progress;
 mod quickstart;
