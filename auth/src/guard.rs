@@ -107,10 +107,10 @@ impl Refusal {
 /// of its user agent.
 fn presented_token(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let (scheme, credentials) = value.trim().split_once(' ')?;
-        if scheme.eq_ignore_ascii_case("bearer") {
-            return Some(credentials.trim().to_string());
+        if let Some(token) = crate::bearer_token(value) {
+            return Some(token.to_string());
         }
+        let (scheme, _) = value.trim().split_once(' ')?;
         if scheme.eq_ignore_ascii_case("basic") {
             // Unreadable credentials count as a wrong token, not as none.
             let password = crate::basic_credentials(value)
@@ -131,10 +131,7 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
 /// The bearer token in a response's `authorization` header.
 fn issued_token<R>(response: &Response<R>) -> Option<String> {
     let value = response.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
+    crate::bearer_token(value).map(str::to_string)
 }
 
 /// The peer's address, from whichever server put it in the request.

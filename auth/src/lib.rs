@@ -44,6 +44,13 @@ pub const AUTHORIZATION: &str = "authorization";
 /// [`ClientSecurity::endpoint_override`].
 pub const USER_AGENT_TOKEN_PREFIX: &str = "ember-token/";
 
+/// The token of an `authorization` header's bearer credentials
+/// (`Bearer <token>`, the scheme in any case); `None` for any other header.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// The user name and password of an `authorization` header's HTTP Basic
 /// credentials (`Basic base64(user:password)`, with or without padding, as
 /// clients differ); `None` for any other header.
@@ -84,4 +91,17 @@ pub fn set_peer_security(security: ClientSecurity) -> bool {
 /// or plain connections when nothing was.
 pub fn peer_security() -> ClientSecurity {
     PEER_SECURITY.get().cloned().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_in_any_case_and_nothing_else_is() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token(" bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(bearer_token("abc"), None);
+    }
 }

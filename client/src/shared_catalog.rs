@@ -173,6 +173,13 @@ fn default_catalog(session: &SessionContext) -> Option<Arc<dyn CatalogProvider>>
     session.catalog(&name)
 }
 
+/// Removes `schema.table` from `session`'s default catalog, if it is there.
+fn deregister(session: &SessionContext, (schema, table): &TableKey) {
+    if let Some(provider) = default_catalog(session).and_then(|catalog| catalog.schema(schema)) {
+        let _ = provider.deregister_table(table);
+    }
+}
+
 /// What a session took from the shared catalog.
 #[derive(Debug, Default)]
 pub(crate) struct SharedCatalogSync {
@@ -269,11 +276,9 @@ impl SharedCatalogSync {
             .filter(|key| !seen.contains(*key))
             .cloned()
             .collect();
-        for (schema, table) in gone {
-            if let Some(provider) = catalog.schema(&schema) {
-                let _ = provider.deregister_table(&table);
-            }
-            self.synced().remove(&(schema, table));
+        for key in gone {
+            deregister(session, &key);
+            self.synced().remove(&key);
         }
         // Dropped by another client: gone here too.
         let dropped: Vec<TableKey> = self
@@ -282,11 +287,9 @@ impl SharedCatalogSync {
             .filter(|key| !seen.contains(*key))
             .cloned()
             .collect();
-        for (schema, table) in dropped {
-            if let Some(provider) = catalog.schema(&schema) {
-                let _ = provider.deregister_table(&table);
-            }
-            self.declared().remove(&(schema, table));
+        for key in dropped {
+            deregister(session, &key);
+            self.declared().remove(&key);
         }
         Ok(())
     }
@@ -299,11 +302,8 @@ impl SharedCatalogSync {
         let CatalogChange::Declared(key) = change else {
             return;
         };
-        if self.synced().remove(key).is_none() {
-            return;
-        }
-        if let Some(schema) = default_catalog(session).and_then(|catalog| catalog.schema(&key.0)) {
-            let _ = schema.deregister_table(&key.1);
+        if self.synced().remove(key).is_some() {
+            deregister(session, key);
         }
     }
 
@@ -312,11 +312,8 @@ impl SharedCatalogSync {
     /// when the temporary one is dropped).
     pub(crate) fn shadow(&self, key: &TableKey, session: &SessionContext) {
         let shared = self.synced().remove(key).is_some() | self.declared().remove(key).is_some();
-        if !shared {
-            return;
-        }
-        if let Some(schema) = default_catalog(session).and_then(|catalog| catalog.schema(&key.0)) {
-            let _ = schema.deregister_table(&key.1);
+        if shared {
+            deregister(session, key);
         }
     }
 
@@ -336,13 +333,7 @@ impl SharedCatalogSync {
                     .map_err(ClientError::from_datafusion)?;
                 // A declaration the shared catalog does not take is undone
                 // here too: the statement fails as a whole.
-                let undo = || {
-                    if let Some(provider) =
-                        default_catalog(session).and_then(|catalog| catalog.schema(schema))
-                    {
-                        let _ = provider.deregister_table(table);
-                    }
-                };
+                let undo = || deregister(session, &(schema.clone(), table.clone()));
                 let plan = match ember_catalog::encode_table(table, provider) {
                     Ok(plan) => plan,
                     Err(e) => {

@@ -55,12 +55,8 @@ impl Authenticator for TokenAuthenticator {
                 "the password is not this Ember cluster's token",
             ));
         }
-        match authorization.split_once(' ') {
-            Some((scheme, bearer))
-                if scheme.eq_ignore_ascii_case("bearer") && token.matches(bearer.trim()) =>
-            {
-                Ok(Identity::anonymous())
-            }
+        match ember_auth::bearer_token(authorization) {
+            Some(bearer) if token.matches(bearer) => Ok(Identity::anonymous()),
             _ => Err(Status::unauthenticated(
                 "this Ember cluster requires its token as the password (HTTP Basic, any user name)",
             )),

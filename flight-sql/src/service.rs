@@ -109,10 +109,8 @@ impl<B: QueryBackend> EmberFlightSqlService<B> {
             .metadata()
             .get("authorization")
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split_once(' '))
-            .is_some_and(|(scheme, credential)| {
-                scheme.eq_ignore_ascii_case("bearer") && token.matches(credential.trim())
-            });
+            .and_then(ember_auth::bearer_token)
+            .is_some_and(|bearer| token.matches(bearer));
         if is_cluster_token {
             request.metadata_mut().remove("authorization");
         }
