@@ -26,7 +26,7 @@ pub struct RequireTokenLayer {
     /// Session tokens a handshake issued, admitted too.
     issued: Option<Arc<IssuedTokens>>,
     service: &'static str,
-    open_paths: &'static [&'static str],
+    open_paths: Vec<&'static str>,
 }
 
 impl RequireTokenLayer {
@@ -51,8 +51,15 @@ impl RequireTokenLayer {
             token: token.map(Arc::new),
             issued: None,
             service,
-            open_paths,
+            open_paths: open_paths.to_vec(),
         }
+    }
+
+    /// Also leaves `paths` open (a web UI's page and files, which carry no
+    /// data).
+    pub fn opening(mut self, paths: &[&'static str]) -> Self {
+        self.open_paths.extend_from_slice(paths);
+        self
     }
 
     /// Also admits the bearer tokens that requests to `handshake_path`
@@ -103,8 +110,8 @@ impl Refusal {
 }
 
 /// The token a request presents: `authorization: Bearer …`, the password
-/// of `authorization: Basic …` (any user name), or the `ember-token/…` word
-/// of its user agent.
+/// of `authorization: Basic …` (any user name), the web UI's cookie
+/// ([`crate::TOKEN_COOKIE`]), or the `ember-token/…` word of its user agent.
 fn presented_token(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         if let Some(token) = crate::bearer_token(value) {
@@ -119,6 +126,14 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
             return Some(password);
         }
         return None;
+    }
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(crate::token_cookie);
+    if cookie.is_some() {
+        return cookie;
     }
     headers
         .get(header::USER_AGENT)
@@ -289,6 +304,20 @@ mod tests {
         let agent = format!("{USER_AGENT_TOKEN_PREFIX}{SECRET} tonic/0.14");
         let response = answer(request("/api/jobs", &[("user-agent", &agent)])).await;
         assert_eq!(response.body(), "ok");
+        let cookie = format!(
+            "theme=dark; {}={}",
+            crate::TOKEN_COOKIE,
+            crate::token_cookie_value(SECRET)
+        );
+        let response = answer(request("/api/jobs", &[("cookie", &cookie)])).await;
+        assert_eq!(response.body(), "ok");
+        let cookie = format!(
+            "{}={}",
+            crate::TOKEN_COOKIE,
+            crate::token_cookie_value("not-it")
+        );
+        let response = answer(request("/api/jobs", &[("cookie", &cookie)])).await;
+        assert_eq!(response.status(), 401);
     }
 
     #[tokio::test]

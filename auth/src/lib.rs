@@ -44,6 +44,33 @@ pub const AUTHORIZATION: &str = "authorization";
 /// [`ClientSecurity::endpoint_override`].
 pub const USER_AGENT_TOKEN_PREFIX: &str = "ember-token/";
 
+/// The cookie that carries the cluster's token from a browser (the web
+/// UI's sign-in sets it: `HttpOnly`, `SameSite=Strict`), base64url-encoded
+/// since a token may hold characters a cookie cannot.
+pub const TOKEN_COOKIE: &str = "ember_token";
+
+/// The [`TOKEN_COOKIE`] value that carries `token`.
+pub fn token_cookie_value(token: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
+}
+
+/// The token in the [`TOKEN_COOKIE`] among a `cookie` header's pairs; a
+/// cookie that does not decode counts as a wrong token (empty).
+pub fn token_cookie(cookie_header: &str) -> Option<String> {
+    use base64::Engine as _;
+    cookie_header.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name.trim() == TOKEN_COOKIE).then(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(value.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .unwrap_or_default()
+        })
+    })
+}
+
 /// The token of an `authorization` header's bearer credentials
 /// (`Bearer <token>`, the scheme in any case); `None` for any other header.
 pub fn bearer_token(authorization: &str) -> Option<&str> {

@@ -313,6 +313,7 @@ impl EmberContext {
     /// (`OPTIONS ('s3.endpoint' '…')`) become the session's settings for
     /// that bucket, so that the scheduler and executors reach it the same way.
     pub async fn sql(&self, statement: &str) -> Result<DataFrame> {
+        let text = statement;
         if let Some(table) = gpu_cache_statement(statement) {
             return self.cache_table_on_gpu(&table).await;
         }
@@ -394,6 +395,10 @@ impl EmberContext {
                     _ => ClientError::from_datafusion(source),
                 })?;
         let frame = with_settings(frame, &statement_settings)?;
+        let frame = match self.mode {
+            ExecutionMode::Cluster(_) => with_settings(frame, &[statement_text_setting(text)])?,
+            ExecutionMode::Embedded => frame,
+        };
         // A `SET s3.…` took effect while planning.
         self.sync_object_stores();
         if let Some(key) = temporary {
@@ -682,6 +687,28 @@ fn memory_limit_statement(
         .parse()
         .map(Some)
         .map_err(|e| ClientError::Process(format!("{MEMORY_LIMIT_SETTING}: {e}")))
+}
+
+/// The session setting that carries a statement's SQL text to the
+/// scheduler's web UI.
+const STATEMENT_TEXT_KEY: &str = "ember.statement_text";
+
+/// The most of a statement's text a job carries.
+const STATEMENT_TEXT_MAX_BYTES: usize = 16 * 1024;
+
+/// The `ember.statement_text` setting for `text`: secret values masked,
+/// cut to [`STATEMENT_TEXT_MAX_BYTES`].
+fn statement_text_setting(text: &str) -> (String, String) {
+    let mut masked = ember_ui::mask_sql_secrets(text.trim());
+    if masked.len() > STATEMENT_TEXT_MAX_BYTES {
+        let mut end = STATEMENT_TEXT_MAX_BYTES;
+        while !masked.is_char_boundary(end) {
+            end -= 1;
+        }
+        masked.truncate(end);
+        masked.push_str(" …");
+    }
+    (STATEMENT_TEXT_KEY.to_string(), masked)
 }
 
 /// The session setting that names a cluster job.

@@ -261,6 +261,12 @@ ember_settings! {
     shared_catalog: bool = true,
         "On a cluster, declare tables, views and schemas in the scheduler's shared catalog and \
          see those others declared; false keeps declarations in the session";
+    /// The SQL text of the statement a cluster job runs: the client sends
+    /// it with the job (secret values masked) so that the scheduler's web
+    /// UI can show it. Set by the client for each statement.
+    statement_text: String = String::new(),
+        "The SQL text a cluster job runs, sent by the client (secrets masked) for the \
+         scheduler's web UI";
 }
 
 impl ConfigExtension for EmberConfig {

@@ -38,6 +38,7 @@ pub mod dialect;
 pub mod distributed_joins;
 pub mod error;
 pub mod exchange_properties;
+pub mod executor_status;
 pub mod functions;
 pub mod gpu;
 pub mod memory;

@@ -17,6 +17,7 @@ use ballista_executor::shutdown::Shutdown;
 use ember_auth::{RequireTokenLayer, ServerSecurity, TlsIncoming};
 use ember_core::cache::BlockStore;
 use ember_core::cache::flight::{DROP_ACTION, REPORT_ACTION, answer_action, serve_block};
+use ember_core::executor_status::{STATUS_ACTION, status_result};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -137,6 +138,13 @@ impl FlightService for EmberFlightService {
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
+        if request.get_ref().r#type == STATUS_ACTION {
+            let status = crate::status::ExecutorMetrics::global()
+                .map(|metrics| metrics.status())
+                .unwrap_or_default();
+            let answer = status_result(&status);
+            return Ok(Response::new(Box::pin(futures::stream::iter([Ok(answer)]))));
+        }
         match answer_action(self.store, request.get_ref(), &self.endpoint) {
             Some(answer) => {
                 let answer = answer?;
@@ -158,6 +166,10 @@ impl FlightService for EmberFlightService {
                 "What this executor holds of a cached dataset",
             ),
             (DROP_ACTION, "Frees a cached dataset's partitions"),
+            (
+                STATUS_ACTION,
+                "This executor's tasks, memory pool and disk use",
+            ),
         ]
         .map(|(name, description)| {
             Ok(ActionType {

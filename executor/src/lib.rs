@@ -14,6 +14,7 @@ pub mod job_watch;
 pub mod ports;
 mod preflight;
 pub mod stage;
+mod status;
 pub mod transport_failure;
 
 use std::path::PathBuf;
@@ -484,12 +485,18 @@ impl PreparedExecutor {
         // Ballista binds the gRPC and health ports itself: let go of them
         // just before.
         drop(self.held);
+        if let Some(metrics) = status::ExecutorMetrics::global() {
+            // Without `--memory`, Ballista sizes the pool as this share of
+            // the machine's (or container's) memory.
+            let fraction = self.config.memory_pool_fraction;
+            let pool = self.config.memory_pool_size.or_else(|| {
+                ember_memory::machine_memory().map(|m| (m.total.bytes() as f64 * fraction) as u64)
+            });
+            metrics.configure(self.work_dir.path(), self.cache_dir.path(), pool);
+        }
         let (health_stop, health_stopped) = tokio::sync::oneshot::channel();
-        let health = ballista_executor::health::spawn_health_server(
-            health_addr,
-            self.config.health.clone(),
-            health_stopped,
-        );
+        let health =
+            status::spawn_health_server(health_addr, self.config.health.clone(), health_stopped);
         let result = start_executor_process(Arc::new(self.config)).await;
         let _ = health_stop.send(());
         let _ = health.await;

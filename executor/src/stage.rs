@@ -13,6 +13,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::metrics::MetricsSet;
 
 use crate::job_watch::JobStatusSource;
+use crate::status::TaskOutcome;
 use crate::transport_failure::retryable_if_broken_connection;
 
 /// A stage of job `job_id` that
@@ -71,23 +72,21 @@ impl QueryStageExecutor for SupervisedStage {
         // 10 MiB, to merge their spill files; repartitions never spill.
         let context = ember_memory::task_context_within_pool(context);
         let context = crate::dynamic_filters::task_context_with_dynamic_filters(context);
-        tokio::select! {
-            result = self.inner.execute_query_stage(task_id, context) => {
-                result.map_err(|error| {
-                    let reported = retryable_if_broken_connection(error);
-                    if matches!(reported, DataFusionError::IoError(_)) {
-                        tracing::warn!(%job_id, task_id, error = %reported, "the task will be retried");
-                    }
-                    reported
-                })
-            }
-            () = self.job_failed() => {
-                tracing::info!(%job_id, task_id, "the job failed or was cancelled: task stopped");
-                Err(DataFusionError::Execution(format!(
-                    "job {job_id} failed or was cancelled; task {task_id} stopped"
-                )))
-            }
+        let running = crate::status::ExecutorMetrics::global()
+            .map(|metrics| metrics.task_started(Arc::clone(context.memory_pool())));
+        let result = self.run(job_id, task_id, context).await;
+        if let Some(running) = running {
+            let outcome = match &result {
+                Ok(_) => TaskOutcome::Succeeded,
+                Err(DataFusionError::Execution(message)) if message.starts_with(STOPPED) => {
+                    TaskOutcome::Stopped
+                }
+                Err(_) => TaskOutcome::Failed,
+            };
+            let partitions = result.as_deref().unwrap_or_default();
+            running.ended(outcome, partitions, &self.inner.collect_plan_metrics());
         }
+        result
     }
 
     fn collect_plan_metrics(&self) -> Vec<MetricsSet> {
@@ -104,6 +103,37 @@ impl QueryStageExecutor for SupervisedStage {
 
     fn collect_column_stats(&self) -> Vec<TaskColumnStats> {
         self.inner.collect_column_stats()
+    }
+}
+
+/// How the error of a task stopped with its job begins.
+const STOPPED: &str = "job ";
+
+impl SupervisedStage {
+    /// Runs the wrapped stage until it ends or its job fails.
+    async fn run(
+        &self,
+        job_id: &str,
+        task_id: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<Vec<ShuffleWritePartition>> {
+        tokio::select! {
+            result = self.inner.execute_query_stage(task_id, context) => {
+                result.map_err(|error| {
+                    let reported = retryable_if_broken_connection(error);
+                    if matches!(reported, DataFusionError::IoError(_)) {
+                        tracing::warn!(%job_id, task_id, error = %reported, "the task will be retried");
+                    }
+                    reported
+                })
+            }
+            () = self.job_failed() => {
+                tracing::info!(%job_id, task_id, "the job failed or was cancelled: task stopped");
+                Err(DataFusionError::Execution(format!(
+                    "{STOPPED}{job_id} failed or was cancelled; task {task_id} stopped"
+                )))
+            }
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! build time: the envelope in which plan extension nodes travel between the
 //! client, the scheduler and the executors (see `ember_core::codec`), the
 //! payloads of Ember's own operators and tables, and the messages of the
-//! cached-partition Flight actions (see `ember_core::cache`).
+//! cached-partition Flight actions (see `ember_core::cache`) and of the
+//! executor status the web UI asks for (`ember_core::executor_status`).
 
 #![allow(clippy::derive_partial_eq_without_eq)]
 
@@ -14,7 +15,7 @@ pub mod v1 {
 }
 
 pub use v1::{
-    CacheOperator, CacheReport, CachedBlock, CachedDataset, ExtensionOperator,
+    CacheOperator, CacheReport, CachedBlock, CachedDataset, ExecutorStatus, ExtensionOperator,
     LogicalExtensionEnvelope, MapPartitions, MemoryTable, PhysicalExtensionEnvelope, StagedWrite,
     WriteCommit, logical_extension_envelope, physical_extension_envelope, staged_write,
 };

@@ -24,6 +24,7 @@ mod plan_depth;
 mod retention;
 mod server;
 mod stale_outputs;
+mod ui_view;
 
 pub use liveness::ProbeSettings;
 pub use retention::RetentionSettings;
@@ -73,6 +74,9 @@ pub enum SchedulerError {
     /// Serving the port failed.
     #[error("scheduler stopped serving: {0}")]
     Serve(std::io::Error),
+    /// The job history's directory cannot be used.
+    #[error("{0}")]
+    History(#[from] ember_ui::HistoryError),
     /// A token or TLS flag cannot be used.
     #[error("{0}")]
     Security(#[from] ember_auth::AuthError),
@@ -176,6 +180,16 @@ pub struct SchedulerOptions {
     /// session declares are kept. Without it, the catalog lives in memory.
     #[arg(long, env = "EMBER_SCHEDULER_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<std::path::PathBuf>,
+    /// Directory of the job history: each finished job's view for the web
+    /// UI (`<job>.job.json`) and Ballista's event log of its tasks
+    /// (`<job>.eventlog`), so that the UI shows finished jobs after a
+    /// restart. Defaults to `history` in `--state-dir`; without either,
+    /// finished jobs are shown only while the scheduler keeps them.
+    #[arg(long, env = "EMBER_SCHEDULER_HISTORY_DIR", value_name = "DIR")]
+    pub history_dir: Option<std::path::PathBuf>,
+    /// Seconds a finished job stays in the history.
+    #[arg(long, env = "EMBER_SCHEDULER_HISTORY_SECS", default_value_t = DEFAULT_HISTORY_SECS)]
+    pub history_secs: u64,
     /// The cluster's token and TLS: what clients and executors must present.
     #[command(flatten)]
     pub security: ember_auth::SecurityOptions,
@@ -189,6 +203,13 @@ const DEFAULT_PROBE_FAILURES: u32 = 3;
 const DEFAULT_FINISHED_JOB_SECS: u64 = 600;
 /// Default of [`SchedulerOptions::finished_jobs`].
 const DEFAULT_FINISHED_JOBS: usize = 100;
+/// Default of [`SchedulerOptions::history_secs`]: a week.
+const DEFAULT_HISTORY_SECS: u64 = 7 * 24 * 3600;
+/// Where Ballista's redirect to its online terminal UI is served (its
+/// default is `/`, which Ember's web UI takes).
+const BALLISTA_TUI_ROUTE: &str = "/api/ballista/tui";
+/// The history's directory in `--state-dir`.
+const HISTORY_DIR: &str = "history";
 /// Default of [`SchedulerOptions::max_plan_depth`]: twice the client's
 /// default limit, for the levels planning adds (casts, aliases).
 const DEFAULT_MAX_PLAN_DEPTH: usize = 2000;
@@ -212,6 +233,8 @@ impl Default for SchedulerOptions {
             max_plan_depth: DEFAULT_MAX_PLAN_DEPTH,
             health_port: None,
             state_dir: None,
+            history_dir: None,
+            history_secs: DEFAULT_HISTORY_SECS,
             security: ember_auth::SecurityOptions::default(),
         }
     }
@@ -228,6 +251,14 @@ impl SchedulerOptions {
                 failures_to_remove: self.executor_probe_failures.max(1),
             }
         })
+    }
+
+    /// The job history's directory: `--history-dir`, else `history` in
+    /// `--state-dir`.
+    pub fn history_dir(&self) -> Option<std::path::PathBuf> {
+        self.history_dir
+            .clone()
+            .or_else(|| self.state_dir.as_ref().map(|dir| dir.join(HISTORY_DIR)))
     }
 
     /// How long, and how many, finished jobs are kept.
@@ -303,6 +334,13 @@ pub fn scheduler_config(
     // time and by count, rather than by one timer per job an hour later.
     config.finished_job_state_clean_up_interval_seconds = 0;
     config.no_executors_grace_period_seconds = options.executor_timeout_secs;
+    // `/` is Ember's web UI; Ballista's redirect to its online TUI moves
+    // out of the way.
+    config.web_tui_route = BALLISTA_TUI_ROUTE.to_string();
+    // Ballista's event log of each job's tasks, beside the UI's history.
+    config.event_log_dir = options
+        .history_dir()
+        .map(|dir| dir.to_string_lossy().into_owned());
     config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
     config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));
     if peer.is_secured() {
@@ -325,6 +363,8 @@ pub struct BoundScheduler {
     flight_sql: bool,
     /// The catalog every session shares.
     catalog: SharedCatalog,
+    /// Finished jobs kept for the web UI, when a directory is given.
+    history: Option<Arc<ember_ui::JobHistory>>,
 }
 
 impl BoundScheduler {
@@ -363,6 +403,13 @@ impl BoundScheduler {
             Some(dir) => SharedCatalog::open(dir.join(CATALOG_FILE))?,
             None => SharedCatalog::in_memory(),
         };
+        let history = match options.history_dir() {
+            Some(dir) => Some(Arc::new(ember_ui::JobHistory::open(
+                dir,
+                Duration::from_secs(options.history_secs),
+            )?)),
+            None => None,
+        };
         let mut config = scheduler_config(options, &peer, catalog.clone());
         config.bind_port = local.port();
         Ok(Self {
@@ -375,6 +422,7 @@ impl BoundScheduler {
             max_plan_depth: options.max_plan_depth,
             flight_sql: options.flight_sql,
             catalog,
+            history,
         })
     }
 
@@ -414,6 +462,13 @@ impl BoundScheduler {
             // No poll precedes a pushed task; look as often as a poll would.
             tokio::spawn(guard.clone().watch(scheduler.clone()));
         }
+        let view = Arc::new(ui_view::SchedulerClusterView::new(
+            Arc::new(scheduler.clone()),
+            jobs.clone(),
+        ));
+        if let Some(history) = &self.history {
+            tokio::spawn(ui_view::HistoryRecorder::new(view.clone(), history.clone()).run());
+        }
         let plans = plan_depth::PlanDepthGuard::new(self.max_plan_depth);
         // Fetches of cached partitions from executors present the same.
         ember_auth::set_peer_security(self.security.peer.clone());
@@ -425,6 +480,8 @@ impl BoundScheduler {
             plans,
             flight_sql: self.flight_sql,
             catalog: self.catalog,
+            view,
+            history: self.history,
         };
         server::serve(self.listener, self.health_listener, parts, self.security)
             .await

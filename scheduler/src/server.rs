@@ -73,6 +73,10 @@ pub(crate) struct SchedulerParts {
     pub(crate) flight_sql: bool,
     /// The catalog every session shares.
     pub(crate) catalog: ember_catalog::SharedCatalog,
+    /// The cluster as the web UI sees it.
+    pub(crate) view: Arc<crate::ui_view::SchedulerClusterView>,
+    /// Finished jobs kept for the web UI.
+    pub(crate) history: Option<Arc<ember_ui::JobHistory>>,
 }
 
 /// The scheduler's routes: everything (gRPC, REST and health, for its main
@@ -95,6 +99,8 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
         plans,
         flight_sql,
         catalog,
+        view,
+        history,
     } = parts;
     let config = scheduler.state.config.clone();
     let max_decoding = config.grpc_server_max_decoding_message_size as usize;
@@ -153,10 +159,12 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
         .merge(crate::cache::routes())
         .merge(crate::job_metrics::routes(jobs))
         .merge(crate::metrics::routes(scheduler))
-        .merge(crate::catalog_routes::routes(catalog));
+        .merge(crate::catalog_routes::routes(catalog))
+        .merge(ui_routes(view, history, security));
     let guarded = match &security.server.token {
         Some(token) => {
-            let layer = RequireTokenLayer::new(token.clone(), "scheduler", OPEN_PATHS);
+            let layer = RequireTokenLayer::new(token.clone(), "scheduler", OPEN_PATHS)
+                .opening(ember_ui::OPEN_PATHS);
             // Flight SQL clients trade the token for a session token at
             // the handshake, and present that afterwards.
             let layer = if flight_sql {
@@ -172,6 +180,20 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
         all: guarded.merge(health.clone()),
         health,
     }
+}
+
+/// The web UI's page and JSON routes.
+fn ui_routes(
+    view: Arc<crate::ui_view::SchedulerClusterView>,
+    history: Option<Arc<ember_ui::JobHistory>>,
+    security: &Security,
+) -> Router {
+    let mut state = ember_ui::UiState::new(view)
+        .with_token(security.server.token.clone(), security.server.tls.is_some());
+    if let Some(history) = history {
+        state = state.with_history(history);
+    }
+    ember_ui::routes(state)
 }
 
 /// Serves [`router`] on `listener`, with TLS when `security` has it, and

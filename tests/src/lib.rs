@@ -7,6 +7,7 @@
 //! [`ember::local_cluster::LocalCluster`]), stopped when the test ends, also
 //! when it fails.
 
+pub mod browser;
 pub mod malformed;
 pub mod s3_server;
 

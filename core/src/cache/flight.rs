@@ -167,7 +167,11 @@ pub async fn fetch_block(
         .map_err(|e| peer_error(endpoint, &what, e))
 }
 
-async fn action(endpoint: &str, kind: &str, cache_id: &str) -> Result<Vec<arrow_flight::Result>> {
+pub(crate) async fn action(
+    endpoint: &str,
+    kind: &str,
+    cache_id: &str,
+) -> Result<Vec<arrow_flight::Result>> {
     let mut client = connect(endpoint).await?;
     let request = Action::new(kind, cache_id.as_bytes().to_vec());
     let response = client

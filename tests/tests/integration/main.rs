@@ -25,3 +25,4 @@ mod security;
 mod shared_catalog;
 mod tpcds;
 mod tpch;
+mod web_ui;

@@ -82,4 +82,40 @@ async fn the_scheduler_serves_the_clusters_metrics_for_prometheus() {
     let ages = per_executor("ember_executor_heartbeat_age_seconds");
     assert_eq!(ages.len(), 2, "{body}");
     assert!(ages.iter().all(|age| *age < 60.0), "{body}");
+
+    // Each executor's own /metrics, on its health port: the tasks it ran
+    // and the shuffle bytes it wrote add up to what the scheduler recorded.
+    let (scheduler_tasks, scheduler_bytes) =
+        crate::web_ui::scheduler_task_totals(&cluster.address().to_string());
+    let (mut tasks, mut bytes) = (0.0, 0.0);
+    for n in 0..2 {
+        let log = std::fs::read_to_string(cluster.log_dir().join(format!("executor-{n}.log")))
+            .expect("the executor's log");
+        let port = log
+            .split_whitespace()
+            .skip_while(|word| *word != "health")
+            .nth(1)
+            .and_then(|port| port.trim_end_matches(',').parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no health port in executor-{n}.log:\n{log}"));
+        let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/metrics");
+        assert_eq!(status, 200, "{body}");
+        let executor = self::samples(&body);
+        let value = |series: &str| {
+            *executor
+                .get(series)
+                .unwrap_or_else(|| panic!("no {series} on executor {n}:\n{body}"))
+        };
+        tasks += value(r#"ember_executor_tasks_total{outcome="succeeded"}"#);
+        bytes += value("ember_executor_shuffle_write_bytes_total");
+        assert_eq!(value("ember_executor_tasks_running"), 0.0, "{body}");
+        assert!(value("ember_executor_task_seconds_count") >= 1.0, "{body}");
+        assert!(value("ember_executor_memory_pool_bytes") > 0.0, "{body}");
+        assert!(
+            value(r#"ember_executor_disk_bytes{kind="shuffle"}"#) > 0.0,
+            "{body}"
+        );
+        assert!(value("process_resident_memory_bytes") > 0.0, "{body}");
+    }
+    assert_eq!(tasks, scheduler_tasks as f64);
+    assert_eq!(bytes, scheduler_bytes as f64);
 }
