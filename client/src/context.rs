@@ -75,6 +75,9 @@ pub struct EmberContext {
     catalog_file: Option<Arc<CatalogFile>>,
     /// The statement running now, for [`EmberContext::statement_progress`].
     running: Arc<std::sync::Mutex<Option<RunningStatement>>>,
+    /// Woken by [`EmberContext::interrupt`]: the statement running now
+    /// stops.
+    interrupt: Arc<tokio::sync::Notify>,
 }
 
 /// Where to find what the last statement spilled.
@@ -117,6 +120,7 @@ impl EmberContext {
             catalog_sync: Arc::default(),
             catalog_file: None,
             running: Arc::default(),
+            interrupt: Arc::default(),
             stores,
             last_run: Arc::default(),
         };
@@ -220,6 +224,7 @@ impl EmberContext {
             catalog_sync: Arc::default(),
             catalog_file: None,
             running: Arc::default(),
+            interrupt: Arc::default(),
             stores,
             last_run: Arc::default(),
         })
@@ -475,6 +480,16 @@ impl EmberContext {
         self.collect_until(frame, cancel).await
     }
 
+    /// Stops the statement this context (or a clone of it) is running now,
+    /// as Ctrl-C does in `ember sql`: it fails with
+    /// [`ClientError::Cancelled`], its cluster job is cancelled and a
+    /// write's staged files are removed. Nothing happens when no statement
+    /// runs (call it again if one was about to start). For callers that
+    /// cannot pass a cancellation future, such as the Python binding.
+    pub fn interrupt(&self) {
+        self.interrupt.notify_waiters();
+    }
+
     /// Runs a planned frame and collects its result, removing a failed
     /// write's staged files.
     pub async fn collect(&self, frame: DataFrame) -> Result<Vec<RecordBatch>> {
@@ -503,6 +518,7 @@ impl EmberContext {
         let outcome = tokio::select! {
             result = run_frame(frame, &self.running, job_name.as_deref()) => Ok(result),
             signal = cancel => Err(signal.to_string()),
+            () = self.interrupt.notified() => Err(INTERRUPTED_BY.to_string()),
         };
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
         match outcome {
@@ -710,6 +726,9 @@ fn statement_text_setting(text: &str) -> (String, String) {
     }
     (STATEMENT_TEXT_KEY.to_string(), masked)
 }
+
+/// What an interrupted statement was cancelled by.
+const INTERRUPTED_BY: &str = "an interrupt (Ctrl-C)";
 
 /// The session setting that names a cluster job.
 const JOB_NAME_KEY: &str = "ballista.job.name";

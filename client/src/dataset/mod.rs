@@ -30,6 +30,8 @@ mod functions;
 mod rows;
 mod sources;
 
+pub use sources::MASTER_ENV;
+
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;

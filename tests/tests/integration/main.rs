@@ -18,6 +18,7 @@ mod memory;
 mod metrics;
 mod overflow;
 mod progress;
+mod python;
 mod quickstart;
 mod s3;
 mod scheduler_soak;
