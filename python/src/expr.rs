@@ -259,6 +259,57 @@ fn count_distinct(expr: PyExpr) -> PyExpr {
     datafusion::functions_aggregate::expr_fn::count_distinct(expr.expr).into()
 }
 
+/// The function `name` of Ember's SQL (a scalar function such as `upper`,
+/// `round` or `date_trunc`, or an aggregate such as `stddev`) applied to
+/// `args` (`Expr`s, or values as literals).
+#[pyfunction]
+#[pyo3(signature = (name, *args))]
+fn func(name: &str, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<PyExpr> {
+    let args = args
+        .iter()
+        .map(|a| operand(&a))
+        .collect::<PyResult<Vec<_>>>()?;
+    let registry = function_registry();
+    if let Some(udf) = registry.udfs.get(name) {
+        return Ok(udf.call(args).into());
+    }
+    if let Some(udaf) = registry.udafs.get(name) {
+        return Ok(udaf.call(args).into());
+    }
+    Err(EmberError::new_err(format!(
+        "`{name}` is not a function of Ember's SQL"
+    )))
+}
+
+/// Ember's SQL functions, by name (aliases included).
+struct FunctionRegistry {
+    udfs: std::collections::HashMap<String, std::sync::Arc<datafusion::logical_expr::ScalarUDF>>,
+    udafs:
+        std::collections::HashMap<String, std::sync::Arc<datafusion::logical_expr::AggregateUDF>>,
+}
+
+fn function_registry() -> &'static FunctionRegistry {
+    static REGISTRY: std::sync::OnceLock<FunctionRegistry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let state = datafusion::prelude::SessionContext::new().state();
+        let mut udfs = std::collections::HashMap::new();
+        for udf in state.scalar_functions().values() {
+            udfs.insert(udf.name().to_string(), udf.clone());
+            for alias in udf.aliases() {
+                udfs.insert(alias.clone(), udf.clone());
+            }
+        }
+        let mut udafs = std::collections::HashMap::new();
+        for udaf in state.aggregate_functions().values() {
+            udafs.insert(udaf.name().to_string(), udaf.clone());
+            for alias in udaf.aliases() {
+                udafs.insert(alias.clone(), udaf.clone());
+            }
+        }
+        FunctionRegistry { udfs, udafs }
+    })
+}
+
 /// Adds the expression functions to the module.
 pub(crate) fn register_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(col, m)?)?;
@@ -269,5 +320,6 @@ pub(crate) fn register_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(max, m)?)?;
     m.add_function(wrap_pyfunction!(count, m)?)?;
     m.add_function(wrap_pyfunction!(count_distinct, m)?)?;
+    m.add_function(wrap_pyfunction!(func, m)?)?;
     Ok(())
 }

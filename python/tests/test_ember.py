@@ -304,3 +304,37 @@ def test_python_functions_run_embedded_and_are_refused_on_a_cluster(ctx):
         df.select(b(col("x"))).to_pandas()
     with pytest.raises(ember.EmberError, match="not callable"):
         ctx.register_udf("nothing", 42, ["bigint"], "bigint")
+
+
+def test_csv_json_and_catalog_tables_read_back(ctx, tpch_dir, tmp_path):
+    region = ctx.read_parquet(f"{tpch_dir}/region/").select("r_regionkey", "r_name")
+    region.write_csv(str(tmp_path / "csv") + "/")
+    region.write_json(str(tmp_path / "json") + "/")
+    expected = pd.read_parquet(f"{tpch_dir}/region/")[["r_regionkey", "r_name"]]
+    for read in (ctx.read_csv, ctx.read_json):
+        kind = "csv" if read == ctx.read_csv else "json"
+        back = read(str(tmp_path / kind) + "/").select("r_regionkey", "r_name").sort("r_regionkey").to_pandas()
+        assert_same(back, expected, ordered=True)
+    create_tpch_tables(ctx, tpch_dir)
+    assert ctx.table("region").count() == 5
+
+
+def test_sql_functions_by_name(ctx, tpch_dir):
+    nation = ctx.read_parquet(f"{tpch_dir}/nation/")
+    out = (
+        nation.filter(col("n_nationkey") < 3)
+        .select(
+            ember.func("lower", col("n_name")).alias("lower"),
+            ember.func("round", col("n_nationkey") * 1.3, 1).alias("scaled"),
+        )
+        .sort("lower")
+        .to_pandas()
+    )
+    names = pd.read_parquet(f"{tpch_dir}/nation/")
+    names = names[names.n_nationkey < 3]
+    assert out.lower.tolist() == sorted(n.lower() for n in names.n_name)
+    assert out.scaled.tolist() == [0.0, 1.3, 2.6]
+    spread = nation.agg(ember.func("stddev", col("n_nationkey")).alias("sd")).to_pandas()
+    assert abs(spread.sd[0] - pd.read_parquet(f"{tpch_dir}/nation/").n_nationkey.std()) < 1e-9
+    with pytest.raises(ember.EmberError, match="not a function"):
+        ember.func("no_such_function", col("x"))

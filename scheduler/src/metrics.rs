@@ -9,7 +9,9 @@
 //! - the scheduler process's own (`process_resident_memory_bytes`,
 //!   `process_cpu_seconds_total`, …);
 //! - Ember's, read when scraped: `ember_jobs{status}` (the jobs the
-//!   scheduler keeps, by state), `ember_executors`, and per executor
+//!   scheduler keeps, by state), `ember_running_job_stages{state}` and
+//!   `ember_running_job_tasks{state}` (the running jobs' stages and
+//!   tasks), `ember_executors`, and per executor
 //!   (`executor` label) `ember_executor_vcores`,
 //!   `ember_executor_rss_bytes`, `ember_executor_heartbeat_age_seconds`.
 //!
@@ -32,6 +34,8 @@ use crate::server::EmberSchedulerServer;
 /// Ember's gauges, registered once in the default registry.
 struct ClusterGauges {
     jobs: IntGaugeVec,
+    stages: IntGaugeVec,
+    tasks: IntGaugeVec,
     executors: IntGauge,
     vcores: IntGaugeVec,
     rss: IntGaugeVec,
@@ -50,6 +54,16 @@ impl ClusterGauges {
         prometheus::register(Box::new(executors.clone()))?;
         Ok(Self {
             jobs: gauge_vec("ember_jobs", "Jobs the scheduler keeps, by state", "status")?,
+            stages: gauge_vec(
+                "ember_running_job_stages",
+                "Stages of the running jobs, by state",
+                "state",
+            )?,
+            tasks: gauge_vec(
+                "ember_running_job_tasks",
+                "Tasks of the running jobs' stages, by state",
+                "state",
+            )?,
             executors,
             vcores: gauge_vec(
                 "ember_executor_vcores",
@@ -100,6 +114,7 @@ impl ClusterGauges {
             };
             self.jobs.with_label_values(&[status]).inc();
         }
+        self.count_running_stages(scheduler).await;
         let executors = scheduler
             .state
             .executor_manager
@@ -133,6 +148,37 @@ impl ClusterGauges {
             }
         }
         Ok(())
+    }
+}
+
+impl ClusterGauges {
+    /// Counts the running jobs' stages by state, and their tasks.
+    async fn count_running_stages(&self, scheduler: &EmberSchedulerServer) {
+        use ballista_core::serde::protobuf::task_status::Status;
+        self.stages.reset();
+        self.tasks.reset();
+        for state in ["unresolved", "resolved", "running", "successful", "failed"] {
+            self.stages.with_label_values(&[state]).set(0);
+        }
+        for state in ["running", "successful", "failed"] {
+            self.tasks.with_label_values(&[state]).set(0);
+        }
+        let running = scheduler.state.task_manager.get_running_job_cache();
+        for job in running.values() {
+            let graph = job.execution_graph.read().await;
+            for stage in graph.stages().values() {
+                let state = stage.variant_name().to_ascii_lowercase();
+                self.stages.with_label_values(&[state.as_str()]).inc();
+                for task in stage.task_infos().unwrap_or_default() {
+                    let state = match task.task_status {
+                        Status::Running(_) => "running",
+                        Status::Successful(_) => "successful",
+                        Status::Failed(_) => "failed",
+                    };
+                    self.tasks.with_label_values(&[state]).inc();
+                }
+            }
+        }
     }
 }
 

@@ -197,3 +197,7 @@ def count(expr: Expr | None = None) -> Expr:
 
 def count_distinct(expr: Expr) -> Expr:
     """The number of distinct non-null values of ``expr``."""
+
+def func(name: str, *args: Any) -> Expr:
+    """The function ``name`` of Ember's SQL (``upper``, ``round``,
+    ``date_trunc``, ``stddev``, ...) applied to ``args``."""

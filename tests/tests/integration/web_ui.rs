@@ -267,6 +267,18 @@ async fn the_web_ui_shows_jobs_stages_executors_and_storage_and_cancels_and_keep
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // The scheduler's metrics count its running stage and tasks.
+    let (status, metrics) = http_get(&address, "/metrics");
+    assert_eq!(status, 200);
+    let gauge = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+    };
+    assert!(gauge(r#"ember_running_job_stages{state="running"}"#) >= 1.0);
+    assert!(gauge(r#"ember_running_job_tasks{state="running"}"#) >= 1.0);
+
     // Its page shows it running, then the jobs page cancels it.
     client
         .goto(&format!("http://{address}/ui/#/job/{}", running.job_id))
@@ -361,5 +373,65 @@ async fn the_web_ui_shows_jobs_stages_executors_and_storage_and_cancels_and_keep
     let restored: JobView = get_json(&address, &format!("/api/ember/ui/job/{}", job.job_id));
     assert!(restored.summary.from_history);
     assert_eq!(restored.stages, view.stages);
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_with_a_token_the_web_ui_asks_for_it_once() {
+    let cluster = start_cluster_with(1, |options| {
+        options.security = ember::local_cluster::LocalClusterSecurity {
+            token: true,
+            tls: false,
+            client_auth: false,
+        };
+    })
+    .await;
+    let address = cluster.address().to_string();
+    let token_file = cluster
+        .client_security()
+        .token_file
+        .clone()
+        .expect("a token");
+    let token = std::fs::read_to_string(token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let ctx = EmberContext::connect_with(&address, cluster.client_security())
+        .await
+        .unwrap();
+    ctx.run_sql("SELECT count(*) FROM (VALUES (1), (2)) AS t(x)")
+        .await
+        .unwrap();
+    // The data routes need the token; the page itself does not.
+    let (status, _) = http_get(&address, "/api/ember/ui/jobs");
+    assert_eq!(status, 401);
+    let (status, page) = http_get(&address, "/ui/");
+    assert_eq!(status, 200);
+    assert!(page.contains("/ui/app.js"));
+    assert!(!page.contains(&token));
+
+    let browser = Browser::start(1200, 800).await;
+    let client = &browser.client;
+    client.goto(&format!("http://{address}/")).await.unwrap();
+    let input = browser.element("form#login input#token").await;
+    input
+        .send_keys("not-the-token-of-this-cluster")
+        .await
+        .unwrap();
+    browser.click("form#login button[type='submit']").await;
+    browser
+        .text_until("form#login .error", |t| {
+            t.contains("not this Ember cluster's token")
+        })
+        .await;
+    let input = browser.element("form#login input#token").await;
+    input.send_keys(&token).await.unwrap();
+    browser.click("form#login button[type='submit']").await;
+    browser
+        .text_until("#jobs tbody", |t| t.contains("completed"))
+        .await;
+    // The cookie is the browser's: the page never holds the token.
+    let source = client.source().await.unwrap();
+    assert!(!source.contains(&token));
     browser.close().await;
 }
