@@ -1,4 +1,5 @@
-//! Logging set-up shared by Ember's binaries.
+//! Logging set-up shared by Ember's binaries, and the text of their
+//! Prometheus metrics.
 
 use tracing_subscriber::EnvFilter;
 
@@ -40,4 +41,17 @@ pub fn init_tracing(default_filter: &str) {
         .with_target(true)
         .with_ansi(ansi)
         .try_init();
+}
+
+/// The process's Prometheus metrics (its default registry) in the text
+/// exposition format, with that format's content type; the reason when
+/// they cannot be encoded.
+pub fn prometheus_text() -> std::result::Result<(String, Vec<u8>), String> {
+    use prometheus::Encoder as _;
+    let encoder = prometheus::TextEncoder::new();
+    let mut text = Vec::new();
+    encoder
+        .encode(&prometheus::gather(), &mut text)
+        .map_err(|e| format!("cannot encode the metrics: {e}"))?;
+    Ok((encoder.format_type().to_string(), text))
 }

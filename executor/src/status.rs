@@ -30,8 +30,7 @@ use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::physical_plan::metrics::{MetricValue, MetricsSet};
 use ember_core::executor_status::ExecutorStatus;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
 
 /// How a task ended.
@@ -386,20 +385,10 @@ async fn metrics() -> Response {
     if let Some(metrics) = ExecutorMetrics::global() {
         metrics.refresh();
     }
-    let encoder = TextEncoder::new();
-    let mut text = Vec::new();
-    if let Err(e) = encoder.encode(&prometheus::gather(), &mut text) {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode the metrics: {e}\n"),
-        )
-            .into_response();
+    match ember_core::telemetry::prometheus_text() {
+        Ok((content_type, text)) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
+        Err(reason) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")).into_response(),
     }
-    (
-        [(header::CONTENT_TYPE, encoder.format_type().to_string())],
-        text,
-    )
-        .into_response()
 }
 
 /// Serves the health port (`/healthz`, `/readyz`, `/metrics`) on `addr`

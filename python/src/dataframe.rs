@@ -92,6 +92,38 @@ impl PyDataFrame {
     }
 }
 
+/// The file formats a DataFrame writes.
+#[derive(Clone, Copy)]
+enum FileFormat {
+    Parquet,
+    Csv,
+    Json,
+}
+
+impl PyDataFrame {
+    /// Writes the rows as `format` files under `path`, partitioned by the
+    /// columns `partition_by`.
+    fn write(
+        &self,
+        py: Python<'_>,
+        format: FileFormat,
+        path: String,
+        partition_by: Option<Vec<String>>,
+    ) -> PyResult<()> {
+        let dataset = self.dataset.clone();
+        let by = partition_by.unwrap_or_default();
+        self.run(py, async move {
+            let by: Vec<&str> = by.iter().map(String::as_str).collect();
+            match format {
+                FileFormat::Parquet => dataset.write_parquet(&path, &by).await,
+                FileFormat::Csv => dataset.write_csv(&path, &by).await,
+                FileFormat::Json => dataset.write_json(&path, &by).await,
+            }
+        })?
+        .map_err(to_py)
+    }
+}
+
 /// How a join is named in Python, as Ember's join type.
 fn join_type(how: &str) -> PyResult<JoinType> {
     Ok(match how.to_ascii_lowercase().as_str() {
@@ -358,13 +390,7 @@ impl PyDataFrame {
         path: String,
         partition_by: Option<Vec<String>>,
     ) -> PyResult<()> {
-        let dataset = self.dataset.clone();
-        let by = partition_by.unwrap_or_default();
-        self.run(py, async move {
-            let by: Vec<&str> = by.iter().map(String::as_str).collect();
-            dataset.write_parquet(&path, &by).await
-        })?
-        .map_err(to_py)
+        self.write(py, FileFormat::Parquet, path, partition_by)
     }
 
     /// Writes the rows as CSV files (with a header row), as
@@ -376,13 +402,7 @@ impl PyDataFrame {
         path: String,
         partition_by: Option<Vec<String>>,
     ) -> PyResult<()> {
-        let dataset = self.dataset.clone();
-        let by = partition_by.unwrap_or_default();
-        self.run(py, async move {
-            let by: Vec<&str> = by.iter().map(String::as_str).collect();
-            dataset.write_csv(&path, &by).await
-        })?
-        .map_err(to_py)
+        self.write(py, FileFormat::Csv, path, partition_by)
     }
 
     /// Writes the rows as newline-delimited JSON files, as `write_parquet`
@@ -394,13 +414,7 @@ impl PyDataFrame {
         path: String,
         partition_by: Option<Vec<String>>,
     ) -> PyResult<()> {
-        let dataset = self.dataset.clone();
-        let by = partition_by.unwrap_or_default();
-        self.run(py, async move {
-            let by: Vec<&str> = by.iter().map(String::as_str).collect();
-            dataset.write_json(&path, &by).await
-        })?
-        .map_err(to_py)
+        self.write(py, FileFormat::Json, path, partition_by)
     }
 
     /// The column names.

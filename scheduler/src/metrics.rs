@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ballista_core::serde::protobuf::executor_metric::Metric;
 use ballista_core::serde::protobuf::job_status;
-use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, TextEncoder};
+use prometheus::{IntGauge, IntGaugeVec, Opts};
 
 use crate::server::EmberSchedulerServer;
 
@@ -197,18 +197,8 @@ async fn metrics(State(scheduler): State<Arc<EmberSchedulerServer>>) -> Response
     if let Err(e) = updated {
         tracing::warn!("cannot read the cluster's state for /metrics: {e}");
     }
-    let encoder = TextEncoder::new();
-    let mut text = Vec::new();
-    if let Err(e) = encoder.encode(&prometheus::gather(), &mut text) {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode the metrics: {e}\n"),
-        )
-            .into_response();
+    match ember_core::telemetry::prometheus_text() {
+        Ok((content_type, text)) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
+        Err(reason) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")).into_response(),
     }
-    (
-        [(header::CONTENT_TYPE, encoder.format_type().to_string())],
-        text,
-    )
-        .into_response()
 }

@@ -64,6 +64,16 @@ pub(crate) fn scheduler_task_totals(address: &str) -> (u64, u64) {
     (tasks, bytes)
 }
 
+/// Follows the link of the jobs page's `row` to its completed job, and
+/// checks that its stage graph has `stages` stages.
+async fn open_completed_job(browser: &Browser, row: &str, stages: usize) {
+    browser.click(&format!("{row} a.job-link")).await;
+    browser
+        .text_until("#job-status", |t| t == "completed")
+        .await;
+    assert_eq!(browser.elements("#dag a.node").await.len(), stages);
+}
+
 /// The UI's job whose SQL contains `marker`.
 fn job_with_sql(address: &str, marker: &str) -> JobSummary {
     let jobs: Vec<JobSummary> = get_json(address, "/api/ember/ui/jobs");
@@ -169,14 +179,7 @@ async fn the_web_ui_shows_jobs_stages_executors_and_storage_and_cancels_and_keep
     browser.screenshot("ui-jobs").await;
 
     // Following the link to the job: its DAG, its stages, its rows.
-    browser.click(&format!("{row} a.job-link")).await;
-    browser
-        .text_until("#job-status", |t| t == "completed")
-        .await;
-    assert_eq!(
-        browser.elements("#dag a.node").await.len(),
-        view.stages.len()
-    );
+    open_completed_job(&browser, &row, view.stages.len()).await;
     assert_eq!(
         browser.elements("#stages tbody tr").await.len(),
         view.stages.len()
@@ -352,14 +355,7 @@ async fn the_web_ui_shows_jobs_stages_executors_and_storage_and_cancels_and_keep
         })
         .await;
     assert!(text.contains("cancelled"), "{text}");
-    browser.click(&format!("{row} a.job-link")).await;
-    browser
-        .text_until("#job-status", |t| t == "completed")
-        .await;
-    assert_eq!(
-        browser.elements("#dag a.node").await.len(),
-        view.stages.len()
-    );
+    open_completed_job(&browser, &row, view.stages.len()).await;
     client
         .goto(&format!("http://{address}/ui/#/job/{}", running.job_id))
         .await
