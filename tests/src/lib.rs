@@ -144,6 +144,25 @@ pub async fn start_cluster_with(
     }
 }
 
+/// The Python of the benchmark virtualenv that `scripts/test` fills
+/// (`bench/peers/setup-venv …`), or the one the environment variable
+/// `override_var` names; panics, naming `packages` and how to install
+/// them, when there is none.
+pub fn bench_venv_python(override_var: &str, packages: &str) -> PathBuf {
+    if let Some(python) = std::env::var_os(override_var) {
+        return PathBuf::from(python);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    let python = Path::new(&home).join(".cache/ember/bench-venv/bin/python");
+    assert!(
+        python.exists(),
+        "no Python with {packages} at {}: run scripts/test, which installs them \
+         (bench/peers/setup-venv {packages}), or set {override_var}",
+        python.display()
+    );
+    python
+}
+
 /// Path of one of the binaries.
 pub fn binary(name: &str) -> PathBuf {
     bin_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX))

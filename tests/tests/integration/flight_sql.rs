@@ -36,21 +36,12 @@ use ember_tests::{
 use serde_json::{Value, json};
 
 /// The Python with the ADBC driver: `EMBER_ADBC_PYTHON`, else the
-/// benchmark virtualenv that `scripts/test` fills (`bench/peers/setup-venv
-/// adbc-driver-flightsql …`).
+/// benchmark virtualenv.
 fn adbc_python() -> PathBuf {
-    if let Some(python) = std::env::var_os("EMBER_ADBC_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-    let python = Path::new(&home).join(".cache/ember/bench-venv/bin/python");
-    assert!(
-        python.exists(),
-        "no Python with the ADBC driver at {}: run scripts/test, which installs it \
-         (bench/peers/setup-venv adbc-driver-flightsql adbc-driver-manager pyarrow pandas polars)",
-        python.display()
-    );
-    python
+    ember_tests::bench_venv_python(
+        "EMBER_ADBC_PYTHON",
+        "adbc-driver-flightsql adbc-driver-manager pyarrow pandas polars",
+    )
 }
 
 /// A two-executor cluster with a token and TLS, serving Flight SQL.

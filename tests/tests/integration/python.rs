@@ -12,20 +12,12 @@ use std::process::Command;
 use ember_tests::{bin_dir, repo_root};
 
 /// The Python with pytest, pyarrow, pandas, Polars and DuckDB:
-/// `EMBER_PYTHON_TEST_PYTHON`, else the virtualenv `scripts/test` fills.
+/// `EMBER_PYTHON_TEST_PYTHON`, else the benchmark virtualenv.
 fn test_python() -> PathBuf {
-    if let Some(python) = std::env::var_os("EMBER_PYTHON_TEST_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-    let python = Path::new(&home).join(".cache/ember/bench-venv/bin/python");
-    assert!(
-        python.exists(),
-        "no Python with pytest at {}: run scripts/test, which installs it \
-         (bench/peers/setup-venv pytest pyarrow pandas polars duckdb)",
-        python.display()
-    );
-    python
+    ember_tests::bench_venv_python(
+        "EMBER_PYTHON_TEST_PYTHON",
+        "pytest pyarrow pandas polars duckdb",
+    )
 }
 
 /// The package's Python files with the extension module beside them.
