@@ -13,8 +13,8 @@ use arrow::datatypes::{Date32Type, Decimal128Type, Float64Type, Int64Type};
 
 use super::Rng;
 use crate::{
-    Aggregate, AggregateFunction, AggregateState, AggregateValue, GpuDevice, GpuExpr, GpuMode,
-    Group, GroupedAggregate, HostBatch, compile_ptx, nvrtc_available,
+    Aggregate, AggregateFunction, AggregateState, AggregateValue, GpuExpr, Group, GroupedAggregate,
+    HostBatch, compile_ptx,
 };
 
 const SHIP_LIMIT: i32 = 10_471; // 1998-09-02
@@ -326,8 +326,7 @@ fn strings_are_coded_against_a_dictionary_and_sliced_arrays_keep_their_offset() 
 
 #[test]
 fn generated_kernels_compile_with_nvrtc() {
-    if !nvrtc_available() {
-        println!("skipped: libnvrtc is not installed (pip install nvidia-cuda-nvrtc==13.0.*)");
+    if !super::test_nvrtc() {
         return;
     }
     let types = HostBatch::from_arrow(&batches(&[1], 1, 2, 5))
@@ -346,9 +345,8 @@ fn generated_kernels_compile_with_nvrtc() {
 }
 
 #[test]
-fn gpu_matches_the_cpu_reference_where_a_gpu_is_present() {
-    let Some(device) = GpuDevice::detect(GpuMode::Auto).unwrap() else {
-        println!("skipped: no GPU on this machine");
+fn needs_gpu_matches_the_cpu_reference() {
+    let Some(device) = super::test_gpu() else {
         return;
     };
     // Few groups (the shared-memory tables), and many (the global table).

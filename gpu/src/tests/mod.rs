@@ -318,6 +318,42 @@ fn unsupported_types_are_refused_with_the_type_named() {
     assert!(err.contains("Boolean"), "{err}");
 }
 
+/// Set to `1` on a machine that has a GPU (and NVRTC) to turn every test
+/// that would skip for want of one into a failure, so that a device run
+/// proves the GPU tests ran.
+const REQUIRE_GPU_ENV: &str = "EMBER_REQUIRE_GPU";
+
+fn gpu_required() -> bool {
+    std::env::var(REQUIRE_GPU_ENV).is_ok_and(|v| v == "1")
+}
+
+/// The GPU a `needs_gpu_` test runs on; `None` (the test returns) where
+/// there is none, unless `EMBER_REQUIRE_GPU=1` makes that a failure.
+/// `scripts/test` leaves these tests out of a run on a machine without a
+/// GPU, so that the run's summary counts them as skipped.
+pub(crate) fn test_gpu() -> Option<Arc<GpuDevice>> {
+    let device = GpuDevice::detect(GpuMode::Auto).unwrap();
+    if device.is_none() {
+        assert!(!gpu_required(), "{REQUIRE_GPU_ENV}=1, but no GPU was found");
+        eprintln!("skipped: no GPU on this machine");
+    }
+    device
+}
+
+/// Whether NVRTC is here for a kernel-compilation test; without it the
+/// test returns, unless `EMBER_REQUIRE_GPU=1` makes that a failure.
+pub(crate) fn test_nvrtc() -> bool {
+    let available = nvrtc_available();
+    if !available {
+        assert!(
+            !gpu_required(),
+            "{REQUIRE_GPU_ENV}=1, but libnvrtc is not installed (scripts/install-nvrtc)"
+        );
+        eprintln!("skipped: libnvrtc is not installed (pip install nvidia-cuda-nvrtc==13.0.*)");
+    }
+    available
+}
+
 #[test]
 fn detection_never_panics_and_force_needs_a_gpu() {
     assert!(GpuDevice::detect(GpuMode::Off).unwrap().is_none());
@@ -333,8 +369,7 @@ fn detection_never_panics_and_force_needs_a_gpu() {
 
 #[test]
 fn generated_kernels_compile_with_nvrtc() {
-    if !nvrtc_available() {
-        println!("skipped: libnvrtc is not installed (pip install nvidia-cuda-nvrtc==13.0.*)");
+    if !test_nvrtc() {
         return;
     }
     let types = HostBatch::from_arrow(&batches(&[1], 1, 2)).unwrap().types();
@@ -347,9 +382,8 @@ fn generated_kernels_compile_with_nvrtc() {
 }
 
 #[test]
-fn gpu_matches_the_cpu_reference_where_a_gpu_is_present() {
-    let Some(device) = GpuDevice::detect(GpuMode::Auto).unwrap() else {
-        println!("skipped: no GPU on this machine");
+fn needs_gpu_matches_the_cpu_reference() {
+    let Some(device) = test_gpu() else {
         return;
     };
     for (sizes, null_one_in) in [
