@@ -183,8 +183,10 @@ pub struct LocalClusterArgs {
     /// Scheduler port (0 picks a free one).
     #[arg(long, default_value_t = 50050)]
     pub port: u16,
-    /// Directory for the processes' logs and work dirs (default: a new
-    /// temporary directory, removed on exit).
+    /// Directory for the processes' logs and work dirs, and for what the
+    /// scheduler keeps across restarts (`scheduler/`: the shared catalog
+    /// and the history of finished jobs its web UI shows). Default: a new
+    /// temporary directory, removed on exit.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Directory with the ember-scheduler and ember-executor binaries
@@ -307,6 +309,7 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
                 ClientError::Process("cannot tell where the ember binary is; pass --bin-dir".into())
             })?,
     };
+    let keep_state = args.state_dir.is_some();
     let temp_state;
     let state_dir = match args.state_dir {
         Some(dir) => dir,
@@ -321,6 +324,15 @@ async fn run_local_cluster(args: LocalClusterArgs) -> Result<()> {
         }
     };
     let mut options = LocalClusterOptions::new(bin_dir, args.executors, &state_dir);
+    if keep_state {
+        // A state directory the user keeps: the scheduler keeps its
+        // catalog and job history there, so both survive a restart.
+        let scheduler_state = state_dir.join("scheduler");
+        options.scheduler_args = vec![
+            "--state-dir".to_string(),
+            scheduler_state.display().to_string(),
+        ];
+    }
     options.cores_per_executor = args.cores;
     options.executor_memory = args.executor_memory;
     options.scheduler_port = args.port;
