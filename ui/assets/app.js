@@ -104,7 +104,7 @@ function jobsPage(jobs) {
              : `<span class="muted" title="Submitted without SQL text (the Dataset API)">${esc(job.name)}</span>`}</td>
       <td>${esc(when(job.queued_at_ms))}</td>
       <td class="num">${esc(duration(jobDuration(job)))}</td>
-      <td><span class="bar" role="img" aria-label="${pct}% of stages done"><span style="width:${pct}%"></span></span>
+      <td><span class="bar" role="img" aria-label="${pct}% of stages done"><span data-pct="${pct}"></span></span>
           ${job.stages_done}/${job.stages_total}</td>
       <td class="num">${num(job.output_rows)}</td>
       <td>${cancel}</td>
@@ -320,6 +320,11 @@ function render(html) {
   }
   for (const button of main.querySelectorAll("button.cancel")) {
     button.addEventListener("click", () => cancelJob(button.dataset.jobId, button));
+  }
+  // Bar widths are set here: the page's content security policy refuses
+  // inline style attributes.
+  for (const bar of main.querySelectorAll("[data-pct]")) {
+    bar.style.width = `${Number(bar.dataset.pct) || 0}%`;
   }
   // Stage links scroll to the stage's row; the page's own route stays.
   for (const link of main.querySelectorAll("[data-stage-link]")) {

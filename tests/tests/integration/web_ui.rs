@@ -176,6 +176,13 @@ async fn the_web_ui_shows_jobs_stages_executors_and_storage_and_cancels_and_keep
     );
     let text = browser.text_until(&row, |t| t.contains("completed")).await;
     assert!(text.contains("o_shippriority"), "{text}");
+    // Its stages bar is full (set by the script: the page's policy refuses
+    // inline styles).
+    let bar = browser.element(&format!("{row} .bar > span")).await;
+    assert_eq!(
+        bar.attr("style").await.unwrap().as_deref(),
+        Some("width: 100%;")
+    );
     browser.screenshot("ui-jobs").await;
 
     // Following the link to the job: its DAG, its stages, its rows.
