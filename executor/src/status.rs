@@ -27,7 +27,7 @@ use axum::routing::get;
 use ballista_core::serde::protobuf::ShuffleWritePartition;
 use ballista_executor::health::ExecutorHealth;
 use datafusion::execution::memory_pool::MemoryPool;
-use datafusion::physical_plan::metrics::{MetricValue, MetricsSet};
+use datafusion::physical_plan::metrics::MetricsSet;
 use ember_core::executor_status::ExecutorStatus;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -281,15 +281,9 @@ impl RunningTask {
             metrics.shuffle_bytes.inc_by(partition.num_bytes);
             metrics.shuffle_rows.inc_by(partition.num_rows);
         }
-        for set in operators {
-            for metric in set.iter() {
-                match metric.value() {
-                    MetricValue::SpilledBytes(c) => metrics.spilled_bytes.inc_by(c.value() as u64),
-                    MetricValue::SpillCount(c) => metrics.spill_files.inc_by(c.value() as u64),
-                    _ => {}
-                }
-            }
-        }
+        let spill = ember_memory::SpillTotals::of_metrics(operators);
+        metrics.spilled_bytes.inc_by(spill.bytes as u64);
+        metrics.spill_files.inc_by(spill.files as u64);
         self.ended = true;
         metrics.remove(self.id);
     }

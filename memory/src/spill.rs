@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::metrics::MetricValue;
+use datafusion::physical_plan::metrics::{MetricValue, MetricsSet};
 
 use crate::size::ByteSize;
 
@@ -25,6 +25,18 @@ impl SpillTotals {
     pub fn of_plan(plan: &Arc<dyn ExecutionPlan>) -> Self {
         let mut totals = Self::default();
         totals.add_plan(plan);
+        totals
+    }
+
+    /// The totals of operator metrics already collected (a stage's, from
+    /// its tasks).
+    pub fn of_metrics(metrics: &[MetricsSet]) -> Self {
+        let mut totals = Self::default();
+        for set in metrics {
+            for metric in set.iter() {
+                totals.add_metric(metric.value());
+            }
+        }
         totals
     }
 

@@ -24,8 +24,7 @@ impl PyContext {
         F: std::future::Future + Send,
         F::Output: Send,
     {
-        let ctx = self.ctx.clone();
-        wait(py, future, move || ctx.interrupt())
+        crate::runtime::wait_statement(py, &self.ctx, future)
     }
 
     fn dataset(&self, dataset: ember::Dataset) -> PyDataFrame {

@@ -9,7 +9,6 @@ use pyo3::types::PyTuple;
 
 use crate::error::{EmberError, from_datafusion, to_py};
 use crate::expr::{PyExpr, PySortExpr};
-use crate::runtime::wait;
 
 /// A lazy, distributed table: transformations (`select`, `filter`, `join`,
 /// …) return new DataFrames and run nothing; actions (`collect`, `count`,
@@ -44,8 +43,7 @@ impl PyDataFrame {
         F: std::future::Future + Send,
         F::Output: Send,
     {
-        let ctx = self.ctx.clone();
-        wait(py, future, move || ctx.interrupt())
+        crate::runtime::wait_statement(py, &self.ctx, future)
     }
 
     /// An argument as an expression: an `Expr`, or a SQL expression in a

@@ -58,3 +58,18 @@ where
         }
     }
 }
+
+/// [`wait`] for a statement of `ctx`: Ctrl-C interrupts it
+/// (`EmberContext::interrupt`, which also cancels its cluster job).
+pub(crate) fn wait_statement<F>(
+    py: Python<'_>,
+    ctx: &ember::EmberContext,
+    future: F,
+) -> PyResult<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    let ctx = ctx.clone();
+    wait(py, future, move || ctx.interrupt())
+}

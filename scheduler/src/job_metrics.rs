@@ -28,23 +28,22 @@ pub(crate) fn routes(jobs: Arc<dyn JobState>) -> Router {
         .with_state(jobs)
 }
 
+/// A stage's operator metrics, summed over its tasks, once it has run
+/// tasks.
+pub(crate) fn stage_metrics(stage: &ExecutionStage) -> Option<&[MetricsSet]> {
+    match stage {
+        ExecutionStage::Successful(s) => Some(&s.stage_metrics),
+        ExecutionStage::Running(s) => s.stage_metrics.as_deref(),
+        ExecutionStage::Failed(s) => s.stage_metrics.as_deref(),
+        ExecutionStage::UnResolved(_) | ExecutionStage::Resolved(_) => None,
+    }
+}
+
 /// The spill totals of the stages' operator metrics.
 fn stage_spill<'a>(stages: impl Iterator<Item = &'a ExecutionStage>) -> SpillTotals {
     let mut totals = SpillTotals::default();
-    let mut add = |metrics: &[MetricsSet]| {
-        for set in metrics {
-            for metric in set.iter() {
-                totals.add_metric(metric.value());
-            }
-        }
-    };
     for stage in stages {
-        match stage {
-            ExecutionStage::Successful(s) => add(&s.stage_metrics),
-            ExecutionStage::Running(s) => add(s.stage_metrics.as_deref().unwrap_or(&[])),
-            ExecutionStage::Failed(s) => add(s.stage_metrics.as_deref().unwrap_or(&[])),
-            ExecutionStage::UnResolved(_) | ExecutionStage::Resolved(_) => {}
-        }
+        totals += SpillTotals::of_metrics(stage_metrics(stage).unwrap_or_default());
     }
     totals
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ballista_core::JobId;
 use ballista_core::serde::protobuf::executor_metric::Metric;
-use ballista_core::serde::protobuf::{job_status, task_status};
+use ballista_core::serde::protobuf::{JobStatus as BallistaJobStatus, job_status, task_status};
 use ballista_scheduler::cluster::JobState;
 use ballista_scheduler::display::format_stage_metrics;
 use ballista_scheduler::state::execution_graph::ExecutionGraphBox;
@@ -21,10 +21,8 @@ use ember_ui::{
     JobStatus, JobSummary, JobView, StageView, ViewError,
 };
 
+use crate::job_metrics::stage_metrics;
 use crate::server::EmberSchedulerServer;
-
-/// The session setting that carries a statement's SQL text.
-const STATEMENT_TEXT_KEY: &str = "ember.statement_text";
 
 /// What Ballista's cancellation leaves as a job's error.
 const CANCELLED_ERROR: &str = "Cancelled";
@@ -72,8 +70,9 @@ impl SchedulerClusterView {
             .map_err(state_error)
     }
 
-    /// The ids of the jobs the scheduler holds.
-    async fn job_ids(&self) -> Result<Vec<String>, ViewError> {
+    /// The ids of the jobs the scheduler holds, with whether each has
+    /// ended.
+    async fn job_ids(&self) -> Result<Vec<(String, bool)>, ViewError> {
         let jobs = self
             .scheduler
             .state
@@ -81,7 +80,13 @@ impl SchedulerClusterView {
             .get_all_jobs()
             .await
             .map_err(state_error)?;
-        Ok(jobs.into_iter().map(|job| job.job_id.to_string()).collect())
+        Ok(jobs
+            .into_iter()
+            .map(|job| {
+                let finished = job_status(&job.status).0.is_finished();
+                (job.job_id.to_string(), finished)
+            })
+            .collect())
     }
 
     /// Merges the registered executors' `states` into those seen before:
@@ -143,12 +148,12 @@ impl SchedulerClusterView {
             .get_executors_state()
             .await
             .map_err(state_error)?;
+        // Tasks run only in running jobs: read their live graphs in place.
         let mut in_use: BTreeMap<String, u32> = BTreeMap::new();
-        for id in self.job_ids().await? {
-            if let Some(graph) = self.graph(&id).await? {
-                for task in graph.running_tasks() {
-                    *in_use.entry(task.executor_id).or_default() += 1;
-                }
+        let running = self.scheduler.state.task_manager.get_running_job_cache();
+        for job in running.values() {
+            for task in job.execution_graph.read().await.running_tasks() {
+                *in_use.entry(task.executor_id).or_default() += 1;
             }
         }
         let mut executors = self.merge_executors(states, &in_use);
@@ -208,7 +213,7 @@ async fn executor_usage(address: &str) -> Result<(ExecutorUsage, u64), String> {
 impl ClusterView for SchedulerClusterView {
     async fn jobs(&self) -> Result<Vec<JobSummary>, ViewError> {
         let mut jobs = Vec::new();
-        for id in self.job_ids().await? {
+        for (id, _) in self.job_ids().await? {
             if let Some(graph) = self.graph(&id).await? {
                 jobs.push(job_view(&graph, false).summary);
             }
@@ -228,7 +233,7 @@ impl ClusterView for SchedulerClusterView {
         let Some(graph) = self.graph(job_id).await? else {
             return Ok(CancelOutcome::NotFound);
         };
-        if job_status(&graph).0.is_finished() {
+        if job_status(graph.status()).0.is_finished() {
             return Ok(CancelOutcome::AlreadyFinished);
         }
         self.scheduler
@@ -247,7 +252,7 @@ impl ClusterView for SchedulerClusterView {
 
     async fn storage(&self) -> Result<Vec<CacheView>, ViewError> {
         let mut cache_ids = BTreeSet::new();
-        for id in self.job_ids().await? {
+        for (id, _) in self.job_ids().await? {
             if let Some(graph) = self.graph(&id).await? {
                 for stage in graph.stages().values() {
                     collect_cache_ids(stage.plan(), &mut cache_ids);
@@ -285,17 +290,16 @@ impl ClusterView for SchedulerClusterView {
 }
 
 fn collect_cache_ids(plan: &dyn ExecutionPlan, ids: &mut BTreeSet<String>) {
-    if let Some(cache) = plan.downcast_ref::<CacheExec>() {
-        ids.insert(cache.cache_id().to_string());
-    }
-    for child in plan.children() {
-        collect_cache_ids(child.as_ref(), ids);
-    }
+    visit_plan(plan, &mut |node| {
+        if let Some(cache) = node.downcast_ref::<CacheExec>() {
+            ids.insert(cache.cache_id().to_string());
+        }
+    });
 }
 
-/// The job's status, its error and its times (queued, started, ended).
-fn job_status(graph: &ExecutionGraphBox) -> (JobStatus, Option<String>, [Option<u64>; 3]) {
-    match &graph.status().status {
+/// A job's status, its error and its times (queued, started, ended).
+fn job_status(status: &BallistaJobStatus) -> (JobStatus, Option<String>, [Option<u64>; 3]) {
+    match &status.status {
         Some(job_status::Status::Queued(q)) => {
             (JobStatus::Queued, None, [Some(q.queued_at), None, None])
         }
@@ -327,7 +331,7 @@ fn job_status(graph: &ExecutionGraphBox) -> (JobStatus, Option<String>, [Option<
 
 /// The UI's view of a job; with `plans`, each stage's plan with metrics.
 pub(crate) fn job_view(graph: &ExecutionGraphBox, plans: bool) -> JobView {
-    let (status, error, [queued, started, ended]) = job_status(graph);
+    let (status, error, [queued, started, ended]) = job_status(graph.status());
     let mut stages: Vec<StageView> = graph
         .stages()
         .values()
@@ -352,15 +356,8 @@ pub(crate) fn job_view(graph: &ExecutionGraphBox, plans: bool) -> JobView {
                 .unwrap_or_default()
         })
         .sum();
-    let config = graph.session_config();
-    let sql = config
-        .options()
-        .entries()
-        .into_iter()
-        .find(|entry| entry.key == STATEMENT_TEXT_KEY)
-        .and_then(|entry| entry.value)
-        .filter(|text| !text.is_empty())
-        .map(|text| ember_ui::mask_sql_secrets(&text));
+    let text = ember_core::EmberConfig::from_session_config(&graph.session_config()).statement_text;
+    let sql = (!text.is_empty()).then(|| ember_ui::mask_sql_secrets(&text));
     let stages_done = stages.iter().filter(|s| s.status == "Successful").count();
     JobView {
         summary: JobSummary {
@@ -381,15 +378,6 @@ pub(crate) fn job_view(graph: &ExecutionGraphBox, plans: bool) -> JobView {
     }
 }
 
-fn stage_metrics(stage: &ExecutionStage) -> Option<&[MetricsSet]> {
-    match stage {
-        ExecutionStage::Successful(s) => Some(&s.stage_metrics),
-        ExecutionStage::Running(s) => s.stage_metrics.as_deref(),
-        ExecutionStage::Failed(s) => s.stage_metrics.as_deref(),
-        ExecutionStage::UnResolved(_) | ExecutionStage::Resolved(_) => None,
-    }
-}
-
 fn root_output_rows(metrics: &[MetricsSet]) -> u64 {
     metrics
         .first()
@@ -397,21 +385,26 @@ fn root_output_rows(metrics: &[MetricsSet]) -> u64 {
         .unwrap_or_default() as u64
 }
 
+/// Calls `visit` on every node of `plan`, in pre-order (the order in which
+/// a stage's operator metrics come).
+fn visit_plan(plan: &dyn ExecutionPlan, visit: &mut dyn FnMut(&dyn ExecutionPlan)) {
+    visit(plan);
+    for child in plan.children() {
+        visit_plan(child.as_ref(), visit);
+    }
+}
+
 /// The stage's leaf operators' output rows (what it read), pairing the
 /// plan's nodes in pre-order with the metrics, which come in that order.
 fn leaf_rows(plan: &dyn ExecutionPlan, metrics: &[MetricsSet]) -> u64 {
     let mut leaves = Vec::new();
     let mut index = 0usize;
-    fn walk(plan: &dyn ExecutionPlan, index: &mut usize, leaves: &mut Vec<usize>) {
-        if plan.children().is_empty() {
-            leaves.push(*index);
+    visit_plan(plan, &mut |node| {
+        if node.children().is_empty() {
+            leaves.push(index);
         }
-        *index += 1;
-        for child in plan.children() {
-            walk(child.as_ref(), index, leaves);
-        }
-    }
-    walk(plan, &mut index, &mut leaves);
+        index += 1;
+    });
     if index != metrics.len() {
         return 0;
     }
@@ -421,20 +414,16 @@ fn leaf_rows(plan: &dyn ExecutionPlan, metrics: &[MetricsSet]) -> u64 {
         .sum::<usize>() as u64
 }
 
-/// Spilled bytes, spill files and compute time (ns) over all operators.
-fn operator_totals(metrics: &[MetricsSet]) -> (u64, u64, u64) {
-    let (mut spilled, mut files, mut compute) = (0u64, 0u64, 0u64);
-    for set in metrics {
-        for metric in set.iter() {
-            match metric.value() {
-                MetricValue::SpilledBytes(c) => spilled += c.value() as u64,
-                MetricValue::SpillCount(c) => files += c.value() as u64,
-                MetricValue::ElapsedCompute(t) => compute += t.value() as u64,
-                _ => {}
-            }
-        }
-    }
-    (spilled, files, compute)
+/// The compute time (ns) its operators reported, over all operators.
+fn compute_nanos(metrics: &[MetricsSet]) -> u64 {
+    metrics
+        .iter()
+        .flat_map(|set| set.iter())
+        .map(|metric| match metric.value() {
+            MetricValue::ElapsedCompute(t) => t.value() as u64,
+            _ => 0,
+        })
+        .sum()
 }
 
 struct TaskTotals {
@@ -542,7 +531,7 @@ fn stage_view(stage: &ExecutionStage, with_plan: bool) -> StageView {
     inputs.sort_unstable();
     let tasks = task_totals(stage.task_infos().unwrap_or_default());
     let metrics = stage_metrics(stage).unwrap_or_default();
-    let (spilled_bytes, spill_files, compute_ns) = operator_totals(metrics);
+    let spill = ember_memory::SpillTotals::of_metrics(metrics);
     let (task_ms_median, task_ms_max) =
         ember_ui::view::median_and_max(tasks.durations.iter().map(|(ms, _)| *ms).collect());
     let slowest_executor = tasks
@@ -571,9 +560,9 @@ fn stage_view(stage: &ExecutionStage, with_plan: bool) -> StageView {
         input_bytes: 0,
         output_rows: root_output_rows(metrics),
         output_bytes: tasks.output_bytes,
-        spilled_bytes,
-        spill_files,
-        compute_ms: compute_ns / 1_000_000,
+        spilled_bytes: spill.bytes as u64,
+        spill_files: spill.files as u64,
+        compute_ms: compute_nanos(metrics) / 1_000_000,
         wall_ms: tasks.wall_ms,
         task_ms_median,
         task_ms_max,
@@ -587,20 +576,13 @@ fn stage_view(stage: &ExecutionStage, with_plan: bool) -> StageView {
 fn shuffle_inputs(plan: &dyn ExecutionPlan) -> Vec<usize> {
     use ballista_core::execution_plans::{ShuffleReaderExec, UnresolvedShuffleExec};
     let mut ids = BTreeSet::new();
-    let mut visit = |node: &dyn ExecutionPlan| {
+    visit_plan(plan, &mut |node| {
         if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
             ids.insert(reader.stage_id);
         } else if let Some(reader) = node.downcast_ref::<UnresolvedShuffleExec>() {
             ids.insert(reader.stage_id);
         }
-    };
-    fn walk(plan: &dyn ExecutionPlan, visit: &mut dyn FnMut(&dyn ExecutionPlan)) {
-        visit(plan);
-        for child in plan.children() {
-            walk(child.as_ref(), visit);
-        }
-    }
-    walk(plan, &mut visit);
+    });
     ids.into_iter().collect()
 }
 
@@ -626,16 +608,14 @@ impl HistoryRecorder {
     /// Records finished jobs not recorded yet; returns how many.
     pub(crate) async fn record_finished(&self) -> Result<usize, ViewError> {
         let mut recorded = 0;
-        for id in self.view.job_ids().await? {
-            if self.history.contains(&id) {
+        for (id, finished) in self.view.job_ids().await? {
+            // Only an ended job's graph is read (and copied), once.
+            if !finished || self.history.contains(&id) {
                 continue;
             }
             let Some(graph) = self.view.graph(&id).await? else {
                 continue;
             };
-            if !job_status(&graph).0.is_finished() {
-                continue;
-            }
             match self.history.record(&job_view(&graph, true)) {
                 Ok(()) => recorded += 1,
                 Err(e) => tracing::warn!("{e}"),
