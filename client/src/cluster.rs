@@ -35,7 +35,7 @@ pub struct ExecutorInfo {
 pub struct SchedulerConnection {
     address: SchedulerAddress,
     security: ClientSecurity,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 impl SchedulerConnection {
@@ -74,7 +74,7 @@ impl SchedulerConnection {
     }
 
     /// The URL of a path of the scheduler's REST API.
-    fn rest_url(&self, path: &str) -> String {
+    pub(crate) fn rest_url(&self, path: &str) -> String {
         format!("{}://{}{path}", self.security.scheme(), self.address)
     }
 }

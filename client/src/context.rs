@@ -27,6 +27,7 @@ use crate::statement::{
     PreparedStatement, gpu_cache_statement, prepare_statement, with_cached_locations,
 };
 use crate::table_files::check_parquet_footers;
+use crate::wasm_functions::{SessionLibraries, parse_function_statement};
 use crate::write::PendingWrite;
 
 use crate::cluster::{
@@ -78,6 +79,8 @@ pub struct EmberContext {
     /// Woken by [`EmberContext::interrupt`]: the statement running now
     /// stops.
     interrupt: Arc<tokio::sync::Notify>,
+    /// The WebAssembly libraries this session holds.
+    libraries: Arc<SessionLibraries>,
 }
 
 /// Where to find what the last statement spilled.
@@ -123,6 +126,7 @@ impl EmberContext {
             interrupt: Arc::default(),
             stores,
             last_run: Arc::default(),
+            libraries: Arc::default(),
         };
         if let Some(limit) = ember_memory::default_embedded_limit() {
             context.set_memory_limit(limit)?;
@@ -217,7 +221,7 @@ impl EmberContext {
         ember_core::apply_cluster_defaults(session.state_ref().write().config_mut());
         // Ballista's client session resets the function lists.
         ember_core::functions::register_into(&session);
-        Ok(Self {
+        let context = Self {
             session,
             mode: ExecutionMode::Cluster(addr),
             scheduler: Some(Arc::new(scheduler)),
@@ -227,7 +231,11 @@ impl EmberContext {
             interrupt: Arc::default(),
             stores,
             last_run: Arc::default(),
-        })
+            libraries: Arc::default(),
+        };
+        // The WebAssembly libraries declared on the cluster, callable at once.
+        context.pull_declared_libraries().await?;
+        Ok(context)
     }
 
     /// This embedded context, following the catalog file at `path` (as a
@@ -258,6 +266,11 @@ impl EmberContext {
             None => Self::embedded(),
             Some(address) => Self::connect(address).await,
         }
+    }
+
+    /// The WebAssembly libraries this session holds.
+    pub(crate) fn libraries(&self) -> &SessionLibraries {
+        &self.libraries
     }
 
     /// On a cluster, its scheduler and how this client reaches it.
@@ -322,6 +335,9 @@ impl EmberContext {
         if let Some(table) = gpu_cache_statement(statement) {
             return self.cache_table_on_gpu(&table).await;
         }
+        if let Some(function_statement) = parse_function_statement(statement) {
+            return self.run_function_statement(function_statement?).await;
+        }
         let state = self.session.state();
         let PreparedStatement {
             mut statement,
@@ -337,6 +353,7 @@ impl EmberContext {
         if let Some(source) = shared {
             self.catalog_sync.pull(source, &self.session).await?;
         }
+        self.pull_declared_libraries().await?;
         let mut state = self.session.state();
         // Spark's dialect sorts NULLs first in ascending order.
         if let Some(ordering) = self.settings().dialect.default_null_ordering() {

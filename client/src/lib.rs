@@ -39,6 +39,7 @@ pub mod statement_depth;
 pub mod table_files;
 pub mod tpcds;
 pub mod tpch;
+pub mod wasm_functions;
 pub mod write;
 
 pub use context::{EmberContext, ExecutionMode};

@@ -38,7 +38,7 @@ use prost::Message;
 
 use crate::cache::{CACHED_DATASET, CachedDataset};
 use crate::checked_arithmetic::OverflowCheckedExpr;
-use crate::functions::{MAP_PARTITIONS, MapPartitionsTable};
+use crate::functions::{self, MAP_PARTITIONS, MapPartitionsTable};
 use crate::memory_table::{MEMORY_TABLE, decode_memory_table, encode_memory_table};
 
 /// The one input of an operator named `name`, or an error saying how many
@@ -227,22 +227,36 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        self.ballista
-            .try_decode_udf(name, buf)
-            .map_err(|_| missing_function(name))
+        match functions::decode_portable_udf(name, buf) {
+            Some(udf) => udf,
+            None => self
+                .ballista
+                .try_decode_udf(name, buf)
+                .map_err(|_| missing_function(name)),
+        }
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if functions::encode_portable_udf(node, buf) {
+            return Ok(());
+        }
         self.ballista.try_encode_udf(node, buf)
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        self.ballista
-            .try_decode_udaf(name, buf)
-            .map_err(|_| missing_function(name))
+        match functions::decode_portable_udaf(name, buf) {
+            Some(udaf) => udaf,
+            None => self
+                .ballista
+                .try_decode_udaf(name, buf)
+                .map_err(|_| missing_function(name)),
+        }
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if functions::encode_portable_udaf(node, buf) {
+            return Ok(());
+        }
         self.ballista.try_encode_udaf(node, buf)
     }
 
@@ -407,22 +421,36 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        self.ballista
-            .try_decode_udf(name, buf)
-            .map_err(|_| missing_function(name))
+        match functions::decode_portable_udf(name, buf) {
+            Some(udf) => udf,
+            None => self
+                .ballista
+                .try_decode_udf(name, buf)
+                .map_err(|_| missing_function(name)),
+        }
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if functions::encode_portable_udf(node, buf) {
+            return Ok(());
+        }
         self.ballista.try_encode_udf(node, buf)
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        self.ballista
-            .try_decode_udaf(name, buf)
-            .map_err(|_| missing_function(name))
+        match functions::decode_portable_udaf(name, buf) {
+            Some(udaf) => udaf,
+            None => self
+                .ballista
+                .try_decode_udaf(name, buf)
+                .map_err(|_| missing_function(name)),
+        }
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if functions::encode_portable_udaf(node, buf) {
+            return Ok(());
+        }
         self.ballista.try_encode_udaf(node, buf)
     }
 

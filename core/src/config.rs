@@ -170,6 +170,18 @@ ember_settings! {
     /// Seconds the client waits to reach the scheduler before giving up.
     client_connect_timeout_secs: u64 = 5,
         "Seconds the client waits to reach the scheduler";
+    /// The most memory, in MiB, a WebAssembly function's module may hold
+    /// (its linear memory) while it works on a batch; a module that asks
+    /// for more fails the query, naming the function and this limit. Taken
+    /// when the library is loaded (`CREATE FUNCTION … LANGUAGE wasm`) and
+    /// sent with it to the cluster.
+    wasm_memory_limit_mib: u64 = 256,
+        "MiB of memory a WebAssembly function may hold while it works on a batch";
+    /// The longest, in milliseconds, a WebAssembly function may work on one
+    /// batch of rows before the query fails, naming the function and this
+    /// limit. Taken when the library is loaded, like the memory limit.
+    wasm_time_limit_ms: u64 = 10_000,
+        "Milliseconds a WebAssembly function may work on one batch of rows";
     /// Seconds the client waits for at least one executor to be registered
     /// with the scheduler before it fails a query. 0 fails at once.
     client_executor_wait_secs: u64 = 10,

@@ -11,6 +11,7 @@ pub mod dynamic_filters;
 pub mod engine;
 pub mod flight;
 pub mod job_watch;
+mod modules;
 pub mod ports;
 mod preflight;
 pub mod stage;
@@ -329,6 +330,12 @@ impl PreparedExecutor {
         )?;
         let ports = reserved.ports();
         let work_dir_str = work_dir.path().to_string_lossy().into_owned();
+        modules::install(work_dir.path(), &scheduler.host, scheduler.port, &peer).map_err(|e| {
+            ExecutorError::InvalidFlag {
+                flag: "work-dir",
+                reason: e.to_string(),
+            }
+        })?;
 
         let jobs = job_watch::JobStatusSource::new(&scheduler.host, scheduler.port, &peer)
             .map_err(|e| ExecutorError::InvalidFlag {

@@ -16,6 +16,7 @@
 
 mod cache;
 mod catalog_routes;
+mod function_routes;
 mod job_metrics;
 mod liveness;
 mod long_poll;
@@ -44,6 +45,10 @@ use ember_catalog::SharedCatalog;
 
 /// The shared catalog's file in `--state-dir`.
 const CATALOG_FILE: &str = "catalog.json";
+/// The directory of the state dir that holds WebAssembly modules (by hash).
+const WASM_DIR: &str = "wasm";
+/// The declared WebAssembly libraries, in [`WASM_DIR`].
+const FUNCTIONS_FILE: &str = "functions.json";
 use ember_core::exchange_properties::CarryExchangeProperties;
 use ember_core::{EmberLogicalCodec, EmberPhysicalCodec};
 use tokio::net::TcpListener;
@@ -83,6 +88,10 @@ pub enum SchedulerError {
     /// The shared catalog's file cannot be used.
     #[error("{0}")]
     Catalog(#[from] ember_catalog::CatalogError),
+    /// The WebAssembly modules' directory or function catalog cannot be
+    /// used.
+    #[error("{0}")]
+    Functions(#[from] ember_wasm::WasmError),
     /// Push scheduling was asked for on a secured cluster.
     #[error(
         "--scheduling-policy push cannot be secured (executors would serve pushed tasks in \
@@ -363,6 +372,8 @@ pub struct BoundScheduler {
     flight_sql: bool,
     /// The catalog every session shares.
     catalog: SharedCatalog,
+    /// The WebAssembly libraries declared on the cluster.
+    functions: ember_wasm::LibraryCatalog,
     /// Finished jobs kept for the web UI, when a directory is given.
     history: Option<Arc<ember_ui::JobHistory>>,
 }
@@ -403,6 +414,19 @@ impl BoundScheduler {
             Some(dir) => SharedCatalog::open(dir.join(CATALOG_FILE))?,
             None => SharedCatalog::in_memory(),
         };
+        // WebAssembly modules by hash, and the libraries declared of them,
+        // kept with the catalog.
+        let (modules, functions) = match &options.state_dir {
+            Some(dir) => (
+                ember_wasm::ModuleStore::in_dir(dir.join(WASM_DIR))?,
+                ember_wasm::LibraryCatalog::open(dir.join(WASM_DIR).join(FUNCTIONS_FILE))?,
+            ),
+            None => (
+                ember_wasm::ModuleStore::in_memory(),
+                ember_wasm::LibraryCatalog::in_memory(),
+            ),
+        };
+        ember_wasm::install_module_store(Arc::new(modules));
         let history = match options.history_dir() {
             Some(dir) => Some(Arc::new(ember_ui::JobHistory::open(
                 dir,
@@ -422,6 +446,7 @@ impl BoundScheduler {
             max_plan_depth: options.max_plan_depth,
             flight_sql: options.flight_sql,
             catalog,
+            functions,
             history,
         })
     }
@@ -480,6 +505,7 @@ impl BoundScheduler {
             plans,
             flight_sql: self.flight_sql,
             catalog: self.catalog,
+            functions: self.functions,
             view,
             history: self.history,
         };

@@ -73,6 +73,8 @@ pub(crate) struct SchedulerParts {
     pub(crate) flight_sql: bool,
     /// The catalog every session shares.
     pub(crate) catalog: ember_catalog::SharedCatalog,
+    /// The WebAssembly libraries declared on the cluster.
+    pub(crate) functions: ember_wasm::LibraryCatalog,
     /// The cluster as the web UI sees it.
     pub(crate) view: Arc<crate::ui_view::SchedulerClusterView>,
     /// Finished jobs kept for the web UI.
@@ -99,6 +101,7 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
         plans,
         flight_sql,
         catalog,
+        functions,
         view,
         history,
     } = parts;
@@ -160,6 +163,7 @@ pub(crate) fn router(parts: SchedulerParts, security: &Security) -> SchedulerRou
         .merge(crate::job_metrics::routes(jobs))
         .merge(crate::metrics::routes(scheduler))
         .merge(crate::catalog_routes::routes(catalog))
+        .merge(crate::function_routes::routes(functions))
         .merge(ui_routes(view, history, security));
     let guarded = match &security.server.token {
         Some(token) => {

@@ -468,6 +468,27 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The WebAssembly library built from `wasm/guest/examples/{stem}.rs` (or,
+/// failing that, the test guest `wasm/host/tests/guests/{stem}.rs`), built
+/// once per test process with the guest toolchain
+/// (`scripts/install-wasm-guest-toolchain`); panics, saying how to install
+/// it, where there is none.
+pub fn guest_module(stem: &str) -> PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("a temporary directory"));
+    let path = dir.path().join(format!("{stem}.wasm"));
+    if !path.exists() {
+        let example = ember_wasm::guest::example_source(stem);
+        let source = if example.exists() {
+            example
+        } else {
+            repo_root().join(format!("wasm/host/tests/guests/{stem}.rs"))
+        };
+        ember_wasm::guest::build_guest(&source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    }
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -28,8 +28,9 @@ impl EmberContext {
 
 fn no_function(name: &str) -> ClientError {
     ClientError::Process(format!(
-        "no named function `{name}` in this process: register its library with \
-         ember_core::functions::register_library before creating the context"
+        "no named function `{name}` in this session: register its library with \
+         ember_core::functions::register_library before creating the context, or load a \
+         WebAssembly library with EmberContext::register_wasm_library"
     ))
 }
 

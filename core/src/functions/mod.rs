@@ -24,6 +24,7 @@
 //! ```
 
 mod partitions;
+mod portable;
 mod udf;
 mod values;
 
@@ -39,6 +40,11 @@ pub use partitions::{
     MAP_PARTITIONS, MapPartitionsCodec, MapPartitionsExec, MapPartitionsTable, PartitionBody,
     PartitionFunction,
 };
+pub use portable::{
+    LibraryLoader, decode_portable_udaf, decode_portable_udf, encode_portable_udaf,
+    encode_portable_udf, install_library_loader, load_portable_library,
+};
+pub use udf::{BatchBody, ReduceBody};
 use udf::{NamedReduce, NamedScalar};
 pub use values::SqlValue;
 
@@ -49,6 +55,10 @@ pub struct FunctionLibrary {
     scalars: Vec<Arc<ScalarUDF>>,
     aggregates: Vec<Arc<AggregateUDF>>,
     partition_functions: Vec<Arc<PartitionFunction>>,
+    /// For a library that can be loaded in another process (a WebAssembly
+    /// module, say): what [`LibraryLoader::load`] takes there. Its
+    /// functions travel inside plans with it.
+    descriptor: Option<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for FunctionLibrary {
@@ -75,9 +85,98 @@ impl FunctionLibrary {
         }
     }
 
+    /// An empty library called `name` that another process rebuilds from
+    /// `descriptor` with its [`LibraryLoader`]: plans that call its
+    /// functions carry the descriptor, so a process that never registered
+    /// the library can still run them.
+    pub fn portable(name: &str, descriptor: Vec<u8>) -> Self {
+        Self {
+            name: name.to_string(),
+            descriptor: Some(descriptor.into()),
+            ..Self::default()
+        }
+    }
+
     /// The library's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What rebuilds it in another process, for a portable library.
+    pub fn descriptor(&self) -> Option<&[u8]> {
+        self.descriptor.as_deref()
+    }
+
+    /// This library with only its function `name` (of any kind), or `None`
+    /// when it has none of that name.
+    pub fn only(&self, name: &str) -> Option<Self> {
+        let library = Self {
+            name: self.name.clone(),
+            scalars: self
+                .scalars
+                .iter()
+                .filter(|f| f.name() == name)
+                .cloned()
+                .collect(),
+            aggregates: self
+                .aggregates
+                .iter()
+                .filter(|f| f.name() == name)
+                .cloned()
+                .collect(),
+            partition_functions: self
+                .partition_functions
+                .iter()
+                .filter(|f| f.name() == name)
+                .cloned()
+                .collect(),
+            descriptor: self.descriptor.clone(),
+        };
+        (!library.names().is_empty()).then_some(library)
+    }
+
+    /// Its scalar (or table-producing) function `name`.
+    pub fn scalar_function(&self, name: &str) -> Option<&Arc<ScalarUDF>> {
+        self.scalars.iter().find(|f| f.name() == name)
+    }
+
+    /// Its reduce function `name`.
+    pub fn aggregate_function(&self, name: &str) -> Option<&Arc<AggregateUDF>> {
+        self.aggregates.iter().find(|f| f.name() == name)
+    }
+
+    /// Its partition functions.
+    pub fn partition_functions(&self) -> &[Arc<PartitionFunction>] {
+        &self.partition_functions
+    }
+
+    /// `name(args…)` computed a batch at a time: `body` gets the arguments
+    /// (cast to `inputs`) and the row count, and returns an array of
+    /// `output` (a `List` for a table-producing function). For functions
+    /// whose body is not a typed Rust closure, such as a WebAssembly
+    /// module's.
+    pub fn scalar_batch(
+        mut self,
+        name: &str,
+        inputs: Vec<DataType>,
+        output: DataType,
+        body: BatchBody,
+    ) -> Self {
+        let scalar =
+            NamedScalar::new(name, inputs, output, body).with_descriptor(self.descriptor.clone());
+        self.scalars
+            .push(Arc::new(ScalarUDF::new_from_impl(scalar)));
+        self
+    }
+
+    /// A reduce function of values of type `value` whose `fold` takes a
+    /// batch of values and the partial result so far (see
+    /// [`FunctionLibrary::reduce`]).
+    pub fn reduce_batch(mut self, name: &str, value: DataType, fold: ReduceBody) -> Self {
+        let reduce = NamedReduce::new(name, value, fold).with_descriptor(self.descriptor.clone());
+        self.aggregates
+            .push(Arc::new(AggregateUDF::new_from_impl(reduce)));
+        self
     }
 
     /// Its functions' names, scalar ones first.
@@ -112,7 +211,7 @@ impl FunctionLibrary {
     /// `name(a)`: `f` applied to each row, `None` giving NULL (a partial
     /// function, such as a parser); NULL in, NULL out.
     pub fn partial1<A: SqlValue, R: SqlValue>(
-        mut self,
+        self,
         name: &str,
         f: impl Fn(A) -> Option<R> + Send + Sync + 'static,
     ) -> Self {
@@ -125,19 +224,12 @@ impl FunctionLibrary {
                     .collect(),
             ))
         };
-        self.scalars
-            .push(Arc::new(ScalarUDF::new_from_impl(NamedScalar::new(
-                name,
-                vec![A::data_type()],
-                R::data_type(),
-                Arc::new(body),
-            ))));
-        self
+        self.scalar_batch(name, vec![A::data_type()], R::data_type(), Arc::new(body))
     }
 
     /// `name(a, b)`: `f` applied to each row; NULL in, NULL out.
     pub fn scalar2<A: SqlValue, B: SqlValue, R: SqlValue>(
-        mut self,
+        self,
         name: &str,
         f: impl Fn(A, B) -> R + Send + Sync + 'static,
     ) -> Self {
@@ -150,20 +242,18 @@ impl FunctionLibrary {
                     .collect(),
             ))
         };
-        self.scalars
-            .push(Arc::new(ScalarUDF::new_from_impl(NamedScalar::new(
-                name,
-                vec![A::data_type(), B::data_type()],
-                R::data_type(),
-                Arc::new(body),
-            ))));
-        self
+        self.scalar_batch(
+            name,
+            vec![A::data_type(), B::data_type()],
+            R::data_type(),
+            Arc::new(body),
+        )
     }
 
     /// A table-producing function: `name(a)` is the list `f(a)`, which
     /// `Dataset::flat_map` (or SQL `unnest`) turns into one row per value.
     pub fn flat<A: SqlValue, R: SqlValue>(
-        mut self,
+        self,
         name: &str,
         f: impl Fn(A) -> Vec<R> + Send + Sync + 'static,
     ) -> Self {
@@ -197,14 +287,12 @@ impl FunctionLibrary {
             )?;
             Ok(Arc::new(list))
         };
-        self.scalars
-            .push(Arc::new(ScalarUDF::new_from_impl(NamedScalar::new(
-                name,
-                vec![A::data_type()],
-                DataType::List(item),
-                Arc::new(body),
-            ))));
-        self
+        self.scalar_batch(
+            name,
+            vec![A::data_type()],
+            DataType::List(item),
+            Arc::new(body),
+        )
     }
 
     /// A partition function (for `Dataset::map_partitions`): `f` receives
@@ -221,8 +309,10 @@ impl FunctionLibrary {
         + Sync
         + 'static,
     ) -> Self {
-        self.partition_functions
-            .push(Arc::new(PartitionFunction::new(name, output, Arc::new(f))));
+        self.partition_functions.push(Arc::new(
+            PartitionFunction::new(name, output, Arc::new(f))
+                .with_descriptor(self.descriptor.clone()),
+        ));
         self
     }
 
@@ -240,7 +330,7 @@ impl FunctionLibrary {
     /// [`FunctionLibrary::reduce`] with a fold that can fail (an overflow,
     /// say): its message fails the query, naming the function.
     pub fn try_reduce<T: SqlValue>(
-        mut self,
+        self,
         name: &str,
         f: impl Fn(T, T) -> std::result::Result<T, String> + Send + Sync + 'static,
     ) -> Self {
@@ -263,13 +353,7 @@ impl FunctionLibrary {
             *state = acc.map(|a| T::to_scalar(Some(a)));
             Ok(())
         };
-        self.aggregates
-            .push(Arc::new(AggregateUDF::new_from_impl(NamedReduce::new(
-                name,
-                T::data_type(),
-                Arc::new(fold),
-            ))));
-        self
+        self.reduce_batch(name, T::data_type(), Arc::new(fold))
     }
 }
 
@@ -287,6 +371,25 @@ pub fn register_library(library: FunctionLibrary) {
         all.retain(|l| l.name != library.name);
         all.push(library);
     }
+}
+
+/// Removes the library called `name` from this process (sessions built
+/// from now on no longer resolve its functions); whether there was one.
+pub fn deregister_library(name: &str) -> bool {
+    match libraries().write() {
+        Ok(mut all) => {
+            let before = all.len();
+            all.retain(|l| l.name != name);
+            all.len() != before
+        }
+        Err(_) => false,
+    }
+}
+
+/// The registered library called `name`.
+pub fn registered_library(name: &str) -> Option<FunctionLibrary> {
+    let all = libraries().read().ok()?;
+    all.iter().find(|l| l.name == name).cloned()
 }
 
 /// Every registered function, as (scalar, aggregate) lists.

@@ -36,6 +36,9 @@ pub struct PartitionFunction {
     name: String,
     output: SchemaRef,
     body: Arc<PartitionBody>,
+    /// The portable library's descriptor, for a function that travels
+    /// inside plans.
+    descriptor: Option<Arc<[u8]>>,
 }
 
 impl fmt::Debug for PartitionFunction {
@@ -54,7 +57,15 @@ impl PartitionFunction {
             name: name.to_string(),
             output,
             body,
+            descriptor: None,
         }
+    }
+
+    /// This function, as one of the portable library `descriptor`
+    /// describes.
+    pub(crate) fn with_descriptor(mut self, descriptor: Option<Arc<[u8]>>) -> Self {
+        self.descriptor = descriptor;
+        self
     }
 
     /// The function's name.
@@ -86,9 +97,24 @@ impl PartitionFunction {
     }
 }
 
-/// The partition function `name`, from this process's libraries, or an
+/// The partition function `name`: from the portable library `descriptor`
+/// describes when there is one, else from this process's libraries; or an
 /// error naming it.
-fn lookup(name: &str) -> Result<Arc<PartitionFunction>> {
+fn lookup(name: &str, descriptor: Option<&[u8]>) -> Result<Arc<PartitionFunction>> {
+    if let Some(descriptor) = descriptor.filter(|d| !d.is_empty()) {
+        let library = super::load_portable_library(descriptor)?;
+        return library
+            .partition_functions()
+            .iter()
+            .find(|f| f.name() == name)
+            .cloned()
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "function library `{}` has no partition function `{name}`",
+                    library.name()
+                ))
+            });
+    }
     super::partition_function(name).ok_or_else(|| {
         DataFusionError::Plan(format!(
             "this process has no partition function named `{name}`: named functions must be \
@@ -111,7 +137,7 @@ impl MapPartitionsTable {
     /// `function` (registered in this process) over `input`'s partitions.
     pub fn try_new(function: &str, input: LogicalPlan) -> Result<Self> {
         Ok(Self {
-            function: lookup(function)?,
+            function: lookup(function, None)?,
             input,
         })
     }
@@ -122,6 +148,12 @@ impl MapPartitionsTable {
         Ok(ember_proto::MapPartitions {
             function: self.function.name.clone(),
             input: input.encode_to_vec(),
+            library: self
+                .function
+                .descriptor
+                .as_deref()
+                .unwrap_or_default()
+                .to_vec(),
         }
         .encode_to_vec())
     }
@@ -137,7 +169,10 @@ impl MapPartitionsTable {
         let input = LogicalPlanNode::decode(message.input.as_slice())
             .map_err(|e| DataFusionError::Internal(format!("cannot decode map_partitions: {e}")))?
             .try_into_logical_plan(ctx, codec)?;
-        Self::try_new(&message.function, input)
+        Ok(Self {
+            function: lookup(&message.function, Some(&message.library))?,
+            input,
+        })
     }
 }
 
@@ -251,7 +286,8 @@ impl ExecutionPlan for MapPartitionsExec {
 }
 
 /// Codec of [`MapPartitionsExec`] (`ember.map_partitions`): the function
-/// travels by name.
+/// travels by name, followed (after a NUL byte) by its portable library's
+/// descriptor when it has one.
 #[derive(Debug, Default)]
 pub struct MapPartitionsCodec;
 
@@ -261,9 +297,14 @@ impl ExtensionOperatorCodec for MapPartitionsCodec {
     }
 
     fn try_encode(&self, node: &Arc<dyn ExecutionPlan>) -> Result<Option<Vec<u8>>> {
-        Ok(node
-            .downcast_ref::<MapPartitionsExec>()
-            .map(|exec| exec.function.name.as_bytes().to_vec()))
+        Ok(node.downcast_ref::<MapPartitionsExec>().map(|exec| {
+            let mut payload = exec.function.name.as_bytes().to_vec();
+            if let Some(descriptor) = &exec.function.descriptor {
+                payload.push(0);
+                payload.extend_from_slice(descriptor);
+            }
+            payload
+        }))
     }
 
     fn decode(
@@ -272,10 +313,17 @@ impl ExtensionOperatorCodec for MapPartitionsCodec {
         inputs: &[Arc<dyn ExecutionPlan>],
         _ctx: &TaskContext,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let name = std::str::from_utf8(payload).map_err(|_| {
+        let (name, descriptor) = match payload.iter().position(|&b| b == 0) {
+            Some(at) => (&payload[..at], Some(&payload[at + 1..])),
+            None => (payload, None),
+        };
+        let name = std::str::from_utf8(name).map_err(|_| {
             DataFusionError::Internal("a partition function's name must be UTF-8".into())
         })?;
         let input = single_input(inputs, "MapPartitionsExec")?;
-        Ok(Arc::new(MapPartitionsExec::new(lookup(name)?, input)))
+        Ok(Arc::new(MapPartitionsExec::new(
+            lookup(name, descriptor)?,
+            input,
+        )))
     }
 }

@@ -16,9 +16,9 @@ use datafusion::logical_expr::{
 };
 use datafusion::scalar::ScalarValue;
 
-/// A row function's body: the arguments (as arrays of the declared types)
-/// and the row count, to the result array.
-pub(crate) type RowBody = Arc<dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync>;
+/// A named scalar function's body: the arguments (as arrays of the
+/// declared types) and the row count, to the result array.
+pub type BatchBody = Arc<dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync>;
 
 /// A named scalar (or list-returning) function.
 pub(crate) struct NamedScalar {
@@ -26,18 +26,37 @@ pub(crate) struct NamedScalar {
     inputs: Vec<DataType>,
     output: DataType,
     signature: Signature,
-    body: RowBody,
+    body: BatchBody,
+    /// The portable library's descriptor, for a function that travels
+    /// inside plans.
+    descriptor: Option<Arc<[u8]>>,
 }
 
 impl NamedScalar {
-    pub(crate) fn new(name: &str, inputs: Vec<DataType>, output: DataType, body: RowBody) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        inputs: Vec<DataType>,
+        output: DataType,
+        body: BatchBody,
+    ) -> Self {
         Self {
             name: name.to_string(),
             signature: Signature::user_defined(Volatility::Immutable),
             inputs,
             output,
             body,
+            descriptor: None,
         }
+    }
+
+    pub(crate) fn with_descriptor(mut self, descriptor: Option<Arc<[u8]>>) -> Self {
+        self.descriptor = descriptor;
+        self
+    }
+
+    /// The portable library's descriptor, if the function has one.
+    pub(crate) fn descriptor(&self) -> Option<&[u8]> {
+        self.descriptor.as_deref()
     }
 }
 
@@ -49,7 +68,10 @@ impl fmt::Debug for NamedScalar {
 
 impl PartialEq for NamedScalar {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.inputs == other.inputs && self.output == other.output
+        self.name == other.name
+            && self.inputs == other.inputs
+            && self.output == other.output
+            && self.descriptor == other.descriptor
     }
 }
 
@@ -95,9 +117,9 @@ impl ScalarUDFImpl for NamedScalar {
     }
 }
 
-/// A reduce function's body: folds two values into one.
-pub(crate) type ReduceBody =
-    Arc<dyn Fn(&ArrayRef, &mut Option<ScalarValue>) -> Result<()> + Send + Sync>;
+/// A reduce function's body: folds a batch of values into the partial
+/// result so far (`None` before the first non-NULL value).
+pub type ReduceBody = Arc<dyn Fn(&ArrayRef, &mut Option<ScalarValue>) -> Result<()> + Send + Sync>;
 
 /// A named reduce aggregate: `f(f(f(a, b), c), …)` over a column (for
 /// `reduce` and `reduce_by_key`), its partial state being the value.
@@ -106,6 +128,7 @@ pub(crate) struct NamedReduce {
     value: DataType,
     signature: Signature,
     fold: ReduceBody,
+    descriptor: Option<Arc<[u8]>>,
 }
 
 impl NamedReduce {
@@ -115,7 +138,18 @@ impl NamedReduce {
             signature: Signature::user_defined(Volatility::Immutable),
             value,
             fold,
+            descriptor: None,
         }
+    }
+
+    pub(crate) fn with_descriptor(mut self, descriptor: Option<Arc<[u8]>>) -> Self {
+        self.descriptor = descriptor;
+        self
+    }
+
+    /// The portable library's descriptor, if the function has one.
+    pub(crate) fn descriptor(&self) -> Option<&[u8]> {
+        self.descriptor.as_deref()
     }
 }
 
@@ -127,7 +161,7 @@ impl fmt::Debug for NamedReduce {
 
 impl PartialEq for NamedReduce {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.value == other.value
+        self.name == other.name && self.value == other.value && self.descriptor == other.descriptor
     }
 }
 

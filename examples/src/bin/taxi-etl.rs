@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! taxi-etl [--master URL] --raw PATH --zones PATH --output PATH --rejects PATH
+//!          [--functions LIB.wasm]
 //! ```
 //!
 //! * `--raw`: CSV files with the header `trip_id,pickup_day,zone,fare`,
@@ -15,6 +16,11 @@
 //!   `Unknown`) and aggregated per day and borough (trips, revenue, mean
 //!   fare) into Parquet under `--output`, partitioned by `day`.
 //!
+//! With `--functions`, fares are parsed by `parse_fare` from a WebAssembly
+//! library loaded at run time (`wasm/guest/examples/taxi_etl.rs`, the same
+//! rule as the built-in `parse_double`): the output is the same, and the
+//! cluster needs no rebuild for it.
+//!
 //! S3 is reached through the `AWS_*` environment (`AWS_ENDPOINT_URL`,
 //! `AWS_ACCESS_KEY_ID`, …). Each write is atomic: the job leaves complete
 //! output or none.
@@ -25,8 +31,8 @@ use datafusion::prelude::{coalesce, when};
 use ember::dataset::{JoinType, avg, col, count, lit, sum};
 use ember_examples::{JobArgs, run_job};
 
-const USAGE: &str =
-    "usage: taxi-etl [--master URL] --raw PATH --zones PATH --output PATH --rejects PATH";
+const USAGE: &str = "usage: taxi-etl [--master URL] --raw PATH --zones PATH --output PATH --rejects PATH \
+     [--functions LIB.wasm]";
 
 fn try_cast(expr: Expr, data_type: DataType) -> Expr {
     Expr::TryCast(TryCast::new(Box::new(expr), data_type))
@@ -56,8 +62,17 @@ async fn etl(args: JobArgs) -> Result<(), String> {
         .read_csv_with_schema(&raw_path, &raw_schema)
         .await
         .map_err(|e| e.to_string())?;
+    let parser = match args.option("functions") {
+        Some(module) => {
+            ctx.register_wasm_library("taxi_etl", module)
+                .await
+                .map_err(|e| e.to_string())?;
+            "parse_fare"
+        }
+        None => "parse_double",
+    };
     let parse_double = ctx
-        .call("parse_double", vec![col("fare")])
+        .call(parser, vec![col("fare")])
         .map_err(|e| e.to_string())?;
     let parsed = raw
         .with_column("fare_value", parse_double)

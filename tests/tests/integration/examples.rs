@@ -69,6 +69,20 @@ async fn word_count_runs_embedded_and_on_a_cluster_with_the_same_answer() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().collect::<Vec<_>>(), expected);
 
+    // The same job with its functions from a WebAssembly library loaded at
+    // run time, embedded and on the same (never rebuilt) cluster.
+    let module = ember_tests::guest_module("word_count");
+    let module = module.to_str().unwrap();
+    for master in [None, Some(master.as_str())] {
+        let mut args = vec!["--top", "8", "--functions", module, &path];
+        if let Some(master) = master {
+            args.extend(["--master", master]);
+        }
+        let (code, stdout, stderr) = word_count(&args);
+        assert_eq!(code, 0, "{master:?}: {stderr}");
+        assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{master:?}");
+    }
+
     // Bad input: one line naming the culprit, a non-zero exit.
     let missing = dir.path().join("missing");
     let (code, _, stderr) = word_count(&[missing.to_str().unwrap()]);
@@ -139,6 +153,13 @@ async fn taxi_etl_sets_bad_rows_aside_and_writes_days_to_s3() {
     }
     std::fs::create_dir_all(upload.join("ref")).unwrap();
     std::fs::write(upload.join("ref/zones.csv"), zones).unwrap();
+    // The WebAssembly variant's functions, read from S3 by the job.
+    std::fs::create_dir_all(upload.join("lib")).unwrap();
+    std::fs::copy(
+        ember_tests::guest_module("taxi_etl"),
+        upload.join("lib/taxi_etl.wasm"),
+    )
+    .unwrap();
     server.upload_dir("lake", "", &upload).await;
 
     // The expected result, in plain Rust.
@@ -162,8 +183,16 @@ async fn taxi_etl_sets_bad_rows_aside_and_writes_days_to_s3() {
     assert!(rejected > 50, "the data has bad rows: {rejected}");
 
     let cluster = start_cluster_with_env(2, server.env()).await;
-    let masters = [None, Some(format!("df://{}", cluster.address()))];
-    for (run, master) in masters.iter().enumerate() {
+    let cluster_master = Some(format!("df://{}", cluster.address()));
+    // Embedded and on the cluster, with the built-in functions and with
+    // the WebAssembly library's.
+    let runs = [
+        (None, false),
+        (cluster_master.clone(), false),
+        (None, true),
+        (cluster_master, true),
+    ];
+    for (run, (master, wasm)) in runs.iter().enumerate() {
         let prefix = format!("run-{run}");
         let mut args = vec![
             "--raw".to_string(),
@@ -178,6 +207,12 @@ async fn taxi_etl_sets_bad_rows_aside_and_writes_days_to_s3() {
         if let Some(master) = master {
             args.extend(["--master".to_string(), master.clone()]);
         }
+        if *wasm {
+            args.extend([
+                "--functions".to_string(),
+                "s3://lake/lib/taxi_etl.wasm".to_string(),
+            ]);
+        }
         let output = Command::new(binary("taxi-etl"))
             .args(&args)
             .env_remove("EMBER_MASTER")
@@ -186,7 +221,10 @@ async fn taxi_etl_sets_bad_rows_aside_and_writes_days_to_s3() {
             .expect("taxi-etl runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{master:?}: {stderr}");
+        assert!(
+            output.status.success(),
+            "{master:?} (wasm: {wasm}): {stderr}"
+        );
         assert!(stdout.contains("raw trips: 3000"), "{stdout}");
         assert!(
             stdout.contains(&format!("rejected: {rejected} ")),

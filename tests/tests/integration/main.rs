@@ -26,4 +26,5 @@ mod security;
 mod shared_catalog;
 mod tpcds;
 mod tpch;
+mod wasm_functions;
 mod web_ui;

@@ -681,4 +681,48 @@ async fn rust_jobs_run_unchanged_on_a_secured_cluster() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(stdout.lines().collect::<Vec<_>>(), expected);
+
+    // Its functions as a WebAssembly library: sent with the token over
+    // TLS, and fetched by the executors the same way.
+    let module = ember_tests::guest_module("word_count");
+    let output = Command::new(binary("word-count"))
+        .args(["--master", &cluster.client_address(), "--top", "8", &path])
+        .arg("--functions")
+        .arg(&module)
+        .env_remove("EMBER_MASTER")
+        .env_remove("EMBER_TOKEN")
+        .env("EMBER_TOKEN_FILE", path_str(&security.token_file))
+        .env("EMBER_TLS_CA", path_str(&security.tls_ca))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected);
+    // Only an authenticated client may load code into the cluster.
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(path_str(&security.tls_ca)).unwrap())
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let bytes = std::fs::read(&module).unwrap();
+    let hash = ember_wasm::sha256_hex(&bytes);
+    let response = anonymous
+        .put(format!(
+            "{}/api/ember/wasm/{hash}",
+            cluster.client_address()
+        ))
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let response = anonymous
+        .get(format!("{}/api/ember/functions", cluster.client_address()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
 }
