@@ -85,6 +85,22 @@ fn missing_function(name: &str) -> DataFusionError {
     ))
 }
 
+/// A function's definition: the portable library's it names, else what
+/// Ballista's codec makes of it (an error naming the function).
+fn decode_function<F>(
+    portable: Option<Result<Arc<F>>>,
+    name: &str,
+    ballista: impl FnOnce() -> Result<Arc<F>>,
+) -> Result<Arc<F>> {
+    portable.unwrap_or_else(|| ballista().map_err(|_| missing_function(name)))
+}
+
+/// Ballista's encoding of a function, unless its portable definition was
+/// written already.
+fn encode_function(portable: bool, ballista: impl FnOnce() -> Result<()>) -> Result<()> {
+    if portable { Ok(()) } else { ballista() }
+}
+
 fn decode_error(what: &str, err: prost::DecodeError) -> DataFusionError {
     DataFusionError::Internal(format!("cannot decode Ember {what} envelope: {err}"))
 }
@@ -227,37 +243,27 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match functions::decode_portable_udf(name, buf) {
-            Some(udf) => udf,
-            None => self
-                .ballista
-                .try_decode_udf(name, buf)
-                .map_err(|_| missing_function(name)),
-        }
+        decode_function(functions::decode_portable_udf(name, buf), name, || {
+            self.ballista.try_decode_udf(name, buf)
+        })
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if functions::encode_portable_udf(node, buf) {
-            return Ok(());
-        }
-        self.ballista.try_encode_udf(node, buf)
+        encode_function(functions::encode_portable_udf(node, buf), || {
+            self.ballista.try_encode_udf(node, buf)
+        })
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        match functions::decode_portable_udaf(name, buf) {
-            Some(udaf) => udaf,
-            None => self
-                .ballista
-                .try_decode_udaf(name, buf)
-                .map_err(|_| missing_function(name)),
-        }
+        decode_function(functions::decode_portable_udaf(name, buf), name, || {
+            self.ballista.try_decode_udaf(name, buf)
+        })
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if functions::encode_portable_udaf(node, buf) {
-            return Ok(());
-        }
-        self.ballista.try_encode_udaf(node, buf)
+        encode_function(functions::encode_portable_udaf(node, buf), || {
+            self.ballista.try_encode_udaf(node, buf)
+        })
     }
 
     fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
@@ -421,37 +427,27 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match functions::decode_portable_udf(name, buf) {
-            Some(udf) => udf,
-            None => self
-                .ballista
-                .try_decode_udf(name, buf)
-                .map_err(|_| missing_function(name)),
-        }
+        decode_function(functions::decode_portable_udf(name, buf), name, || {
+            self.ballista.try_decode_udf(name, buf)
+        })
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if functions::encode_portable_udf(node, buf) {
-            return Ok(());
-        }
-        self.ballista.try_encode_udf(node, buf)
+        encode_function(functions::encode_portable_udf(node, buf), || {
+            self.ballista.try_encode_udf(node, buf)
+        })
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        match functions::decode_portable_udaf(name, buf) {
-            Some(udaf) => udaf,
-            None => self
-                .ballista
-                .try_decode_udaf(name, buf)
-                .map_err(|_| missing_function(name)),
-        }
+        decode_function(functions::decode_portable_udaf(name, buf), name, || {
+            self.ballista.try_decode_udaf(name, buf)
+        })
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if functions::encode_portable_udaf(node, buf) {
-            return Ok(());
-        }
-        self.ballista.try_encode_udaf(node, buf)
+        encode_function(functions::encode_portable_udaf(node, buf), || {
+            self.ballista.try_encode_udaf(node, buf)
+        })
     }
 
     fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {

@@ -669,36 +669,26 @@ async fn rust_jobs_run_unchanged_on_a_secured_cluster() {
     let cluster = secured_cluster(TOKEN_AND_TLS).await;
     let security = cluster.client_security().clone();
     // The job binary takes no security flags: the environment says it all.
-    let output = Command::new(binary("word-count"))
-        .args(["--master", &cluster.client_address(), "--top", "8", &path])
-        .env_remove("EMBER_MASTER")
-        .env_remove("EMBER_TOKEN")
-        .env("EMBER_TOKEN_FILE", path_str(&security.token_file))
-        .env("EMBER_TLS_CA", path_str(&security.tls_ca))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected);
-
+    let word_count = |extra: &[&std::ffi::OsStr]| {
+        let output = Command::new(binary("word-count"))
+            .args(["--master", &cluster.client_address(), "--top", "8", &path])
+            .args(extra)
+            .env_remove("EMBER_MASTER")
+            .env_remove("EMBER_TOKEN")
+            .env("EMBER_TOKEN_FILE", path_str(&security.token_file))
+            .env("EMBER_TLS_CA", path_str(&security.tls_ca))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{extra:?}: {stderr}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{extra:?}");
+    };
+    word_count(&[]);
     // Its functions as a WebAssembly library: sent with the token over
     // TLS, and fetched by the executors the same way.
     let module = ember_tests::guest_module("word_count");
-    let output = Command::new(binary("word-count"))
-        .args(["--master", &cluster.client_address(), "--top", "8", &path])
-        .arg("--functions")
-        .arg(&module)
-        .env_remove("EMBER_MASTER")
-        .env_remove("EMBER_TOKEN")
-        .env("EMBER_TOKEN_FILE", path_str(&security.token_file))
-        .env("EMBER_TLS_CA", path_str(&security.tls_ca))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected);
+    word_count(&["--functions".as_ref(), module.as_os_str()]);
     // Only an authenticated client may load code into the cluster.
     let anonymous = reqwest::Client::builder()
         .add_root_certificate(

@@ -438,6 +438,12 @@ impl<const P: u8, const S: u8> Value for Decimal<P, S> {
     }
 }
 
+/// `value` itself (for [`library!`]'s `partial` functions, which give an
+/// `Option` already).
+pub fn as_given<T>(value: Option<T>) -> Option<T> {
+    value
+}
+
 /// One function of a library, as [`library!`] declares it.
 #[derive(Clone, Copy)]
 pub struct Entry {
@@ -620,28 +626,16 @@ macro_rules! __library_entries {
         }
     };
     ([$($done:expr,)*] scalar $name:ident ( $($arg:ty),* ) -> $ret:ty ; $($rest:tt)*) => {
-        $crate::__library_entries! { [$($done,)* $crate::Entry {
-            manifest: || $crate::signature(
-                "scalar", stringify!($name),
-                &[$(<$arg as $crate::Value>::type_name()),*],
-                &<$ret as $crate::Value>::type_name()),
-            call: |batch: &$crate::Batch| {
-                let mut out = $crate::ColumnWriter::new::<$ret>("");
-                for row in 0..batch.rows() {
-                    if batch.any_null(row) {
-                        out.push_null();
-                        continue;
-                    }
-                    #[allow(unused_mut, unused_variables)]
-                    let mut next = { let mut k = 0usize; move || { k += 1; batch.column(k - 1) } };
-                    let value: $ret = $name($(<$arg as $crate::Value>::read(next(), row)),*);
-                    out.push(Some(value));
-                }
-                $crate::scalar_result(out, batch.rows())
-            },
-        },] $($rest)* }
+        $crate::__library_entries! {
+            @row [$($done,)*] $name ($($arg),*) -> $ret, ::std::option::Option::Some ; $($rest)*
+        }
     };
     ([$($done:expr,)*] partial $name:ident ( $($arg:ty),* ) -> $ret:ty ; $($rest:tt)*) => {
+        $crate::__library_entries! {
+            @row [$($done,)*] $name ($($arg),*) -> $ret, $crate::as_given ; $($rest)*
+        }
+    };
+    (@row [$($done:expr,)*] $name:ident ( $($arg:ty),* ) -> $ret:ty, $wrap:path ; $($rest:tt)*) => {
         $crate::__library_entries! { [$($done,)* $crate::Entry {
             manifest: || $crate::signature(
                 "scalar", stringify!($name),
@@ -656,7 +650,8 @@ macro_rules! __library_entries {
                     }
                     #[allow(unused_mut, unused_variables)]
                     let mut next = { let mut k = 0usize; move || { k += 1; batch.column(k - 1) } };
-                    let value: Option<$ret> = $name($(<$arg as $crate::Value>::read(next(), row)),*);
+                    let value: Option<$ret> =
+                        $wrap($name($(<$arg as $crate::Value>::read(next(), row)),*));
                     out.push(value);
                 }
                 $crate::scalar_result(out, batch.rows())
