@@ -258,6 +258,14 @@ ember_settings! {
     stage_dynamic_filters: bool = true,
         "On a cluster, hash joins, top-k sorts and min/max aggregates filter the scans in the same task with \
          what they have seen (dynamic filters), as embedded";
+    /// Whether the dynamic filters of hash joins, top-k sorts and
+    /// `min`/`max` aggregates drop the rows they reject right above the
+    /// scans they reach, rather than only letting those scans skip row
+    /// groups by their statistics ([`crate::scan_dynamic_filters`]). A
+    /// filter that drops almost nothing is only sampled.
+    dynamic_filters_in_scans: bool = true,
+        "Hash joins', top-k sorts' and min/max aggregates' dynamic filters drop the rows they \
+         reject right above the scans they reach, not only whole row groups";
     /// Whether a cluster client sends the session's S3 credentials
     /// (`s3.access_key_id`, `s3.secret_access_key`, `s3.session_token`,
     /// also per bucket) with each query. Off, they stay in the client,

@@ -47,6 +47,7 @@ pub mod object_store;
 pub mod process;
 pub mod s3;
 pub mod scalar_subquery;
+pub mod scan_dynamic_filters;
 pub mod scan_projection;
 pub mod scheduling;
 pub mod semi_join;

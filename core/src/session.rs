@@ -18,6 +18,7 @@ use crate::cluster_order::KeepOrderOnCluster;
 use crate::dialect::SparkSemanticsRule;
 use crate::distributed_joins::PartitionUnbroadcastableJoins;
 use crate::scalar_subquery::{SingleRowScalarSubqueries, scalar_subquery_value};
+use crate::scan_dynamic_filters::DynamicFiltersInScans;
 use crate::semi_join::{FilterAggregateByJoinKeys, PushDownSemiJoin};
 use crate::settings_rewrite::SettingsRewrite;
 use crate::write::EmberQueryPlanner;
@@ -91,7 +92,9 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// cluster partitioned joins (and the exchanges above them) where it could
 /// not broadcast the build side, then [`KeepOrderOnCluster`], which sorts
 /// where a cluster would lose an order the plan relies on (above joins whose
-/// sides Ballista may swap, above exchanges that become stage boundaries).
+/// sides Ballista may swap, above exchanges that become stage boundaries);
+/// and [`DynamicFiltersInScans`] in place of DataFusion's post-optimization
+/// filter pushdown, so that dynamic filters drop rows inside Parquet scans.
 fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = PhysicalOptimizer::new().rules;
     let at = rules
@@ -112,6 +115,13 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
         .position(|rule| rule.name() == "join_selection")
         .map_or(0, |at| at + 1);
     rules.insert(at, Arc::new(PartitionUnbroadcastableJoins::EARLY));
+    // In place of DataFusion's post-optimization filter pushdown.
+    if let Some(at) = rules
+        .iter()
+        .position(|rule| rule.name() == "FilterPushdown(Post)")
+    {
+        rules[at] = Arc::new(DynamicFiltersInScans::new());
+    }
     rules
 }
 

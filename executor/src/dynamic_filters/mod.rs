@@ -11,7 +11,7 @@
 //! [`StageDynamicFilters`] runs DataFusion's post-optimization filter
 //! pushdown over each decoded stage plan with dynamic filters on, so every
 //! producer whose scan is in the same stage gets one, and puts a
-//! [`ShuffleReadFilterExec`] over each shuffle reader that a filter reaches,
+//! [`DynamicRowFilterExec`] over each shuffle reader that a filter reaches,
 //! which drops the rows the filter rejects as they are read: the rows of a
 //! broadcast table that a join above will not match, before the join below
 //! hashes them. [`task_context_with_dynamic_filters`] turns the filters on
@@ -25,12 +25,15 @@
 //! and a stage in which such a join would still get a filter (a scan in its
 //! probe side) keeps its plan as it was.
 //!
-//! Both follow `ember.stage_dynamic_filters` (on by default).
+//! Both follow `ember.stage_dynamic_filters` (on by default). Where
+//! `ember.dynamic_filters_in_scans` is on too, the stage's scans get
+//! [`DynamicRowFilterExec`]s as well, as embedded plans do, which drop the
+//! rows a filter rejects right above the scan.
 
 use std::sync::Arc;
 
 use ballista_core::execution_plans::ShuffleReaderExec;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
@@ -40,12 +43,9 @@ use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
 use datafusion::prelude::SessionConfig;
 use ember_core::EmberConfig;
+use ember_core::scan_dynamic_filters::{DynamicRowFilterExec, unwrap_unfiltered_scans, wrap_scans};
 
 use crate::engine::StagePlanRewrite;
-
-mod read_filter;
-
-pub(crate) use read_filter::ShuffleReadFilterExec;
 
 /// The stage rewrite that gives the hash joins, top-k sorts and `min`/`max`
 /// aggregates of a stage dynamic filters on the scans in the same stage,
@@ -68,17 +68,21 @@ impl StagePlanRewrite for StageDynamicFilters {
         }
         let mut options = ConfigOptions::clone(config.options());
         turn_on_dynamic_filters(&mut options);
-        let wrapped = wrap_shuffle_readers(Arc::clone(&plan), false)?;
+        let mut wrapped = wrap_shuffle_readers(Arc::clone(&plan), false)?;
+        let scans_filtered = EmberConfig::from_session_config(config).dynamic_filters_in_scans;
+        if scans_filtered {
+            wrapped = wrap_scans(wrapped)?;
+        }
         let filtered = FilterPushdown::new_post_optimization().optimize(wrapped, &options)?;
         if partitioned_join_filters_itself(&filtered)? {
             tracing::debug!("a partitioned hash join would filter its own probe side: stage kept");
             return Ok(plan);
         }
-        unwrap_unfiltered_readers(filtered)
+        unwrap_unfiltered_scans(filtered)
     }
 }
 
-/// `plan` with a [`ShuffleReadFilterExec`] over each shuffle reader that
+/// `plan` with a [`DynamicRowFilterExec`] over each shuffle reader that
 /// is not on the probe side of a partitioned hash join (`in_partitioned_probe`:
 /// whether `plan` itself is).
 fn wrap_shuffle_readers(
@@ -89,7 +93,7 @@ fn wrap_shuffle_readers(
         return Ok(if in_partitioned_probe {
             plan
         } else {
-            Arc::new(ShuffleReadFilterExec::new(plan))
+            Arc::new(DynamicRowFilterExec::new(plan))
         });
     }
     let partitioned = plan
@@ -159,17 +163,6 @@ fn evaluates_any(plan: &Arc<dyn ExecutionPlan>, ids: &[u64]) -> Result<bool> {
 /// Whether `join` joins partitioned inputs, partition by partition.
 fn is_partitioned(join: &HashJoinExec) -> bool {
     *join.partition_mode() == PartitionMode::Partitioned
-}
-
-/// `plan` without the [`ShuffleReadFilterExec`]s no filter reached.
-fn unwrap_unfiltered_readers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-    plan.transform_up(|node| {
-        Ok(match node.downcast_ref::<ShuffleReadFilterExec>() {
-            Some(read) if read.filters().is_empty() => Transformed::yes(Arc::clone(read.input())),
-            _ => Transformed::no(node),
-        })
-    })
-    .map(|transformed| transformed.data)
 }
 
 /// `context` with DataFusion's dynamic filters on, where
@@ -388,12 +381,12 @@ mod tests {
             .rewrite(Arc::clone(&upper), &config)
             .unwrap();
         let shown = shape(&rewritten);
-        assert_eq!(shown.matches("ShuffleReadFilterExec").count(), 2, "{shown}");
+        assert_eq!(shown.matches("DynamicRowFilterExec").count(), 2, "{shown}");
         assert!(shown.contains("DynamicFilter"), "{shown}");
         let mut filtered_stages = Vec::new();
         rewritten
             .apply(|node| {
-                if let Some(read) = node.downcast_ref::<ShuffleReadFilterExec>() {
+                if let Some(read) = node.downcast_ref::<DynamicRowFilterExec>() {
                     assert!(!read.filters().is_empty());
                     let reader = read.input().downcast_ref::<ShuffleReaderExec>().unwrap();
                     filtered_stages.push(reader.stage_id);
@@ -417,7 +410,7 @@ mod tests {
             .rewrite(Arc::clone(&upper), &config)
             .unwrap();
         let shown = shape(&rewritten);
-        assert!(!shown.contains("ShuffleReadFilterExec"), "{shown}");
+        assert!(!shown.contains("DynamicRowFilterExec"), "{shown}");
         assert!(!shown.contains("DynamicFilter"), "{shown}");
     }
 
