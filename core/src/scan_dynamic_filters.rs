@@ -150,16 +150,7 @@ pub fn wrap_scans(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>
 pub fn unwrap_unfiltered_scans(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     let mut partitioned_filters = Vec::new();
     plan.apply(|node| {
-        if node
-            .downcast_ref::<HashJoinExec>()
-            .is_some_and(|join| *join.partition_mode() == PartitionMode::Partitioned)
-        {
-            partitioned_filters.extend(
-                node.dynamic_expressions_produced()
-                    .iter()
-                    .filter_map(|filter| filter.expression_id()),
-            );
-        }
+        partitioned_filters.extend(partitioned_join_filter_ids(node));
         Ok(TreeNodeRecursion::Continue)
     })?;
     plan.transform_up(|node| {
@@ -186,8 +177,23 @@ pub fn unwrap_unfiltered_scans(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn E
     .map(|transformed| transformed.data)
 }
 
+/// The ids of the dynamic filters `node` makes when it is a hash join of
+/// partitioned inputs; none for any other node.
+pub fn partitioned_join_filter_ids(node: &Arc<dyn ExecutionPlan>) -> Vec<u64> {
+    let partitioned = node
+        .downcast_ref::<HashJoinExec>()
+        .is_some_and(|join| *join.partition_mode() == PartitionMode::Partitioned);
+    if !partitioned {
+        return Vec::new();
+    }
+    node.dynamic_expressions_produced()
+        .iter()
+        .filter_map(|filter| filter.expression_id())
+        .collect()
+}
+
 /// Whether `expr` holds a dynamic filter whose id is in `ids`.
-fn refers_to_any(expr: &Arc<dyn PhysicalExpr>, ids: &[u64]) -> bool {
+pub fn refers_to_any(expr: &Arc<dyn PhysicalExpr>, ids: &[u64]) -> bool {
     expr.exists(|node| Ok(node.expression_id().is_some_and(|id| ids.contains(&id))))
         .unwrap_or(false)
 }

@@ -43,7 +43,10 @@ use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
 use datafusion::prelude::SessionConfig;
 use ember_core::EmberConfig;
-use ember_core::scan_dynamic_filters::{DynamicRowFilterExec, unwrap_unfiltered_scans, wrap_scans};
+use ember_core::scan_dynamic_filters::{
+    DynamicRowFilterExec, partitioned_join_filter_ids, refers_to_any, unwrap_unfiltered_scans,
+    wrap_scans,
+};
 
 use crate::engine::StagePlanRewrite;
 
@@ -125,16 +128,11 @@ fn wrap_shuffle_readers(
 fn partitioned_join_filters_itself(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
     let mut found = false;
     plan.apply(|node| {
-        if let Some(join) = node
-            .downcast_ref::<HashJoinExec>()
-            .filter(|join| is_partitioned(join))
+        let ids = partitioned_join_filter_ids(node);
+        if let Some(join) = node.downcast_ref::<HashJoinExec>()
+            && !ids.is_empty()
         {
-            let ids: Vec<u64> = node
-                .dynamic_expressions_produced()
-                .iter()
-                .filter_map(|filter| filter.expression_id())
-                .collect();
-            found = !ids.is_empty() && evaluates_any(join.right(), &ids)?;
+            found = evaluates_any(join.right(), &ids)?;
         }
         Ok(if found {
             TreeNodeRecursion::Stop
@@ -149,11 +147,10 @@ fn partitioned_join_filters_itself(plan: &Arc<dyn ExecutionPlan>) -> Result<bool
 fn evaluates_any(plan: &Arc<dyn ExecutionPlan>, ids: &[u64]) -> Result<bool> {
     let stopped = plan.apply(|node| {
         node.apply_expressions(&mut |root| {
-            root.apply(|expr| {
-                Ok(match expr.expression_id() {
-                    Some(id) if ids.contains(&id) => TreeNodeRecursion::Stop,
-                    _ => TreeNodeRecursion::Continue,
-                })
+            Ok(if refers_to_any(root, ids) {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
             })
         })
     })?;
