@@ -13,6 +13,7 @@ pub mod digest;
 pub mod engines;
 pub mod measure;
 pub mod rss;
+pub mod settings;
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ use serde::Serialize;
 pub use digest::{result_answer, result_digest};
 pub use engines::{BenchEngine, EngineKind};
 pub use measure::measure;
+pub use settings::{Alternate, SettingFlags, measure_alternating};
 
 /// Errors of a benchmark run.
 #[derive(Debug, thiserror::Error)]

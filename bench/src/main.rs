@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use ember_bench::{BenchEngine, EngineFlags, QueryRecord, Suite, measure, summarize};
+use ember_bench::{BenchEngine, EngineFlags, SettingFlags, Suite, measure, measure_alternating};
 
 /// The allocator of Ember's own binaries, so that an embedded engine here
 /// holds memory as `ember sql` does.
@@ -41,82 +41,13 @@ struct Args {
     /// (`ember-cluster-2@256MiB`). Default: each engine's own default.
     #[arg(long, value_name = "SIZE")]
     memory: Option<String>,
-    /// A session setting for Ember's engines, as KEY=VALUE (may be
-    /// repeated), such as `ember.adaptive_joins=false`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    settings: Vec<String>,
-    /// A session setting to compare, as KEY=VALUE1,VALUE2,...: each run of
-    /// each query is made once under every value in turn, in the same
-    /// process, and each value gets its own records, named
-    /// `<engine>[KEY=VALUE]`. Side by side like this, the values' ratios
-    /// are not blurred by drift between processes.
-    #[arg(long, value_name = "KEY=VALUES")]
-    alternate: Option<String>,
-}
-
-/// The setting `--alternate` names, and its values.
-fn alternate_values(text: &str) -> Result<(String, Vec<String>), String> {
-    let (key, values) = text
-        .split_once('=')
-        .ok_or_else(|| format!("--alternate {text}: expected KEY=VALUE1,VALUE2"))?;
-    let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
-    if values.len() < 2 || values.iter().any(String::is_empty) {
-        return Err(format!("--alternate {text}: expected two values or more"));
-    }
-    Ok((key.trim().to_string(), values))
-}
-
-/// `query` run `runs` times under each of `values` of `key` in turn, one
-/// record per value (its time the median of its runs).
-async fn measure_alternating(
-    engine: &BenchEngine,
-    query: usize,
-    sql: &str,
-    runs: usize,
-    (key, values): &(String, Vec<String>),
-) -> Result<Vec<QueryRecord>, String> {
-    let statements = [sql.to_string()];
-    let mut records: Vec<Option<QueryRecord>> = vec![None; values.len()];
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); values.len()];
-    for round in 0..runs.max(1) {
-        // Each round starts at the next value, so that none is always the
-        // first to read a query's data.
-        for step in 0..values.len() {
-            let at = (round + step) % values.len();
-            let value = &values[at];
-            engine
-                .set(key, value)
-                .map_err(|e| format!("--alternate {key}={value}: {e}"))?;
-            let record = measure(engine, query, &statements, 1, None).await;
-            if let Some(seconds) = record.median {
-                times[at].push(seconds);
-            }
-            records[at] = Some(record);
-        }
-    }
-    Ok(records
-        .into_iter()
-        .zip(times)
-        .zip(values)
-        .filter_map(|((record, times), value)| {
-            let mut record = record?;
-            record.engine = format!("{}[{key}={value}]", record.engine);
-            if record.error.is_none() && !times.is_empty() {
-                let (median, min, max) = summarize(&times);
-                (record.median, record.min, record.max) = (Some(median), Some(min), Some(max));
-            }
-            Some(record)
-        })
-        .collect())
+    #[command(flatten)]
+    settings: SettingFlags,
 }
 
 async fn run(args: Args) -> Result<(), String> {
     let kinds = args.engine.kinds()?;
-    let alternate = args
-        .alternate
-        .as_deref()
-        .map(alternate_values)
-        .transpose()?;
+    let alternate = args.settings.alternate()?;
     let queries: Vec<usize> = if args.queries.is_empty() {
         (1..=22).collect()
     } else {
@@ -152,19 +83,12 @@ async fn run(args: Args) -> Result<(), String> {
         )
         .await
         .map_err(|e| format!("{}: {e}", kind.name()))?;
-        for setting in &args.settings {
-            let (key, value) = setting
-                .split_once('=')
-                .ok_or_else(|| format!("--set {setting}: expected KEY=VALUE"))?;
-            engine
-                .set(key.trim(), value.trim())
-                .map_err(|e| format!("--set {setting}: {e}"))?;
-        }
+        args.settings.apply(&engine)?;
         for &query in &queries {
             let sql = ember::tpch::query_at_scale(query, args.scale_factor).unwrap_or_default();
             if let Some(alternate) = &alternate {
                 for record in
-                    measure_alternating(&engine, query, &sql, args.runs, alternate).await?
+                    measure_alternating(&engine, query, &[sql], args.runs, alternate).await?
                 {
                     eprintln!("{}", serde_json::to_string(&record).unwrap_or_default());
                     records.push(record);

@@ -266,6 +266,14 @@ ember_settings! {
     dynamic_filters_in_scans: bool = true,
         "Hash joins', top-k sorts' and min/max aggregates' dynamic filters drop the rows they \
          reject right above the scans they reach, not only whole row groups";
+    /// Whether a chain of three or more inner equi-joins is put in the
+    /// order its inputs' statistics say makes the fewest intermediate rows
+    /// ([`crate::join_order`]), rather than the order the query names its
+    /// tables in. Plans whose estimated cost the new order does not at
+    /// least halve are kept as written.
+    join_reordering: bool = true,
+        "Order chains of three or more inner joins by their inputs' statistics (fewest \
+         intermediate rows) instead of the order the query names the tables";
     /// Whether a cluster client sends the session's S3 credentials
     /// (`s3.access_key_id`, `s3.secret_access_key`, `s3.session_token`,
     /// also per bucket) with each query. Off, they stay in the client,

@@ -41,6 +41,7 @@ pub mod exchange_properties;
 pub mod executor_status;
 pub mod functions;
 pub mod gpu;
+pub mod join_order;
 pub mod memory;
 pub mod memory_table;
 pub mod object_store;

@@ -17,6 +17,7 @@ use crate::checked_arithmetic::{CheckedArithmeticRule, CheckedConstantFolding};
 use crate::cluster_order::KeepOrderOnCluster;
 use crate::dialect::SparkSemanticsRule;
 use crate::distributed_joins::PartitionUnbroadcastableJoins;
+use crate::join_order::ReorderJoins;
 use crate::scalar_subquery::{SingleRowScalarSubqueries, scalar_subquery_value};
 use crate::scan_dynamic_filters::DynamicFiltersInScans;
 use crate::semi_join::{FilterAggregateByJoinKeys, PushDownSemiJoin};
@@ -93,6 +94,9 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// not broadcast the build side, then [`KeepOrderOnCluster`], which sorts
 /// where a cluster would lose an order the plan relies on (above joins whose
 /// sides Ballista may swap, above exchanges that become stage boundaries);
+/// [`ReorderJoins`] right before DataFusion's `JoinSelection`, so that
+/// chains of inner joins follow their inputs' statistics rather than the
+/// order the query names its tables in;
 /// and [`DynamicFiltersInScans`] in place of DataFusion's post-optimization
 /// filter pushdown, so that dynamic filters drop rows inside Parquet scans.
 fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
@@ -115,6 +119,12 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
         .position(|rule| rule.name() == "join_selection")
         .map_or(0, |at| at + 1);
     rules.insert(at, Arc::new(PartitionUnbroadcastableJoins::EARLY));
+    // Before `JoinSelection`, which picks the reordered joins' build sides.
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == "join_selection")
+        .unwrap_or(0);
+    rules.insert(at, Arc::new(ReorderJoins));
     // In place of DataFusion's post-optimization filter pushdown.
     if let Some(at) = rules
         .iter()

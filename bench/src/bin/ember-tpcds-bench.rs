@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use ember_bench::{BenchEngine, EngineFlags, Suite, measure};
+use ember_bench::{BenchEngine, EngineFlags, SettingFlags, Suite, measure, measure_alternating};
 
 /// The allocator of Ember's own binaries, so that an embedded engine here
 /// holds memory as `ember sql` does.
@@ -30,6 +30,8 @@ struct Args {
     query_dir: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineFlags,
+    #[command(flatten)]
+    settings: SettingFlags,
     /// Runs per query (the median is reported).
     #[arg(long, default_value_t = 1)]
     runs: usize,
@@ -40,6 +42,7 @@ struct Args {
 
 async fn run(args: Args) -> Result<(), String> {
     let kinds = args.engine.kinds()?;
+    let alternate = args.settings.alternate()?;
     let query_dir = args
         .query_dir
         .clone()
@@ -70,7 +73,19 @@ async fn run(args: Args) -> Result<(), String> {
         )
         .await
         .map_err(|e| format!("{}: {e}", kind.name()))?;
+        args.settings.apply(&engine)?;
         for query in &queries {
+            if let Some(alternate) = &alternate {
+                let statements = &query.statements;
+                for record in
+                    measure_alternating(&engine, query.number, statements, args.runs, alternate)
+                        .await?
+                {
+                    eprintln!("{}", serde_json::to_string(&record).unwrap_or_default());
+                    records.push(record);
+                }
+                continue;
+            }
             let record = measure(
                 &engine,
                 query.number,
