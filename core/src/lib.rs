@@ -55,6 +55,8 @@ pub mod semi_join;
 pub mod session;
 pub mod settings_rewrite;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod write;
 
 pub use address::SchedulerAddress;

@@ -3,22 +3,15 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::datasource::MemTable;
-use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
 use crate::config::session_config;
-use crate::object_store::runtime_env;
-use crate::session::session_state;
+use crate::test_support::{ember_context, memory_table, physical_plan, printed_result, shown};
 
 const FACT_ROWS: i64 = 10_000;
 const DIM_ROWS: i64 = 1_000;
 const GROUPS: i64 = 10;
-
-fn table(columns: Vec<(&str, ArrayRef)>) -> Arc<MemTable> {
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap())
-}
 
 fn int64(values: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(values))
@@ -33,19 +26,18 @@ fn context(reorder: bool) -> SessionContext {
         .options_mut()
         .set("ember.join_reordering", &reorder.to_string())
         .unwrap();
-    let runtime = runtime_env(&config, None).unwrap();
-    let ctx = SessionContext::new_with_state(session_state(config, runtime).unwrap());
-    let facts = table(vec![
+    let ctx = ember_context(config);
+    let facts = memory_table(vec![
         ("d", int64((0..FACT_ROWS).map(|i| i % DIM_ROWS))),
         ("v", int64(0..FACT_ROWS)),
     ]);
-    let dims = table(vec![
+    let dims = memory_table(vec![
         ("d", int64(0..DIM_ROWS)),
         ("g", int64((0..DIM_ROWS).map(|d| d % GROUPS))),
         ("h", int64((0..DIM_ROWS).map(|d| d % 7))),
     ]);
     let names: Vec<String> = (0..GROUPS).map(|g| format!("n{g}")).collect();
-    let groups = table(vec![
+    let groups = memory_table(vec![
         ("g", int64(0..GROUPS)),
         ("name", Arc::new(StringArray::from(names)) as ArrayRef),
     ]);
@@ -53,19 +45,6 @@ fn context(reorder: bool) -> SessionContext {
     ctx.register_table("dims", dims).unwrap();
     ctx.register_table("groups", groups).unwrap();
     ctx
-}
-
-async fn plan(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
-    ctx.sql(sql)
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap()
-}
-
-fn shown(plan: &Arc<dyn ExecutionPlan>) -> String {
-    displayable(plan.as_ref()).indent(false).to_string()
 }
 
 /// The rows all the hash joins of `plan` produced.
@@ -84,8 +63,7 @@ fn join_output_rows(plan: &Arc<dyn ExecutionPlan>) -> usize {
 
 /// The answer of `plan` and the rows its joins produced.
 async fn run(ctx: &SessionContext, plan: Arc<dyn ExecutionPlan>) -> (String, usize) {
-    let batches = collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
-    let answer = pretty_format_batches(&batches).unwrap().to_string();
+    let answer = printed_result(ctx, Arc::clone(&plan)).await;
     (answer, join_output_rows(&plan))
 }
 
@@ -121,12 +99,12 @@ async fn a_filtered_dimension_joins_before_the_facts() {
     let want = expected(rows.len(), rows.iter().sum());
 
     let written = context(false);
-    let written_plan = plan(&written, sql).await;
+    let written_plan = physical_plan(&written, sql).await;
     let (answer, written_rows) = run(&written, Arc::clone(&written_plan)).await;
     assert_eq!(answer, want);
 
     let reordered = context(true);
-    let reordered_plan = plan(&reordered, sql).await;
+    let reordered_plan = physical_plan(&reordered, sql).await;
     let shown = shown(&reordered_plan);
     let (answer, reordered_rows) = run(&reordered, reordered_plan).await;
     assert_eq!(answer, want);
@@ -161,12 +139,12 @@ async fn a_filter_over_two_inputs_survives_the_reordering() {
     let want = expected(rows.len(), rows.iter().sum());
     for reorder in [false, true] {
         let ctx = context(reorder);
-        let plan = plan(&ctx, sql).await;
+        let plan = physical_plan(&ctx, sql).await;
         let shown = shown(&plan);
         let (answer, _) = run(&ctx, plan).await;
         assert_eq!(answer, want, "join_reordering={reorder}:\n{shown}");
     }
-    let shown = shown(&plan(&context(true), sql).await);
+    let shown = shown(&physical_plan(&context(true), sql).await);
     let (on_groups, on_dims) = (join_lines(&shown, "g"), join_lines(&shown, "d"));
     assert!(
         on_groups.iter().all(|&line| line > on_dims[0]),
@@ -180,8 +158,8 @@ async fn a_good_written_order_is_kept() {
     let sql = "SELECT count(*) AS n, sum(f.v) AS total \
                FROM groups g JOIN dims d ON d.g = g.g JOIN facts f ON f.d = d.d \
                WHERE g.name = 'n3'";
-    let off = shown(&plan(&context(false), sql).await);
-    let on = shown(&plan(&context(true), sql).await);
+    let off = shown(&physical_plan(&context(false), sql).await);
+    let on = shown(&physical_plan(&context(true), sql).await);
     assert_eq!(on, off);
 }
 
@@ -194,9 +172,9 @@ async fn an_outer_join_ends_the_chain() {
                JOIN groups g ON f.d % 10 = g.g WHERE g.name = 'n3'";
     let rows: Vec<i64> = (0..FACT_ROWS).filter(|i| i % 10 == 3).collect();
     let want = expected(rows.len(), rows.iter().sum());
-    let off = plan(&context(false), sql).await;
+    let off = physical_plan(&context(false), sql).await;
     let ctx = context(true);
-    let on = plan(&ctx, sql).await;
+    let on = physical_plan(&ctx, sql).await;
     assert_eq!(shown(&on), shown(&off));
     assert_eq!(run(&ctx, on).await.0, want);
 }

@@ -2,30 +2,20 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::datasource::MemTable;
-use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 
 use super::FilterSampling;
 use crate::config::session_config;
-use crate::object_store::runtime_env;
-use crate::session::session_state;
+use crate::test_support::{ember_context, memory_table, physical_plan, printed_result, shown};
 
 const FACT_ROWS: i64 = 10_000;
-
-fn table(columns: Vec<(&str, ArrayRef)>) -> Arc<MemTable> {
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap())
-}
 
 /// A session with Ember's state over `fact` (k = 0..1000 ten times, v = the
 /// row number) and `dim` (k = 0..10, named `even` or `odd`).
 fn context() -> SessionContext {
-    let config = session_config();
-    let runtime = runtime_env(&config, None).unwrap();
-    let ctx = SessionContext::new_with_state(session_state(config, runtime).unwrap());
-    let fact = table(vec![
+    let ctx = ember_context(session_config());
+    let fact = memory_table(vec![
         (
             "k",
             Arc::new(Int64Array::from_iter_values(
@@ -37,7 +27,7 @@ fn context() -> SessionContext {
     let names: Vec<&str> = (0..10)
         .map(|k| if k % 2 == 0 { "even" } else { "odd" })
         .collect();
-    let dim = table(vec![
+    let dim = memory_table(vec![
         (
             "k",
             Arc::new(Int64Array::from_iter_values(0..10)) as ArrayRef,
@@ -52,19 +42,6 @@ fn context() -> SessionContext {
 const JOIN: &str = "SELECT d.name, count(*) AS n, sum(f.v) AS total \
      FROM fact f JOIN dim d ON f.k = d.k WHERE d.name = 'odd' GROUP BY d.name";
 
-async fn plan(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
-    ctx.sql(sql)
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap()
-}
-
-fn shown(plan: &Arc<dyn ExecutionPlan>) -> String {
-    displayable(plan.as_ref()).indent(false).to_string()
-}
-
 /// Rows the joins of `plan` read from their probe sides.
 fn probe_rows(plan: &Arc<dyn ExecutionPlan>) -> usize {
     let own = Some(plan)
@@ -75,34 +52,29 @@ fn probe_rows(plan: &Arc<dyn ExecutionPlan>) -> usize {
     own + plan.children().into_iter().map(probe_rows).sum::<usize>()
 }
 
-async fn answer(ctx: &SessionContext, plan: Arc<dyn ExecutionPlan>) -> String {
-    let batches = collect(plan, ctx.task_ctx()).await.unwrap();
-    pretty_format_batches(&batches).unwrap().to_string()
-}
-
 #[tokio::test]
 async fn a_joins_probe_side_drops_the_rows_its_build_side_cannot_match_at_the_scan() {
     let ctx = context();
-    let filtered = plan(&ctx, JOIN).await;
+    let filtered = physical_plan(&ctx, JOIN).await;
     assert!(
         shown(&filtered).contains("DynamicRowFilterExec: [DynamicFilter"),
         "{}",
         shown(&filtered)
     );
-    let with_filter = answer(&ctx, Arc::clone(&filtered)).await;
+    let with_filter = printed_result(&ctx, Arc::clone(&filtered)).await;
     // Five of the thousand keys are odd keys of `dim`: ten rows each.
     assert_eq!(probe_rows(&filtered), 50);
 
     ctx.sql("SET ember.dynamic_filters_in_scans = false")
         .await
         .unwrap();
-    let plain = plan(&ctx, JOIN).await;
+    let plain = physical_plan(&ctx, JOIN).await;
     assert!(
         !shown(&plain).contains("DynamicRowFilterExec"),
         "{}",
         shown(&plain)
     );
-    let without_filter = answer(&ctx, Arc::clone(&plain)).await;
+    let without_filter = printed_result(&ctx, Arc::clone(&plain)).await;
     assert_eq!(probe_rows(&plain), FACT_ROWS as usize);
     assert_eq!(with_filter, without_filter);
     // Keys 1, 3, 5, 7 and 9, at rows k, k + 1000, ..., k + 9000.
@@ -123,7 +95,7 @@ async fn a_scan_no_dynamic_filter_reaches_keeps_its_plan() {
         "SELECT sum(v) FROM fact WHERE v > 3",
         "SELECT k, count(*) FROM fact GROUP BY k",
     ] {
-        let plan = plan(&ctx, sql).await;
+        let plan = physical_plan(&ctx, sql).await;
         assert!(
             !shown(&plan).contains("DynamicRowFilterExec"),
             "{sql}: {}",
@@ -136,8 +108,8 @@ async fn a_scan_no_dynamic_filter_reaches_keeps_its_plan() {
 async fn an_outer_joins_preserved_side_keeps_every_row() {
     let ctx = context();
     let sql = "SELECT count(*) AS n FROM fact f LEFT JOIN dim d ON f.k = d.k AND d.name = 'odd'";
-    let plan = plan(&ctx, sql).await;
-    let rows = answer(&ctx, plan).await;
+    let plan = physical_plan(&ctx, sql).await;
+    let rows = printed_result(&ctx, plan).await;
     assert!(rows.contains(&format!("| {FACT_ROWS} |")), "{rows}");
 }
 
@@ -176,15 +148,18 @@ async fn a_partitioned_joins_filter_only_prunes() {
     ] {
         ctx.sql(setting).await.unwrap();
     }
-    let partitioned = plan(&ctx, JOIN).await;
+    let partitioned = physical_plan(&ctx, JOIN).await;
     let shown_plan = shown(&partitioned);
     assert!(shown_plan.contains("mode=Partitioned"), "{shown_plan}");
     assert!(!shown_plan.contains("DynamicRowFilterExec"), "{shown_plan}");
-    let rows = answer(&ctx, partitioned).await;
+    let rows = printed_result(&ctx, partitioned).await;
     ctx.sql("SET ember.dynamic_filters_in_scans = false")
         .await
         .unwrap();
-    assert_eq!(rows, answer(&ctx, plan(&ctx, JOIN).await).await);
+    assert_eq!(
+        rows,
+        printed_result(&ctx, physical_plan(&ctx, JOIN).await).await
+    );
 }
 
 #[tokio::test]

@@ -1,20 +1,12 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{JoinType, LogicalPlan};
 use datafusion::prelude::SessionContext;
 
 use crate::config::session_config;
-use crate::object_store::runtime_env;
-use crate::session::session_state;
-
-fn table(columns: Vec<(&str, ArrayRef)>) -> Arc<MemTable> {
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap())
-}
+use crate::test_support::{ember_context, memory_table};
 
 fn ints(values: &[i64]) -> ArrayRef {
     Arc::new(Int64Array::from(values.to_vec()))
@@ -27,27 +19,25 @@ fn strings(values: &[&str]) -> ArrayRef {
 /// A session with Ember's state over small customer, orders, lineitem,
 /// supplier, nation and part tables.
 fn context() -> SessionContext {
-    let config = session_config();
-    let runtime = runtime_env(&config, None).unwrap();
-    let ctx = SessionContext::new_with_state(session_state(config, runtime).unwrap());
+    let ctx = ember_context(session_config());
     let tables = [
         (
             "customer",
-            table(vec![
+            memory_table(vec![
                 ("c_custkey", ints(&[1, 2, 3])),
                 ("c_name", strings(&["a", "b", "c"])),
             ]),
         ),
         (
             "orders",
-            table(vec![
+            memory_table(vec![
                 ("o_orderkey", ints(&[10, 11, 12, 13])),
                 ("o_custkey", ints(&[1, 1, 2, 3])),
             ]),
         ),
         (
             "lineitem",
-            table(vec![
+            memory_table(vec![
                 ("l_orderkey", ints(&[10, 10, 11, 12, 13, 13])),
                 ("l_suppkey", ints(&[1, 2, 1, 2, 1, 2])),
                 ("l_quantity", ints(&[3, 4, 1, 6, 2, 2])),
@@ -56,21 +46,21 @@ fn context() -> SessionContext {
         ),
         (
             "part",
-            table(vec![
+            memory_table(vec![
                 ("p_partkey", ints(&[1, 2, 3])),
                 ("p_brand", strings(&["X", "Y", "X"])),
             ]),
         ),
         (
             "supplier",
-            table(vec![
+            memory_table(vec![
                 ("s_suppkey", ints(&[1, 2])),
                 ("s_nationkey", ints(&[7, 8])),
             ]),
         ),
         (
             "nation",
-            table(vec![
+            memory_table(vec![
                 ("n_nationkey", ints(&[7, 8])),
                 ("n_name", strings(&["CANADA", "PERU"])),
             ]),

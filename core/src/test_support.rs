@@ -1,0 +1,47 @@
+//! Helpers the unit tests of Ember's session rules share: an Ember session
+//! over in-memory tables, its physical plans and their results.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::datasource::MemTable;
+use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::object_store::runtime_env;
+use crate::session::session_state;
+
+/// A session with Ember's state (its rules included) under `config`.
+pub(crate) fn ember_context(config: SessionConfig) -> SessionContext {
+    let runtime = runtime_env(&config, None).unwrap();
+    SessionContext::new_with_state(session_state(config, runtime).unwrap())
+}
+
+/// A table of one batch holding `columns`.
+pub(crate) fn memory_table(columns: Vec<(&str, ArrayRef)>) -> Arc<MemTable> {
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap())
+}
+
+/// The physical plan of `sql` in `ctx`.
+pub(crate) async fn physical_plan(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+    ctx.sql(sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap()
+}
+
+/// `plan`, one operator per indented line.
+pub(crate) fn shown(plan: &Arc<dyn ExecutionPlan>) -> String {
+    displayable(plan.as_ref()).indent(false).to_string()
+}
+
+/// What running `plan` in `ctx` returns, as a printed table.
+pub(crate) async fn printed_result(ctx: &SessionContext, plan: Arc<dyn ExecutionPlan>) -> String {
+    let batches = collect(plan, ctx.task_ctx()).await.unwrap();
+    pretty_format_batches(&batches).unwrap().to_string()
+}
