@@ -25,6 +25,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use ember_core::RESUBMIT_MARKER;
+use ember_core::operator::only_child;
 
 use crate::empty_relation::with_portable_empty_relations;
 use futures::{StreamExt, TryStreamExt};
@@ -117,14 +118,9 @@ impl ExecutionPlan for ResubmittingExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(Self::new(input))),
-            _ => Err(DataFusionError::Internal(
-                "ResubmittingExec takes exactly one child".to_owned(),
-            )),
-        }
+        Ok(Arc::new(Self::new(only_child(self.name(), children)?)))
     }
 
     fn execute(

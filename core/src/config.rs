@@ -274,6 +274,14 @@ ember_settings! {
     join_reordering: bool = true,
         "Order chains of three or more inner joins by their inputs' statistics (fewest \
          intermediate rows) instead of the order the query names the tables";
+    /// Whether a subplan a query repeats (a view or common table
+    /// expression read twice, a repeated subquery) that aggregates, joins
+    /// or computes a window is computed once embedded, its result held in
+    /// memory (spilled to disk where the memory pool is full) for every use
+    /// ([`crate::common_subplans`]). Clusters compute each use.
+    reuse_common_subplans: bool = true,
+        "Compute a subquery the query repeats (a view or CTE read twice) once and let every \
+         use read its result, held in memory or spilled; embedded only";
     /// Whether a cluster client sends the session's S3 credentials
     /// (`s3.access_key_id`, `s3.secret_access_key`, `s3.session_token`,
     /// also per bucket) with each query. Off, they stay in the client,

@@ -36,9 +36,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
 use datafusion::common::cast::as_boolean_array;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{ScalarValue, internal_err};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
@@ -61,6 +61,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use crate::EmberConfig;
+use crate::operator::only_child;
 
 /// DataFusion's post-optimization filter pushdown with a
 /// [`DynamicRowFilterExec`] above each scan, where
@@ -277,17 +278,11 @@ impl ExecutionPlan for DynamicRowFilterExec {
 
     fn replace_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
         _options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return internal_err!(
-                "DynamicRowFilterExec takes one child, got {}",
-                children.len()
-            );
-        }
         Ok(Arc::new(Self {
-            input: children.swap_remove(0),
+            input: only_child(self.name(), children)?,
             filters: self.filters.clone(),
         }))
     }

@@ -15,6 +15,7 @@ use datafusion::prelude::SessionConfig;
 
 use crate::checked_arithmetic::{CheckedArithmeticRule, CheckedConstantFolding};
 use crate::cluster_order::KeepOrderOnCluster;
+use crate::common_subplans::ReuseCommonSubplans;
 use crate::dialect::SparkSemanticsRule;
 use crate::distributed_joins::PartitionUnbroadcastableJoins;
 use crate::join_order::ReorderJoins;
@@ -97,8 +98,10 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// [`ReorderJoins`] right before DataFusion's `JoinSelection`, so that
 /// chains of inner joins follow their inputs' statistics rather than the
 /// order the query names its tables in;
-/// and [`DynamicFiltersInScans`] in place of DataFusion's post-optimization
-/// filter pushdown, so that dynamic filters drop rows inside Parquet scans.
+/// [`ReuseCommonSubplans`], which computes a subquery the plan repeats once
+/// (embedded only), and right after it [`DynamicFiltersInScans`] in place of
+/// DataFusion's post-optimization filter pushdown, so that dynamic filters
+/// drop rows inside Parquet scans.
 fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = PhysicalOptimizer::new().rules;
     let at = rules
@@ -125,12 +128,15 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
         .position(|rule| rule.name() == "join_selection")
         .unwrap_or(0);
     rules.insert(at, Arc::new(ReorderJoins));
-    // In place of DataFusion's post-optimization filter pushdown.
+    // In place of DataFusion's post-optimization filter pushdown, right
+    // after the shared subplans are chosen: a dynamic filter from above a
+    // shared subplan belongs to one use and stops at it.
     if let Some(at) = rules
         .iter()
         .position(|rule| rule.name() == "FilterPushdown(Post)")
     {
         rules[at] = Arc::new(DynamicFiltersInScans::new());
+        rules.insert(at, Arc::new(ReuseCommonSubplans));
     }
     rules
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::{ArrayRef, Int64Array};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::MemTable;
@@ -17,6 +17,11 @@ use crate::session::session_state;
 pub(crate) fn ember_context(config: SessionConfig) -> SessionContext {
     let runtime = runtime_env(&config, None).unwrap();
     SessionContext::new_with_state(session_state(config, runtime).unwrap())
+}
+
+/// A 64-bit integer column of `values`.
+pub(crate) fn int64(values: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(Int64Array::from_iter_values(values))
 }
 
 /// A table of one batch holding `columns`.

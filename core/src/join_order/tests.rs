@@ -1,21 +1,19 @@
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
 use crate::config::session_config;
-use crate::test_support::{ember_context, memory_table, physical_plan, printed_result, shown};
+use crate::test_support::{
+    ember_context, int64, memory_table, physical_plan, printed_result, shown,
+};
 
 const FACT_ROWS: i64 = 10_000;
 const DIM_ROWS: i64 = 1_000;
 const GROUPS: i64 = 10;
-
-fn int64(values: impl Iterator<Item = i64>) -> ArrayRef {
-    Arc::new(Int64Array::from_iter_values(values))
-}
 
 /// A session with Ember's state, `ember.join_reordering` as `reorder`, over
 /// `facts` (d = row % 1000, v = row), `dims` (d = 0..1000, g = d % 10,
