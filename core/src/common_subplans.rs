@@ -52,7 +52,7 @@ use std::sync::Arc;
 
 use ballista_core::config::BallistaConfig;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::FileScanConfig;
@@ -70,10 +70,7 @@ use datafusion::physical_plan::joins::{
 use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
 use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
-use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
-    ReplaceChildrenOptions,
-};
+use datafusion::physical_plan::{DisplayFormatType, ExecutionPlan, ExecutionPlanProperties};
 
 pub use shared_exec::{SharedResults, SharedSubplanExec};
 
@@ -110,23 +107,16 @@ impl PhysicalOptimizerRule for ReuseCommonSubplans {
 
 /// `plan` with the largest subplans it repeats shared between their uses.
 pub fn reuse_common_subplans(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-    if has_recursive_query(&plan) {
+    if plan.exists(|node| Ok(node.downcast_ref::<RecursiveQueryExec>().is_some()))? {
         return Ok(plan);
     }
     let mut catalog = SubplanCatalog::default();
     catalog.describe(&plan)?;
-    let mut uses = HashMap::new();
-    catalog.count_uses(&plan, &mut uses);
+    let uses = catalog.count_uses(&plan)?;
     if uses.values().all(|&count| count < 2) {
         return Ok(plan);
     }
-    let mut shared = HashMap::new();
-    catalog.share(plan, &uses, &mut shared)
-}
-
-fn has_recursive_query(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    plan.downcast_ref::<RecursiveQueryExec>().is_some()
-        || plan.children().into_iter().any(has_recursive_query)
+    catalog.share(plan, &uses)
 }
 
 /// What the rule knows of the subplans of one plan.
@@ -232,53 +222,48 @@ impl SubplanCatalog {
 
     /// Counts, from the root down, the uses each repeated subplan would
     /// get: one per occurrence that is not inside a larger shared subplan.
-    fn count_uses(&self, node: &Arc<dyn ExecutionPlan>, uses: &mut HashMap<usize, usize>) {
-        match self.repeated(node) {
-            Some(number) => *uses.entry(number).or_default() += 1,
-            None => node
-                .children()
-                .into_iter()
-                .for_each(|child| self.count_uses(child, uses)),
-        }
+    fn count_uses(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<HashMap<usize, usize>> {
+        let mut uses = HashMap::new();
+        plan.apply(|node| {
+            Ok(match self.repeated(node) {
+                Some(number) => {
+                    *uses.entry(number).or_default() += 1;
+                    TreeNodeRecursion::Jump
+                }
+                None => TreeNodeRecursion::Continue,
+            })
+        })?;
+        Ok(uses)
     }
 
-    /// `node` with each repeated subplan that has two uses or more (as
+    /// `plan` with each repeated subplan that has two uses or more (as
     /// counted by [`Self::count_uses`]) replaced by a [`SharedSubplanExec`].
     fn share(
         &self,
-        node: Arc<dyn ExecutionPlan>,
+        plan: Arc<dyn ExecutionPlan>,
         uses: &HashMap<usize, usize>,
-        shared: &mut HashMap<usize, Arc<SharedResults>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if let Some(number) = self.repeated(&node) {
+        let mut shared: HashMap<usize, Arc<SharedResults>> = HashMap::new();
+        plan.transform_down(|node| {
+            let Some(number) = self.repeated(&node) else {
+                return Ok(Transformed::no(node));
+            };
             let count = uses.get(&number).copied().unwrap_or(0);
             if count < 2 {
-                return Ok(node);
+                return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
             }
             let next = shared.len();
             let results = shared
                 .entry(number)
                 .or_insert_with(|| Arc::new(SharedResults::new(next, count)));
-            return Ok(Arc::new(SharedSubplanExec::new(node, Arc::clone(results))));
-        }
-        let children: Vec<Arc<dyn ExecutionPlan>> = node.children().into_iter().cloned().collect();
-        if children.is_empty() {
-            return Ok(node);
-        }
-        let mut changed = false;
-        let mut new_children = Vec::with_capacity(children.len());
-        for child in children {
-            let new_child = self.share(Arc::clone(&child), uses, shared)?;
-            changed |= !Arc::ptr_eq(&new_child, &child);
-            new_children.push(new_child);
-        }
-        if !changed {
-            return Ok(node);
-        }
-        node.replace_children(
-            new_children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep),
-        )
+            let use_of_shared = SharedSubplanExec::new(node, Arc::clone(results));
+            Ok(Transformed::new(
+                Arc::new(use_of_shared) as Arc<dyn ExecutionPlan>,
+                true,
+                TreeNodeRecursion::Jump,
+            ))
+        })
+        .data()
     }
 }
 

@@ -8,13 +8,13 @@ use datafusion::arrow::array::{
     Date32Array, Decimal128Array, Int32Array, RecordBatch, StringArray, StringViewArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::MemTable;
-use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
+use datafusion::physical_plan::{ExecutionPlan, displayable};
 use datafusion::prelude::SessionContext;
 
 use super::{GpuCachePolicy, process_gpu, rewrite_for_cpu_reference, rewrite_for_gpu};
 use crate::config::session_config;
+use crate::test_support::{physical_plan, printed_result};
 
 fn no_cache() -> GpuCachePolicy {
     GpuCachePolicy::default()
@@ -127,20 +127,6 @@ async fn context() -> SessionContext {
     ctx
 }
 
-async fn plan(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
-    ctx.sql(sql)
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap()
-}
-
-async fn run(ctx: &SessionContext, plan: Arc<dyn ExecutionPlan>) -> String {
-    let batches = collect(plan, ctx.task_ctx()).await.unwrap();
-    pretty_format_batches(&batches).unwrap().to_string()
-}
-
 fn shows_gpu_operator(plan: &Arc<dyn ExecutionPlan>) -> bool {
     displayable(plan.as_ref())
         .indent(true)
@@ -151,20 +137,20 @@ fn shows_gpu_operator(plan: &Arc<dyn ExecutionPlan>) -> bool {
 #[tokio::test]
 async fn q6_shape_is_rewritten_and_the_fallback_gives_the_cpu_answer() {
     let ctx = context().await;
-    let cpu = plan(&ctx, Q6).await;
+    let cpu = physical_plan(&ctx, Q6).await;
     assert!(!shows_gpu_operator(&cpu));
-    let expected = run(&ctx, cpu).await;
+    let expected = printed_result(&ctx, cpu).await;
     assert!(expected.contains("revenue"), "{expected}");
 
     // No device: the operator is placed and runs its CPU fallback. (A
     // fresh plan: some operators cannot run twice.)
-    let rewritten = rewrite_for_gpu(plan(&ctx, Q6).await, None, 0, &no_cache()).unwrap();
+    let rewritten = rewrite_for_gpu(physical_plan(&ctx, Q6).await, None, 0, &no_cache()).unwrap();
     assert!(
         shows_gpu_operator(&rewritten),
         "{}",
         displayable(rewritten.as_ref()).indent(true)
     );
-    assert_eq!(run(&ctx, rewritten).await, expected);
+    assert_eq!(printed_result(&ctx, rewritten).await, expected);
 }
 
 #[tokio::test]
@@ -176,7 +162,7 @@ async fn unsupported_shapes_stay_on_the_cpu() {
         "SELECT median(l_quantity) FROM lineitem",
         "SELECT sum(l_quantity) FILTER (WHERE l_discount > 0.05) FROM lineitem",
     ] {
-        let cpu = plan(&ctx, sql).await;
+        let cpu = physical_plan(&ctx, sql).await;
         let rewritten = rewrite_for_gpu(cpu, None, 0, &no_cache()).unwrap();
         assert!(!shows_gpu_operator(&rewritten), "{sql} was rewritten");
     }
@@ -190,7 +176,7 @@ async fn force_without_a_gpu_is_a_clear_error() {
     }
     let ctx = context().await;
     ctx.sql("SET ember.gpu = 'force'").await.unwrap();
-    let cpu = plan(&ctx, Q6).await;
+    let cpu = physical_plan(&ctx, Q6).await;
     let options = ctx.copied_config();
     let err = datafusion::physical_optimizer::PhysicalOptimizerRule::optimize(
         &crate::settings_rewrite::SettingsRewrite::GPU_PLACEMENT,
@@ -209,9 +195,10 @@ async fn gpu_answers_equal_the_cpu_plan_where_a_gpu_is_present() {
         return;
     };
     let ctx = context().await;
-    let expected = run(&ctx, plan(&ctx, Q6).await).await;
-    let on_gpu = rewrite_for_gpu(plan(&ctx, Q6).await, Some(device), 0, &no_cache()).unwrap();
-    assert_eq!(run(&ctx, Arc::clone(&on_gpu)).await, expected);
+    let expected = printed_result(&ctx, physical_plan(&ctx, Q6).await).await;
+    let on_gpu =
+        rewrite_for_gpu(physical_plan(&ctx, Q6).await, Some(device), 0, &no_cache()).unwrap();
+    assert_eq!(printed_result(&ctx, Arc::clone(&on_gpu)).await, expected);
     let text =
         datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(on_gpu.as_ref())
             .indent(true)
@@ -224,29 +211,38 @@ async fn gpu_answers_equal_the_cpu_plan_where_a_gpu_is_present() {
 async fn q1_and_grouped_shapes_are_rewritten_and_give_the_cpu_answer() {
     let ctx = context().await;
     for sql in std::iter::once(&Q1).chain(GROUPED) {
-        let expected = run(&ctx, plan(&ctx, sql).await).await;
+        let expected = printed_result(&ctx, physical_plan(&ctx, sql).await).await;
         // The fallback (no device): the replaced CPU plan per chunk.
-        let fallback = rewrite_for_gpu(plan(&ctx, sql).await, None, 0, &no_cache()).unwrap();
+        let fallback =
+            rewrite_for_gpu(physical_plan(&ctx, sql).await, None, 0, &no_cache()).unwrap();
         assert!(
             shows_gpu_operator(&fallback),
             "{sql}:\n{}",
             displayable(fallback.as_ref()).indent(true)
         );
-        assert_eq!(run(&ctx, fallback).await, expected, "{sql}: fallback");
+        assert_eq!(
+            printed_result(&ctx, fallback).await,
+            expected,
+            "{sql}: fallback"
+        );
         // The kernels' CPU references: translation, kernel semantics and
         // state output, against DataFusion's own answer.
-        let reference = rewrite_for_cpu_reference(plan(&ctx, sql).await).unwrap();
-        assert_eq!(run(&ctx, reference).await, expected, "{sql}: reference");
+        let reference = rewrite_for_cpu_reference(physical_plan(&ctx, sql).await).unwrap();
+        assert_eq!(
+            printed_result(&ctx, reference).await,
+            expected,
+            "{sql}: reference"
+        );
     }
 }
 
 #[tokio::test]
 async fn q6_through_the_kernel_reference_gives_the_cpu_answer() {
     let ctx = context().await;
-    let expected = run(&ctx, plan(&ctx, Q6).await).await;
-    let reference = rewrite_for_cpu_reference(plan(&ctx, Q6).await).unwrap();
+    let expected = printed_result(&ctx, physical_plan(&ctx, Q6).await).await;
+    let reference = rewrite_for_cpu_reference(physical_plan(&ctx, Q6).await).unwrap();
     assert!(shows_gpu_operator(&reference));
-    assert_eq!(run(&ctx, reference).await, expected);
+    assert_eq!(printed_result(&ctx, reference).await, expected);
 }
 
 #[tokio::test]
@@ -257,15 +253,15 @@ async fn grouped_gpu_answers_equal_the_cpu_plan_where_a_gpu_is_present() {
     };
     let ctx = context().await;
     for sql in std::iter::once(&Q1).chain(GROUPED) {
-        let expected = run(&ctx, plan(&ctx, sql).await).await;
+        let expected = printed_result(&ctx, physical_plan(&ctx, sql).await).await;
         let on_gpu = rewrite_for_gpu(
-            plan(&ctx, sql).await,
+            physical_plan(&ctx, sql).await,
             Some(Arc::clone(&device)),
             0,
             &no_cache(),
         )
         .unwrap();
-        assert_eq!(run(&ctx, on_gpu).await, expected, "{sql}");
+        assert_eq!(printed_result(&ctx, on_gpu).await, expected, "{sql}");
     }
 }
 
@@ -316,7 +312,7 @@ async fn a_cache_fill_reads_every_row_of_its_partition_whatever_the_filter() {
     ctx.register_parquet("t", location, Default::default())
         .await
         .unwrap();
-    let plan = plan(&ctx, "SELECT sum(v) FROM t WHERE k >= 950").await;
+    let plan = physical_plan(&ctx, "SELECT sum(v) FROM t WHERE k >= 950").await;
     let placement = first_placement(&plan).expect("the aggregate is placeable");
     let scan = Arc::clone(&placement.scan);
 
