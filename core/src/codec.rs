@@ -38,6 +38,7 @@ use prost::Message;
 
 use crate::cache::{CACHED_DATASET, CachedDataset};
 use crate::checked_arithmetic::OverflowCheckedExpr;
+use crate::conjunctions::{ORDERED_CONJUNCTION_WIRE, OrderedConjunction};
 use crate::functions::{self, MAP_PARTITIONS, MapPartitionsTable};
 use crate::memory_table::{MEMORY_TABLE, decode_memory_table, encode_memory_table};
 
@@ -215,6 +216,9 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
         inputs: &[Arc<dyn PhysicalExpr>],
         _ctx: &PhysicalExprDecodeCtx<'_>,
     ) -> Result<Arc<dyn PhysicalExpr>> {
+        if buf == ORDERED_CONJUNCTION_WIRE.as_bytes() {
+            return Ok(Arc::new(OrderedConjunction::try_new(inputs.to_vec())?));
+        }
         match OverflowCheckedExpr::from_wire(buf, inputs)? {
             Some(expr) => Ok(Arc::new(expr)),
             None => Err(DataFusionError::Plan(format!(
@@ -231,6 +235,10 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
         buf: &mut Vec<u8>,
         _ctx: &PhysicalExprEncodeCtx<'_>,
     ) -> Result<()> {
+        if node.downcast_ref::<OrderedConjunction>().is_some() {
+            buf.extend_from_slice(ORDERED_CONJUNCTION_WIRE.as_bytes());
+            return Ok(());
+        }
         match node.downcast_ref::<OverflowCheckedExpr>() {
             Some(checked) => {
                 buf.extend_from_slice(checked.wire_name().as_bytes());

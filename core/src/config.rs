@@ -282,6 +282,13 @@ ember_settings! {
     reuse_common_subplans: bool = true,
         "Compute a subquery the query repeats (a view or CTE read twice) once and let every \
          use read its result, held in memory or spilled; embedded only";
+    /// Whether each filter of two or more conjuncts evaluates them most
+    /// selective first (by the input's statistics), each on the rows the
+    /// ones before kept ([`crate::conjunctions`]), rather than in the order
+    /// the query wrote them.
+    ordered_conjunctions: bool = true,
+        "Evaluate a filter's conjuncts (a AND b AND ...) most selective first, each on the rows \
+         the ones before it kept, instead of in the written order";
     /// Whether a cluster client sends the session's S3 credentials
     /// (`s3.access_key_id`, `s3.secret_access_key`, `s3.session_token`,
     /// also per bucket) with each query. Off, they stay in the client,

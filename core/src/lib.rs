@@ -35,6 +35,7 @@ pub mod cluster_order;
 pub mod codec;
 pub mod common_subplans;
 pub mod config;
+pub mod conjunctions;
 pub mod dialect;
 pub mod distributed_joins;
 pub mod error;

@@ -16,6 +16,7 @@ use datafusion::prelude::SessionConfig;
 use crate::checked_arithmetic::{CheckedArithmeticRule, CheckedConstantFolding};
 use crate::cluster_order::KeepOrderOnCluster;
 use crate::common_subplans::ReuseCommonSubplans;
+use crate::conjunctions::EvaluateConjunctsInOrder;
 use crate::dialect::SparkSemanticsRule;
 use crate::distributed_joins::PartitionUnbroadcastableJoins;
 use crate::join_order::ReorderJoins;
@@ -94,7 +95,10 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// cluster partitioned joins (and the exchanges above them) where it could
 /// not broadcast the build side, then [`KeepOrderOnCluster`], which sorts
 /// where a cluster would lose an order the plan relies on (above joins whose
-/// sides Ballista may swap, above exchanges that become stage boundaries);
+/// sides Ballista may swap, above exchanges that become stage boundaries),
+/// then [`EvaluateConjunctsInOrder`], which has filters evaluate their most
+/// selective conjuncts first, after every rule that pushes filters into
+/// scans;
 /// [`ReorderJoins`] right before DataFusion's `JoinSelection`, so that
 /// chains of inner joins follow their inputs' statistics rather than the
 /// order the query names its tables in;
@@ -117,6 +121,8 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
     rules.insert(at, Arc::new(PartitionUnbroadcastableJoins::LAST));
     // After it, to see the joins and exchanges it placed.
     rules.insert(at + 1, Arc::new(KeepOrderOnCluster));
+    // After every rule that reads or pushes down filter predicates.
+    rules.insert(at + 2, Arc::new(EvaluateConjunctsInOrder));
     let at = rules
         .iter()
         .position(|rule| rule.name() == "join_selection")
