@@ -6,10 +6,10 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, UInt32Array};
 use datafusion::arrow::buffer::{BooleanBuffer, MutableBuffer};
-use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::compute::{filter, take};
+use datafusion::arrow::datatypes::{DataType, Schema, UInt32Type};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::util::bit_util;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -91,17 +91,16 @@ impl OrderedConjunction {
         &self,
         index: usize,
         batch: &RecordBatch,
-        kept: &[u32],
-    ) -> Result<Vec<u32>> {
+        kept: &UInt32Array,
+    ) -> Result<UInt32Array> {
         if kept.is_empty() {
-            return Ok(Vec::new());
+            return Ok(kept.clone());
         }
         let projected = &self.projected()?[index];
-        let rows = UInt32Array::from(kept.to_vec());
         let columns = projected
             .columns
             .iter()
-            .map(|&column| take(batch.column(column), &rows, None))
+            .map(|&column| take(batch.column(column), kept, None))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         // The row count keeps a conjunct that reads no column well-formed.
         let kept_rows = RecordBatch::try_new_with_options(
@@ -109,13 +108,10 @@ impl OrderedConjunction {
             columns,
             &RecordBatchOptions::new().with_row_count(Some(kept.len())),
         )?;
-        let truths = true_rows(
-            projected
-                .expr
-                .evaluate(&kept_rows)?
-                .into_array(kept_rows.num_rows())?,
-        )?;
-        Ok(truths.set_indices().map(|at| kept[at]).collect())
+        let truths = true_rows(&projected.expr, &kept_rows)?;
+        Ok(filter(kept, &BooleanArray::new(truths, None))?
+            .as_primitive::<UInt32Type>()
+            .clone())
     }
 }
 
@@ -144,8 +140,10 @@ fn project_conjunct(conjunct: &Arc<dyn PhysicalExpr>) -> Result<ProjectedConjunc
     Ok(ProjectedConjunct { columns, expr })
 }
 
-/// The rows where `value` (a boolean array) is true: `NULL` counts as false.
-fn true_rows(value: ArrayRef) -> Result<BooleanBuffer> {
+/// The rows of `batch` for which `conjunct` is true: `NULL` counts as
+/// false.
+fn true_rows(conjunct: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanBuffer> {
+    let value = conjunct.evaluate(batch)?.into_array(batch.num_rows())?;
     let Some(booleans) = value.as_boolean_opt() else {
         return Err(DataFusionError::Internal(format!(
             "a conjunct of a filter evaluated to {}, not to booleans",
@@ -159,21 +157,20 @@ fn true_rows(value: ArrayRef) -> Result<BooleanBuffer> {
 }
 
 /// A mask of `len` rows, set at `rows`.
-fn rows_to_mask(rows: &[u32], len: usize) -> BooleanBuffer {
+fn rows_to_mask(rows: &UInt32Array, len: usize) -> BooleanBuffer {
     let mut bits = MutableBuffer::from_len_zeroed(bit_util::ceil(len, 8));
     let slice = bits.as_slice_mut();
-    for &row in rows {
+    for &row in rows.values() {
         bit_util::set_bit(slice, row as usize);
     }
     BooleanBuffer::new(bits.into(), 0, len)
 }
 
-/// The rows kept so far: every row, a mask over the batch, or, once fewer
-/// than [`EVALUATE_ON_KEPT_ROWS_BELOW`] of them are left, their numbers.
+/// The rows kept so far: a mask over the batch, or, once fewer than
+/// [`EVALUATE_ON_KEPT_ROWS_BELOW`] of them are left, their numbers.
 enum KeptRows {
-    All,
     Mask(BooleanBuffer),
-    Rows(Vec<u32>),
+    Rows(UInt32Array),
 }
 
 impl PartialEq for OrderedConjunction {
@@ -235,26 +232,24 @@ impl PhysicalExpr for OrderedConjunction {
     fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
         let rows = batch.num_rows();
         let few = EVALUATE_ON_KEPT_ROWS_BELOW * rows as f64;
-        let mut kept = KeptRows::All;
-        for (index, conjunct) in self.conjuncts.iter().enumerate() {
+        // `try_new` makes sure of two conjuncts or more.
+        let first = self.conjuncts.first().ok_or_else(|| {
+            DataFusionError::Internal("an ordered conjunction without conjuncts".to_string())
+        })?;
+        let mut kept = KeptRows::Mask(true_rows(first, batch)?);
+        for (index, conjunct) in self.conjuncts.iter().enumerate().skip(1) {
             kept = match kept {
-                KeptRows::All => {
-                    KeptRows::Mask(true_rows(conjunct.evaluate(batch)?.into_array(rows)?)?)
-                }
                 KeptRows::Mask(mask) if (mask.count_set_bits() as f64) < few => {
-                    let kept_rows: Vec<u32> = mask.set_indices().map(|row| row as u32).collect();
+                    let kept_rows = mask.set_indices().map(|row| row as u32).collect();
                     KeptRows::Rows(self.evaluate_on_kept_rows(index, batch, &kept_rows)?)
                 }
-                KeptRows::Mask(mask) => {
-                    KeptRows::Mask(&mask & &true_rows(conjunct.evaluate(batch)?.into_array(rows)?)?)
-                }
+                KeptRows::Mask(mask) => KeptRows::Mask(&mask & &true_rows(conjunct, batch)?),
                 KeptRows::Rows(kept_rows) => {
                     KeptRows::Rows(self.evaluate_on_kept_rows(index, batch, &kept_rows)?)
                 }
             };
         }
         let mask = match kept {
-            KeptRows::All => BooleanBuffer::new_set(rows),
             KeptRows::Mask(mask) => mask,
             KeptRows::Rows(kept_rows) => rows_to_mask(&kept_rows, rows),
         };
