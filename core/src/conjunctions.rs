@@ -130,7 +130,8 @@ fn ordered_filter(filter: &FilterExec) -> Result<Option<Arc<dyn ExecutionPlan>>>
         .compute(filter.input().as_ref(), &StatisticsArgs::new())
         .ok();
     let (equalities, others): (Vec<_>, Vec<_>) = conjuncts
-        .into_iter()
+        .iter()
+        .copied()
         .partition(|conjunct| is_equality(conjunct));
     let others = evaluation_order(&others, input_statistics.as_deref());
     let mut ordered: Vec<_> = equalities.into_iter().map(Arc::clone).collect();
@@ -139,12 +140,15 @@ fn ordered_filter(filter: &FilterExec) -> Result<Option<Arc<dyn ExecutionPlan>>>
     } else {
         ordered.extend(others);
     }
-    let reordered = conjunction(ordered);
-    if reordered.to_string() == predicate.to_string()
-        && reordered.downcast_ref::<OrderedConjunction>().is_none()
-    {
+    let unchanged = ordered.len() == conjuncts.len()
+        && ordered
+            .iter()
+            .zip(&conjuncts)
+            .all(|(now, written)| Arc::ptr_eq(now, written));
+    if unchanged {
         return Ok(None);
     }
+    let reordered = conjunction(ordered);
     // The planner's estimate for the filter stays what DataFusion made of
     // the written conjunction, which it may no longer be able to analyse.
     let selectivity = statistics

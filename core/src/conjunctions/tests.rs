@@ -277,6 +277,21 @@ async fn a_filter_evaluates_its_most_selective_conjuncts_first_and_crosses_proce
     );
     assert_eq!(printed_result(&ctx, decoded).await, EXPECTED);
 
+    // Already in order (the equality in front, then the rest, which no
+    // statistics tell apart, as written): the order stays, the rest still
+    // evaluated in sequence. Even a from 6 to 898: 447 rows summing to
+    // 447 · 452 = 202,044.
+    let sql = "SELECT count(*) AS n, sum(a) AS total FROM t WHERE a % 2 = 0 AND a > 5 AND a < 900";
+    let plan = physical_plan(&ctx, sql).await;
+    assert_eq!(
+        filter_predicate(&plan),
+        ("a@0 % 2 = 0 AND a@0 > 5 AND a@0 < 900".to_string(), true)
+    );
+    assert_eq!(
+        printed_result(&ctx, plan).await,
+        "+-----+--------+\n| n   | total  |\n+-----+--------+\n| 447 | 202044 |\n+-----+--------+"
+    );
+
     // Off, the written order and the same answer.
     let ctx = context(false);
     let plan = physical_plan(&ctx, QUERY).await;
