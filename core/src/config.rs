@@ -274,6 +274,15 @@ ember_settings! {
     join_reordering: bool = true,
         "Order chains of three or more inner joins by their inputs' statistics (fewest \
          intermediate rows) instead of the order the query names the tables";
+    /// Whether a filter whose predicate DataFusion's interval analysis
+    /// cannot read (string equality, `LIKE`, a comparison of two columns)
+    /// gets Ember's estimate of the rows it keeps
+    /// ([`crate::selectivity`]) instead of
+    /// `datafusion.optimizer.default_filter_selectivity`, so that the join
+    /// order and the choice of broadcast joins see it.
+    filter_selectivity_estimates: bool = true,
+        "Estimate the rows a filter keeps from its predicate and its input's statistics where \
+         DataFusion cannot (strings, LIKE, column comparisons), for join order and broadcasts";
     /// Whether a subplan a query repeats (a view or common table
     /// expression read twice, a repeated subquery) that aggregates, joins
     /// or computes a window is computed once embedded, its result held in

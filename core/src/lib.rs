@@ -54,6 +54,7 @@ pub mod scalar_subquery;
 pub mod scan_dynamic_filters;
 pub mod scan_projection;
 pub mod scheduling;
+pub mod selectivity;
 pub mod semi_join;
 pub mod session;
 pub mod settings_rewrite;

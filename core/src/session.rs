@@ -22,6 +22,7 @@ use crate::distributed_joins::PartitionUnbroadcastableJoins;
 use crate::join_order::ReorderJoins;
 use crate::scalar_subquery::{SingleRowScalarSubqueries, scalar_subquery_value};
 use crate::scan_dynamic_filters::DynamicFiltersInScans;
+use crate::selectivity::EstimateFilterSelectivity;
 use crate::semi_join::{FilterAggregateByJoinKeys, PushDownSemiJoin};
 use crate::settings_rewrite::SettingsRewrite;
 use crate::write::EmberQueryPlanner;
@@ -99,9 +100,10 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// then [`EvaluateConjunctsInOrder`], which has filters evaluate their most
 /// selective conjuncts first, after every rule that pushes filters into
 /// scans;
-/// [`ReorderJoins`] right before DataFusion's `JoinSelection`, so that
-/// chains of inner joins follow their inputs' statistics rather than the
-/// order the query names its tables in;
+/// [`EstimateFilterSelectivity`], which estimates the rows of filters
+/// DataFusion cannot analyse, then [`ReorderJoins`], right before
+/// DataFusion's `JoinSelection`, so that chains of inner joins follow their
+/// inputs' statistics rather than the order the query names its tables in;
 /// [`ReuseCommonSubplans`], which computes a subquery the plan repeats once
 /// (embedded only), and right after it [`DynamicFiltersInScans`] in place of
 /// DataFusion's post-optimization filter pushdown, so that dynamic filters
@@ -134,6 +136,8 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
         .position(|rule| rule.name() == "join_selection")
         .unwrap_or(0);
     rules.insert(at, Arc::new(ReorderJoins));
+    // Before the join order and JoinSelection read the filters' estimates.
+    rules.insert(at, Arc::new(EstimateFilterSelectivity));
     // In place of DataFusion's post-optimization filter pushdown, right
     // after the shared subplans are chosen: a dynamic filter from above a
     // shared subplan belongs to one use and stops at it.

@@ -50,3 +50,14 @@ pub(crate) async fn printed_result(ctx: &SessionContext, plan: Arc<dyn Execution
     let batches = collect(plan, ctx.task_ctx()).await.unwrap();
     pretty_format_batches(&batches).unwrap().to_string()
 }
+
+/// The printed one-row result `n = count, total = sum` that the rules'
+/// tests ask their queries for.
+pub(crate) fn printed_count_and_total(count: usize, sum: i64) -> String {
+    let batch = RecordBatch::try_from_iter(vec![
+        ("n", int64(std::iter::once(count as i64))),
+        ("total", int64(std::iter::once(sum))),
+    ])
+    .unwrap();
+    pretty_format_batches(&[batch]).unwrap().to_string()
+}

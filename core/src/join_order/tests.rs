@@ -1,14 +1,13 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, StringArray};
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
 use crate::config::session_config;
 use crate::test_support::{
-    ember_context, int64, memory_table, physical_plan, printed_result, shown,
+    ember_context, int64, memory_table, physical_plan, printed_count_and_total, printed_result,
+    shown,
 };
 
 const FACT_ROWS: i64 = 10_000;
@@ -65,15 +64,6 @@ async fn run(ctx: &SessionContext, plan: Arc<dyn ExecutionPlan>) -> (String, usi
     (answer, join_output_rows(&plan))
 }
 
-fn expected(count: usize, sum: i64) -> String {
-    let batch = RecordBatch::try_from_iter(vec![
-        ("n", int64(std::iter::once(count as i64))),
-        ("total", int64(std::iter::once(sum))),
-    ])
-    .unwrap();
-    pretty_format_batches(&[batch]).unwrap().to_string()
-}
-
 /// The line numbers, in the indented plan, of the joins on `key`.
 fn join_lines(shown: &str, key: &str) -> Vec<usize> {
     shown
@@ -94,7 +84,7 @@ async fn a_filtered_dimension_joins_before_the_facts() {
     let rows: Vec<i64> = (0..FACT_ROWS)
         .filter(|i| (i % DIM_ROWS) % GROUPS == 3)
         .collect();
-    let want = expected(rows.len(), rows.iter().sum());
+    let want = printed_count_and_total(rows.len(), rows.iter().sum());
 
     let written = context(false);
     let written_plan = physical_plan(&written, sql).await;
@@ -134,7 +124,7 @@ async fn a_filter_over_two_inputs_survives_the_reordering() {
             (g == 3 && h == 4) || (g == 4 && h == 3)
         })
         .collect();
-    let want = expected(rows.len(), rows.iter().sum());
+    let want = printed_count_and_total(rows.len(), rows.iter().sum());
     for reorder in [false, true] {
         let ctx = context(reorder);
         let plan = physical_plan(&ctx, sql).await;
@@ -169,7 +159,7 @@ async fn an_outer_join_ends_the_chain() {
                FROM facts f LEFT JOIN dims d ON f.d = d.d AND d.h = 1 \
                JOIN groups g ON f.d % 10 = g.g WHERE g.name = 'n3'";
     let rows: Vec<i64> = (0..FACT_ROWS).filter(|i| i % 10 == 3).collect();
-    let want = expected(rows.len(), rows.iter().sum());
+    let want = printed_count_and_total(rows.len(), rows.iter().sum());
     let off = physical_plan(&context(false), sql).await;
     let ctx = context(true);
     let on = physical_plan(&ctx, sql).await;

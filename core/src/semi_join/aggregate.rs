@@ -1,5 +1,5 @@
 //! An optimizer rule that filters a grouped aggregate's input to the keys
-//! its inner join can match, before the aggregate, with a semi join.
+//! its join can match, before the aggregate, with a semi join.
 //!
 //! DataFusion decorrelates a scalar subquery such as TPC-H Q17's
 //! `(SELECT 0.2 * avg(l_quantity) FROM lineitem WHERE l_partkey = p_partkey)`
@@ -14,7 +14,13 @@
 //! has the key column below the other side's inner joins; so the aggregate
 //! can drop, before grouping, every input row whose key that table does not
 //! hold: `(A ⋈ γ_k(B)) = (A ⋈ γ_k(B ⋉_k T))`, with `T` the table of `A` that
-//! provides the key. The rule applies this when `T` is a filtered table
+//! provides the key. The same holds for either side of a semi join, and for
+//! the side of an outer, anti or mark join that the join does not return
+//! whole (a group nothing matches there changes nothing). Where the other
+//! side's key is itself the key of a semi join (`ps_partkey IN (SELECT
+//! p_partkey FROM part WHERE …)`, as in TPC-H Q20), its values are among
+//! the keys of that semi join's filtered table, which then serves as `T`.
+//! The rule applies this when `T` is a filtered table
 //! (a filter, or a scan's filter, over one table): reading it again is cheap
 //! and its keys are fewer than the table's. Where `T` is read whole, every
 //! key may match and nothing is saved, so the rule leaves the plan alone.
@@ -38,7 +44,8 @@ use super::{enabled, is_whole_table, passes_columns_on, with_inputs};
 const JOIN_KEYS_ALIAS: &str = "__ember_join_keys";
 
 /// Filters the input of a grouped aggregate, joined on its group key with
-/// an inner join, to the keys of the filtered table that the other side of
+/// an inner or semi join (or on the side an outer or anti join does not
+/// keep whole), to the keys of the filtered table that the other side of
 /// the join takes that key from (see the module documentation).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FilterAggregateByJoinKeys;
@@ -62,26 +69,41 @@ impl OptimizerRule for FilterAggregateByJoinKeys {
         };
         // `IS NOT DISTINCT FROM` keys match NULL with NULL, which the semi
         // join would drop.
-        if join.join_type != JoinType::Inner
-            || join.null_equality != NullEquality::NullEqualsNothing
-            || !enabled(config)
-        {
+        let (left_filterable, right_filterable) = filterable_sides(join.join_type);
+        if join.null_equality != NullEquality::NullEqualsNothing || !enabled(config) {
             return Ok(Transformed::no(plan));
         }
         for (left_key, right_key) in &join.on {
             let (Expr::Column(left_key), Expr::Column(right_key)) = (left_key, right_key) else {
                 continue;
             };
-            if let Some(left) = filter_aggregate(&join.left, left_key, &join.right, right_key)? {
+            if left_filterable
+                && let Some(left) = filter_aggregate(&join.left, left_key, &join.right, right_key)?
+            {
                 let rewritten = with_inputs(join, Arc::new(left), join.right.clone())?;
                 return Ok(Transformed::yes(rewritten));
             }
-            if let Some(right) = filter_aggregate(&join.right, right_key, &join.left, left_key)? {
+            if right_filterable
+                && let Some(right) = filter_aggregate(&join.right, right_key, &join.left, left_key)?
+            {
                 let rewritten = with_inputs(join, join.left.clone(), Arc::new(right))?;
                 return Ok(Transformed::yes(rewritten));
             }
         }
         Ok(Transformed::no(plan))
+    }
+}
+
+/// Which sides of a `join_type` join (left, right) may lose the rows whose
+/// key the other side lacks without changing what the join returns: both
+/// of an inner or semi join; only the side an outer, anti or mark join
+/// does not return every row of.
+fn filterable_sides(join_type: JoinType) -> (bool, bool) {
+    match join_type {
+        JoinType::Inner | JoinType::LeftSemi | JoinType::RightSemi => (true, true),
+        JoinType::Left | JoinType::LeftAnti | JoinType::LeftMark => (false, true),
+        JoinType::Right | JoinType::RightAnti | JoinType::RightMark => (true, false),
+        JoinType::Full => (false, false),
     }
 }
 
@@ -95,23 +117,27 @@ fn filter_aggregate(
     other_side: &LogicalPlan,
     other_key: &Column,
 ) -> Result<Option<LogicalPlan>> {
-    let Some(table) = key_table(other_side, other_key) else {
+    let Some((table, table_key)) = key_table(other_side, other_key) else {
         return Ok(None);
     };
     if !is_filtered_table(table) {
         return Ok(None);
     }
     let keys = LogicalPlanBuilder::from(table.clone())
-        .project(vec![Expr::Column(other_key.clone())])?
+        .project(vec![Expr::Column(table_key.clone())])?
         .alias(JOIN_KEYS_ALIAS)?
         .build()?;
-    let keys_column = Column::new(Some(JOIN_KEYS_ALIAS), other_key.name.clone());
+    let keys_column = Column::new(Some(JOIN_KEYS_ALIAS), table_key.name.clone());
     filter_groups(aggregate_side, key, &keys, &keys_column)
 }
 
-/// The part of `plan` whose rows provide `column`: the input of `plan`'s
-/// inner joins (and projections of columns) that holds it.
-fn key_table<'a>(plan: &'a LogicalPlan, column: &Column) -> Option<&'a LogicalPlan> {
+/// The part of `plan` whose rows provide `column`, with the column there
+/// that holds every value `column` can take: the input of `plan`'s inner
+/// joins (and projections of columns) that holds it; for a semi join's key,
+/// the other side's filtered table whose key it must match
+/// (`ps_partkey IN (SELECT p_partkey FROM part WHERE …)` holds only the
+/// parts the filter keeps).
+fn key_table<'a>(plan: &'a LogicalPlan, column: &Column) -> Option<(&'a LogicalPlan, Column)> {
     match plan {
         LogicalPlan::Join(join) if join.join_type == JoinType::Inner => {
             if join.left.schema().has_column(column) {
@@ -122,11 +148,51 @@ fn key_table<'a>(plan: &'a LogicalPlan, column: &Column) -> Option<&'a LogicalPl
                 None
             }
         }
+        LogicalPlan::Join(join)
+            if matches!(join.join_type, JoinType::LeftSemi | JoinType::RightSemi) =>
+        {
+            semi_join_key_table(join, column)
+        }
         LogicalPlan::Projection(projection) if passes_columns_on(&projection.expr) => {
             key_table(&projection.input, column)
         }
-        _ => plan.schema().has_column(column).then_some(plan),
+        _ => plan
+            .schema()
+            .has_column(column)
+            .then(|| (plan, column.clone())),
     }
+}
+
+/// [`key_table`] of a semi join's `column`: where it is one of the join's
+/// keys, the filtered table the other side's key comes from, else the
+/// table it comes from on the side the join returns.
+fn semi_join_key_table<'a>(join: &'a Join, column: &Column) -> Option<(&'a LogicalPlan, Column)> {
+    let (kept, filtering, keys): (_, _, Vec<_>) = match join.join_type {
+        JoinType::LeftSemi => (
+            &join.left,
+            &join.right,
+            join.on.iter().map(|(left, right)| (left, right)).collect(),
+        ),
+        _ => (
+            &join.right,
+            &join.left,
+            join.on.iter().map(|(left, right)| (right, left)).collect(),
+        ),
+    };
+    if !kept.schema().has_column(column) {
+        return None;
+    }
+    let matched = keys.iter().find_map(|(kept_key, filtering_key)| {
+        let (Expr::Column(kept_key), Expr::Column(filtering_key)) = (kept_key, filtering_key)
+        else {
+            return None;
+        };
+        if kept_key != column || join.null_equality != NullEquality::NullEqualsNothing {
+            return None;
+        }
+        key_table(filtering, filtering_key).filter(|(table, _)| is_filtered_table(table))
+    });
+    matched.or_else(|| key_table(kept, column))
 }
 
 /// Whether `plan` reads one table and filters it: a filter, or a scan with

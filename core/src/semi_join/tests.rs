@@ -308,3 +308,46 @@ async fn an_aggregate_an_outer_join_keeps_whole_is_left_alone() {
 +-----------+-------+---------+"
     );
 }
+
+/// TPC-H Q20's shape: suppliers with a line of a brand Y part whose
+/// quantity is over half of that part's and supplier's total. The
+/// correlated total is joined by a semi join whose other side is itself
+/// semi-joined with the brand's parts: the total is taken over the lines of
+/// those parts only. Brand Y is part 2, whose lines (both supplier 2's)
+/// have 4 and 6 of a total of 10: only the line of 6 is over half.
+#[tokio::test]
+async fn an_aggregate_a_semi_join_reads_groups_only_the_keys_of_the_filtered_table_behind_it() {
+    let ctx = context();
+    let sql = "
+        SELECT s_suppkey FROM supplier
+        WHERE s_suppkey IN (
+            SELECT l_suppkey FROM lineitem li
+            WHERE li.l_partkey IN (SELECT p_partkey FROM part WHERE p_brand = 'Y')
+                AND li.l_quantity > (
+                    SELECT 0.5 * sum(l2.l_quantity) FROM lineitem l2
+                    WHERE l2.l_partkey = li.l_partkey AND l2.l_suppkey = li.l_suppkey))
+        ORDER BY s_suppkey";
+    let want = "\
++-----------+
+| s_suppkey |
++-----------+
+| 2         |
++-----------+";
+    let plan = optimized(&ctx, sql).await;
+    let filtered = aggregate_inputs(&plan)
+        .into_iter()
+        .filter(|input| input.contains("= __ember_join_keys.p_partkey"))
+        .count();
+    assert_eq!(
+        filtered,
+        1,
+        "the correlated total should read the lines of brand Y parts only:\n{}",
+        plan.display_indent()
+    );
+    assert_eq!(answer(&ctx, sql).await, want);
+
+    set_push_down_semi_joins(&ctx, false).await;
+    let plan = optimized(&ctx, sql).await;
+    assert_no_aggregate_filtered(&plan);
+    assert_eq!(answer(&ctx, sql).await, want);
+}
