@@ -354,14 +354,14 @@ fn like_selectivity(pattern: &Arc<dyn PhysicalExpr>) -> f64 {
 }
 
 /// `column op literal`, with the literal written on either side.
-pub(crate) struct ColumnComparison<'a> {
+struct ColumnComparison<'a> {
     column: &'a Column,
     op: Operator,
     value: &'a ScalarValue,
 }
 
 /// `expr` as a comparison of a column with a literal, if it is one.
-pub(crate) fn column_comparison(expr: &Arc<dyn PhysicalExpr>) -> Option<ColumnComparison<'_>> {
+fn column_comparison(expr: &Arc<dyn PhysicalExpr>) -> Option<ColumnComparison<'_>> {
     let binary = expr.downcast_ref::<BinaryExpr>()?;
     let op = *binary.op();
     if !matches!(

@@ -69,10 +69,10 @@ impl OptimizerRule for FilterAggregateByJoinKeys {
         };
         // `IS NOT DISTINCT FROM` keys match NULL with NULL, which the semi
         // join would drop.
-        let (left_filterable, right_filterable) = filterable_sides(join.join_type);
         if join.null_equality != NullEquality::NullEqualsNothing || !enabled(config) {
             return Ok(Transformed::no(plan));
         }
+        let (left_filterable, right_filterable) = filterable_sides(join.join_type);
         for (left_key, right_key) in &join.on {
             let (Expr::Column(left_key), Expr::Column(right_key)) = (left_key, right_key) else {
                 continue;
@@ -167,27 +167,27 @@ fn key_table<'a>(plan: &'a LogicalPlan, column: &Column) -> Option<(&'a LogicalP
 /// keys, the filtered table the other side's key comes from, else the
 /// table it comes from on the side the join returns.
 fn semi_join_key_table<'a>(join: &'a Join, column: &Column) -> Option<(&'a LogicalPlan, Column)> {
-    let (kept, filtering, keys): (_, _, Vec<_>) = match join.join_type {
-        JoinType::LeftSemi => (
-            &join.left,
-            &join.right,
-            join.on.iter().map(|(left, right)| (left, right)).collect(),
-        ),
-        _ => (
-            &join.right,
-            &join.left,
-            join.on.iter().map(|(left, right)| (right, left)).collect(),
-        ),
+    let left_semi = join.join_type == JoinType::LeftSemi;
+    let (kept, filtering) = if left_semi {
+        (&join.left, &join.right)
+    } else {
+        (&join.right, &join.left)
     };
     if !kept.schema().has_column(column) {
         return None;
     }
-    let matched = keys.iter().find_map(|(kept_key, filtering_key)| {
+    let keys_match_values = join.null_equality == NullEquality::NullEqualsNothing;
+    let matched = join.on.iter().find_map(|(left, right)| {
+        let (kept_key, filtering_key) = if left_semi {
+            (left, right)
+        } else {
+            (right, left)
+        };
         let (Expr::Column(kept_key), Expr::Column(filtering_key)) = (kept_key, filtering_key)
         else {
             return None;
         };
-        if kept_key != column || join.null_equality != NullEquality::NullEqualsNothing {
+        if !keys_match_values || kept_key != column {
             return None;
         }
         key_table(filtering, filtering_key).filter(|(table, _)| is_filtered_table(table))
