@@ -283,6 +283,17 @@ ember_settings! {
     filter_selectivity_estimates: bool = true,
         "Estimate the rows a filter keeps from its predicate and its input's statistics where \
          DataFusion cannot (strings, LIKE, column comparisons), for join order and broadcasts";
+    /// Embedded, a partitioned hash join broadcasts its build side instead
+    /// ([`crate::broadcast_joins`]) where its probe side is estimated at
+    /// this many rows per build row for each thread past the first, or
+    /// more: one hash table, built in one thread, that every partition
+    /// probes, sparing the hash exchange of the probe side. DataFusion's
+    /// size limits (`datafusion.optimizer.hash_join_single_partition_threshold*`)
+    /// still broadcast any build side under them. `0` leaves the choice to
+    /// those limits alone.
+    broadcast_join_probe_ratio: u64 = 4,
+        "Embedded: broadcast a hash join's build side when the probe side has this many rows \
+         per build row for each thread past the first (0: only DataFusion's size limits)";
     /// Whether a subplan a query repeats (a view or common table
     /// expression read twice, a repeated subquery) that aggregates, joins
     /// or computes a window is computed once embedded, its result held in

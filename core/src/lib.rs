@@ -29,6 +29,7 @@
 //! configured three times.
 
 pub mod address;
+pub mod broadcast_joins;
 pub mod cache;
 pub mod checked_arithmetic;
 pub mod cluster_order;

@@ -13,6 +13,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;
 
+use crate::broadcast_joins::BroadcastJoinsByCost;
 use crate::checked_arithmetic::{CheckedArithmeticRule, CheckedConstantFolding};
 use crate::cluster_order::KeepOrderOnCluster;
 use crate::common_subplans::ReuseCommonSubplans;
@@ -100,6 +101,9 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// then [`EvaluateConjunctsInOrder`], which has filters evaluate their most
 /// selective conjuncts first, after every rule that pushes filters into
 /// scans;
+/// [`BroadcastJoinsByCost`], right after DataFusion's `JoinSelection`,
+/// which broadcasts build sides that are small against their probe sides
+/// (embedded only);
 /// [`EstimateFilterSelectivity`], which estimates the rows of filters
 /// DataFusion cannot analyse, then [`ReorderJoins`], right before
 /// DataFusion's `JoinSelection`, so that chains of inner joins follow their
@@ -130,6 +134,9 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
         .position(|rule| rule.name() == "join_selection")
         .map_or(0, |at| at + 1);
     rules.insert(at, Arc::new(PartitionUnbroadcastableJoins::EARLY));
+    // Embedded only, where the rule above does nothing: broadcasts by the
+    // sides' rows, before the exchanges are placed for the joins' modes.
+    rules.insert(at, Arc::new(BroadcastJoinsByCost));
     // Before `JoinSelection`, which picks the reordered joins' build sides.
     let at = rules
         .iter()

@@ -145,6 +145,7 @@ async fn a_partitioned_joins_filter_only_prunes() {
         "SET datafusion.execution.target_partitions = 2",
         "SET datafusion.optimizer.hash_join_single_partition_threshold = 0",
         "SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0",
+        "SET ember.broadcast_join_probe_ratio = 0",
     ] {
         ctx.sql(setting).await.unwrap();
     }

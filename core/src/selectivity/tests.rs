@@ -171,6 +171,10 @@ fn context(estimates: bool) -> SessionContext {
     options
         .set("ember.filter_selectivity_estimates", &estimates.to_string())
         .unwrap();
+    // Only the size limit decides broadcasts here, not the rows' ratio.
+    options
+        .set("ember.broadcast_join_probe_ratio", "0")
+        .unwrap();
     options.optimizer.hash_join_single_partition_threshold = parts_bytes / 20;
     let ctx = ember_context(config);
     let parts = memory_table(vec![("id", ids), ("name", names)]);

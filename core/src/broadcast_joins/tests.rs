@@ -1,0 +1,106 @@
+use datafusion::prelude::SessionContext;
+
+use crate::config::{distributed_session_config, session_config};
+use crate::test_support::{
+    ember_context, int64, memory_table, physical_plan, printed_count_and_total, printed_result,
+    shown,
+};
+
+/// Rows of `facts`, the probe side.
+const FACTS: i64 = 20_000;
+
+/// A session with Ember's state, `ember.broadcast_join_probe_ratio` as
+/// `ratio`, four partitions and DataFusion's broadcast limits at zero (so
+/// that only Ember's rule broadcasts), over `facts` (`k` = row % 5,000,
+/// `v` = row), `dims` (`k` 0..1,000: 20 probe rows per build row, enough
+/// for a ratio of 4 on four threads, which asks for 12) and `wide_dims`
+/// (`k` 0..5,000: 4 per build row, too few).
+fn context(ratio: u64, cluster: bool) -> SessionContext {
+    let mut config = if cluster {
+        distributed_session_config()
+    } else {
+        session_config()
+    }
+    .with_target_partitions(4);
+    let options = config.options_mut();
+    options
+        .set("ember.broadcast_join_probe_ratio", &ratio.to_string())
+        .unwrap();
+    options.optimizer.hash_join_single_partition_threshold = 0;
+    options.optimizer.hash_join_single_partition_threshold_rows = 0;
+    let ctx = ember_context(config);
+    let facts = memory_table(vec![
+        ("k", int64((0..FACTS).map(|row| row % 5_000))),
+        ("v", int64(0..FACTS)),
+    ]);
+    ctx.register_table("facts", facts).unwrap();
+    for (name, keys) in [("dims", 1_000), ("wide_dims", 5_000)] {
+        let table = memory_table(vec![("k", int64(0..keys))]);
+        ctx.register_table(name, table).unwrap();
+    }
+    ctx
+}
+
+/// The printed `count(*)` and `sum(v)` of the facts whose `k` is below
+/// `keys`.
+fn facts_below(keys: i64) -> String {
+    let rows: Vec<i64> = (0..FACTS).filter(|row| row % 5_000 < keys).collect();
+    printed_count_and_total(rows.len(), rows.iter().sum())
+}
+
+/// `sql`'s join mode and printed answer in a session made by `context`.
+async fn mode_and_answer(ctx: &SessionContext, sql: &str) -> (String, String) {
+    let plan = physical_plan(ctx, sql).await;
+    let shown = shown(&plan);
+    let mode = ["Partitioned", "CollectLeft"]
+        .into_iter()
+        .find(|mode| shown.contains(&format!("HashJoinExec: mode={mode}")))
+        .unwrap_or_else(|| panic!("no hash join in:\n{shown}"));
+    (mode.to_string(), printed_result(ctx, plan).await)
+}
+
+/// A build side with 20 times fewer rows than its probe side is broadcast
+/// on four threads, inner or as the side an outer join does not keep, with
+/// the answer of the partitioned join; with the ratio at 0 the join stays
+/// partitioned.
+#[tokio::test]
+async fn a_build_side_far_smaller_than_its_probe_side_is_broadcast() {
+    let inner = "SELECT count(*) AS n, sum(f.v) AS total FROM facts f JOIN dims d ON f.k = d.k";
+    let outer = "SELECT count(*) AS n, sum(f.v) AS total \
+                 FROM facts f LEFT JOIN dims d ON f.k = d.k WHERE d.k IS NULL";
+    let unmatched: Vec<i64> = (0..FACTS).filter(|row| row % 5_000 >= 1_000).collect();
+    let unmatched = printed_count_and_total(unmatched.len(), unmatched.iter().sum());
+    for (sql, want) in [(inner, facts_below(1_000)), (outer, unmatched)] {
+        for (ratio, mode) in [(0, "Partitioned"), (4, "CollectLeft")] {
+            let (found, answer) = mode_and_answer(&context(ratio, false), sql).await;
+            assert_eq!(found, mode, "ratio {ratio}: {sql}");
+            assert_eq!(answer, want, "ratio {ratio}: {sql}");
+        }
+    }
+}
+
+/// Joins the rule must leave partitioned: a build side too large against
+/// its probe side, a join that emits the build side's unmatched rows (a
+/// broadcast would need the one shared record of matches the adaptive join
+/// cannot spill), and any join on a cluster.
+#[tokio::test]
+async fn joins_without_the_ratio_or_with_unmatched_build_rows_stay_partitioned() {
+    let wide = "SELECT count(*) AS n, sum(f.v) AS total FROM facts f JOIN wide_dims d ON f.k = d.k";
+    let build_kept = "SELECT count(*) AS n, sum(d.k) AS total \
+                      FROM dims d LEFT JOIN facts f ON f.k = d.k";
+    let inner = "SELECT count(*) AS n, sum(f.v) AS total FROM facts f JOIN dims d ON f.k = d.k";
+    // Each of the 1,000 keys of `dims` is in `facts` four times.
+    let each_key_four_times = printed_count_and_total(4_000, 4 * (0..1_000).sum::<i64>());
+    for (sql, cluster, want) in [
+        (wide, false, facts_below(5_000)),
+        (build_kept, false, each_key_four_times),
+        (inner, true, facts_below(1_000)),
+    ] {
+        let ctx = context(4, cluster);
+        let (found, answer) = mode_and_answer(&ctx, sql).await;
+        assert_eq!(found, "Partitioned", "cluster {cluster}: {sql}");
+        if !cluster {
+            assert_eq!(answer, want, "{sql}");
+        }
+    }
+}
