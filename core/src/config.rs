@@ -291,7 +291,7 @@ ember_settings! {
     /// size limits (`datafusion.optimizer.hash_join_single_partition_threshold*`)
     /// still broadcast any build side under them. `0` leaves the choice to
     /// those limits alone.
-    broadcast_join_probe_ratio: u64 = 4,
+    broadcast_join_probe_ratio: u64 = 8,
         "Embedded: broadcast a hash join's build side when the probe side has this many rows \
          per build row for each thread past the first (0: only DataFusion's size limits)";
     /// Whether a subplan a query repeats (a view or common table

@@ -1,4 +1,6 @@
-use datafusion::prelude::SessionContext;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::config::{distributed_session_config, session_config};
 use crate::test_support::{
@@ -12,7 +14,7 @@ const FACTS: i64 = 20_000;
 /// A session with Ember's state, `ember.broadcast_join_probe_ratio` as
 /// `ratio`, four partitions and DataFusion's broadcast limits at zero (so
 /// that only Ember's rule broadcasts), over `facts` (`k` = row % 5,000,
-/// `v` = row), `dims` (`k` 0..1,000: 20 probe rows per build row, enough
+/// `g` = row % 1,000, `v` = row), `groups` (`g` 0..10), `dims` (`k` 0..1,000: 20 probe rows per build row, enough
 /// for a ratio of 4 on four threads, which asks for 12) and `wide_dims`
 /// (`k` 0..5,000: 4 per build row, too few).
 fn context(ratio: u64, cluster: bool) -> SessionContext {
@@ -31,9 +33,12 @@ fn context(ratio: u64, cluster: bool) -> SessionContext {
     let ctx = ember_context(config);
     let facts = memory_table(vec![
         ("k", int64((0..FACTS).map(|row| row % 5_000))),
+        ("g", int64((0..FACTS).map(|row| row % 1_000))),
         ("v", int64(0..FACTS)),
     ]);
     ctx.register_table("facts", facts).unwrap();
+    let groups = memory_table(vec![("g", int64(0..10))]);
+    ctx.register_table("groups", groups).unwrap();
     for (name, keys) in [("dims", 1_000), ("wide_dims", 5_000)] {
         let table = memory_table(vec![("k", int64(0..keys))]);
         ctx.register_table(name, table).unwrap();
@@ -102,5 +107,64 @@ async fn joins_without_the_ratio_or_with_unmatched_build_rows_stay_partitioned()
         if !cluster {
             assert_eq!(answer, want, "{sql}");
         }
+    }
+}
+
+/// A broadcast join above whose build side keeps 1% of the probe side's
+/// key values (10 of `g`'s 1,000) filters the scan of `facts` below it: the
+/// join of `facts` with `dims` under it then has too few probe rows left
+/// (200 estimated against 1,000 build rows) and stays partitioned, though
+/// `facts`' 20,000 rows alone would broadcast `dims`. Same answer either
+/// way.
+#[tokio::test]
+async fn a_probe_side_a_broadcast_above_filters_is_counted_after_its_filter() {
+    let sql = "SELECT count(*) AS n, sum(f.v) AS total \
+               FROM facts f JOIN dims d ON f.k = d.k JOIN groups t ON f.g = t.g";
+    let rows: Vec<i64> = (0..FACTS)
+        .filter(|row| row % 5_000 < 1_000 && row % 1_000 < 10)
+        .collect();
+    let want = printed_count_and_total(rows.len(), rows.iter().sum());
+    // `facts` from a Parquet file, whose statistics give `g`'s minimum and
+    // maximum (an in-memory table's give neither).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("facts.parquet");
+    let batch = RecordBatch::try_from_iter(vec![
+        ("k", int64((0..FACTS).map(|row| row % 5_000))),
+        ("g", int64((0..FACTS).map(|row| row % 1_000))),
+        ("v", int64(0..FACTS)),
+    ])
+    .unwrap();
+    SessionContext::new()
+        .read_batch(batch)
+        .unwrap()
+        .write_parquet(file.to_str().unwrap(), DataFrameWriteOptions::new(), None)
+        .await
+        .unwrap();
+    for (ratio, upper, lower) in [
+        (0, "Partitioned", "Partitioned"),
+        (4, "CollectLeft", "Partitioned"),
+    ] {
+        let ctx = context(ratio, false);
+        ctx.deregister_table("facts").unwrap();
+        let options = ParquetReadOptions::default();
+        ctx.register_parquet("facts", file.to_str().unwrap(), options)
+            .await
+            .unwrap();
+        // The joins in the order the query names them.
+        ctx.sql("SET ember.join_reordering = false").await.unwrap();
+        let plan = physical_plan(&ctx, sql).await;
+        let shown = shown(&plan);
+        for (mode, key) in [(upper, "g"), (lower, "k")] {
+            let join = format!("HashJoinExec: mode={mode}, join_type=Inner, on=[({key}@");
+            assert!(
+                shown.contains(&join),
+                "ratio {ratio}: no {join} in\n{shown}"
+            );
+        }
+        assert_eq!(
+            printed_result(&ctx, plan).await,
+            want,
+            "ratio {ratio}:\n{shown}"
+        );
     }
 }
