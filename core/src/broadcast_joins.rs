@@ -47,6 +47,7 @@ use datafusion::physical_plan::statistics::StatisticsContext;
 use datafusion::physical_plan::{ExecutionPlan, StatisticsArgs};
 
 use crate::config::EmberConfig;
+use crate::distributed_joins::probe_driven;
 
 /// Broadcasts the build sides of embedded partitioned hash joins whose
 /// probe sides are large enough against them (see the
@@ -86,14 +87,7 @@ fn broadcastable(join: &HashJoinExec) -> bool {
     *join.partition_mode() == PartitionMode::Partitioned
         && !join.null_aware
         && join.fetch().is_none()
-        && matches!(
-            join.join_type(),
-            JoinType::Inner
-                | JoinType::Right
-                | JoinType::RightSemi
-                | JoinType::RightAnti
-                | JoinType::RightMark
-        )
+        && probe_driven(*join.join_type())
 }
 
 /// A dynamic filter that a broadcast join above a subplan pushes into its

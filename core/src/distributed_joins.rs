@@ -74,7 +74,7 @@ impl PartitionUnbroadcastableJoins {
 
 /// Whether every output row of a `join_type` join is produced by a probe
 /// row, so that tasks holding copies of the build side cannot repeat one.
-fn probe_driven(join_type: JoinType) -> bool {
+pub(crate) fn probe_driven(join_type: JoinType) -> bool {
     matches!(
         join_type,
         JoinType::Inner
