@@ -36,7 +36,7 @@
 use std::sync::Arc;
 
 use ballista_core::config::BallistaConfig;
-use datafusion::common::{ColumnStatistics, JoinType};
+use datafusion::common::JoinType;
 use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::physical_expr::expressions::Column;
@@ -48,6 +48,7 @@ use datafusion::physical_plan::{ExecutionPlan, StatisticsArgs};
 
 use crate::config::EmberConfig;
 use crate::distributed_joins::probe_driven;
+use crate::join_order::{distinct_values, row_count};
 
 /// Broadcasts the build sides of embedded partitioned hash joins whose
 /// probe sides are large enough against them (see the
@@ -67,7 +68,10 @@ impl PhysicalOptimizerRule for BroadcastJoinsByCost {
             return Ok(plan);
         }
         let probe_rows_per_build_row = ratio.saturating_mul(threads - 1) as f64;
-        broadcast_by_cost(plan, probe_rows_per_build_row, &[])
+        // One walk's statistics for the whole pass: it reads only the nodes
+        // of `plan`, which stay alive until it returns.
+        let statistics = StatisticsContext::new();
+        broadcast_by_cost(plan, probe_rows_per_build_row, &[], &statistics)
     }
 
     fn name(&self) -> &str {
@@ -110,18 +114,19 @@ fn broadcast_by_cost(
     plan: Arc<dyn ExecutionPlan>,
     ratio: f64,
     filters: &[ProbeSideFilter],
+    statistics: &StatisticsContext,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let Some(join) = plan.downcast_ref::<HashJoinExec>() else {
         let children = plan
             .children()
             .into_iter()
-            .map(|child| broadcast_by_cost(Arc::clone(child), ratio, filters))
+            .map(|child| broadcast_by_cost(Arc::clone(child), ratio, filters, statistics))
             .collect::<Result<Vec<_>>>()?;
         return replace_children_if_necessary(plan, children);
     };
-    let build = estimated_rows(join.left());
+    let build = row_count(join.left(), statistics);
     let broadcast = broadcastable(join)
-        && match (build, estimated_rows(join.right())) {
+        && match (build, row_count(join.right(), statistics)) {
             (Some(build), Some(probe)) => build * ratio <= probe * share_kept(filters, join),
             _ => false,
         };
@@ -130,11 +135,11 @@ fn broadcast_by_cost(
         && drops_unmatched_probe_rows(*join.join_type())
         && let Some(build) = build
     {
-        probe_filters.extend(own_probe_filters(join, build));
+        probe_filters.extend(own_probe_filters(join, build, statistics));
     }
     let children = vec![
-        broadcast_by_cost(Arc::clone(join.left()), ratio, filters)?,
-        broadcast_by_cost(Arc::clone(join.right()), ratio, &probe_filters)?,
+        broadcast_by_cost(Arc::clone(join.left()), ratio, filters, statistics)?,
+        broadcast_by_cost(Arc::clone(join.right()), ratio, &probe_filters, statistics)?,
     ];
     if broadcast {
         return join
@@ -158,15 +163,19 @@ fn drops_unmatched_probe_rows(join_type: JoinType) -> bool {
 /// The dynamic filters broadcast `join` pushes into its probe side: one per
 /// key column of the probe side, keeping the build side's `build_rows`
 /// against the key's distinct values.
-fn own_probe_filters(join: &HashJoinExec, build_rows: f64) -> Vec<ProbeSideFilter> {
+fn own_probe_filters(
+    join: &HashJoinExec,
+    build_rows: f64,
+    statistics: &StatisticsContext,
+) -> Vec<ProbeSideFilter> {
     join.on()
         .iter()
         .filter_map(|(_, probe_key)| {
             let key = probe_key.downcast_ref::<Column>()?;
-            let distinct = distinct_values_of(join.right(), key.name())?;
+            let distinct = distinct_values_of(join.right(), key.name(), statistics)?;
             Some(ProbeSideFilter {
                 column: key.name().to_string(),
-                kept: (build_rows / distinct).min(1.0),
+                kept: (build_rows / distinct.max(1.0)).min(1.0),
             })
         })
         .collect()
@@ -176,30 +185,21 @@ fn own_probe_filters(join: &HashJoinExec, build_rows: f64) -> Vec<ProbeSideFilte
 /// statistics of the highest node in `plan` (itself or below, following the
 /// name) that knows them: joins and aggregates above a scan often lose the
 /// minimum and maximum the scan has.
-fn distinct_values_of(plan: &Arc<dyn ExecutionPlan>, name: &str) -> Option<f64> {
+fn distinct_values_of(
+    plan: &Arc<dyn ExecutionPlan>,
+    name: &str,
+    statistics: &StatisticsContext,
+) -> Option<f64> {
     let index = plan.schema().index_of(name).ok()?;
-    let known = StatisticsContext::new()
+    let known = statistics
         .compute(plan.as_ref(), &StatisticsArgs::new())
         .ok()
-        .and_then(|statistics| distinct_values(statistics.column_statistics.get(index)?));
+        .and_then(|known| distinct_values(known.column_statistics.get(index)?));
     known.or_else(|| {
         plan.children()
             .into_iter()
-            .find_map(|child| distinct_values_of(child, name))
+            .find_map(|child| distinct_values_of(child, name, statistics))
     })
-}
-
-/// The distinct values a column's statistics know of: its distinct count,
-/// else the span of a whole-number or date column's values.
-fn distinct_values(column: &ColumnStatistics) -> Option<f64> {
-    if let Some(&count) = column.distinct_count.get_value() {
-        return Some(count.max(1) as f64);
-    }
-    let (min, max) = (column.min_value.get_value()?, column.max_value.get_value()?);
-    if min.data_type().is_floating() {
-        return None;
-    }
-    max.distance(min).map(|span| span as f64 + 1.0)
 }
 
 /// The share of `join`'s probe rows that the dynamic filters from above
@@ -215,14 +215,6 @@ fn share_kept(filters: &[ProbeSideFilter], join: &HashJoinExec) -> f64 {
         })
         .map(|filter| filter.kept)
         .product()
-}
-
-/// The rows `plan`'s statistics estimate it returns, where they know.
-fn estimated_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<f64> {
-    let statistics = StatisticsContext::new()
-        .compute(plan.as_ref(), &StatisticsArgs::new())
-        .ok()?;
-    statistics.num_rows.get_value().map(|&rows| rows as f64)
 }
 
 #[cfg(test)]

@@ -39,7 +39,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{FieldRef, Schema};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{JoinSide, JoinType, NullEquality, internal_datafusion_err};
+use datafusion::common::{
+    ColumnStatistics, JoinSide, JoinType, NullEquality, internal_datafusion_err,
+};
 use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::logical_expr::Operator;
@@ -490,7 +492,11 @@ impl<'a> Estimates<'a> {
 }
 
 /// The rows `plan`'s statistics give it, exact or estimated.
-fn row_count(plan: &Arc<dyn ExecutionPlan>, statistics: &StatisticsContext) -> Option<f64> {
+/// The rows `plan`'s statistics estimate it returns, where they know.
+pub(crate) fn row_count(
+    plan: &Arc<dyn ExecutionPlan>,
+    statistics: &StatisticsContext,
+) -> Option<f64> {
     let stats = statistics
         .compute(plan.as_ref(), &StatisticsArgs::new())
         .ok()?;
@@ -528,23 +534,29 @@ fn column_origin(
         .compute(node.as_ref(), &StatisticsArgs::new())
         .ok()?;
     let table_rows = (*stats.num_rows.get_value()? as f64).max(1.0);
-    let column_stats = stats.column_statistics.get(column)?;
-    let mut distinct = table_rows;
-    if let Some(count) = column_stats.distinct_count.get_value() {
-        distinct = distinct.min(*count as f64);
-    }
-    if let (Some(min), Some(max)) = (
-        column_stats.min_value.get_value(),
-        column_stats.max_value.get_value(),
-    ) && !min.data_type().is_floating()
-        && let Some(span) = max.distance(min)
-    {
-        distinct = distinct.min(span as f64 + 1.0);
-    }
+    let distinct = distinct_values(stats.column_statistics.get(column)?)
+        .map_or(table_rows, |distinct| distinct.min(table_rows));
     Some(ColumnOrigin {
         distinct: distinct.max(1.0),
         table_rows,
     })
+}
+
+/// The fewest distinct values a column's statistics allow: its distinct
+/// count, and for a column of whole numbers, dates or times the span of
+/// its values; `None` where they know neither.
+pub(crate) fn distinct_values(column: &ColumnStatistics) -> Option<f64> {
+    let count = column.distinct_count.get_value().map(|&count| count as f64);
+    let span = match (column.min_value.get_value(), column.max_value.get_value()) {
+        (Some(min), Some(max)) if !min.data_type().is_floating() => {
+            max.distance(min).map(|span| span as f64 + 1.0)
+        }
+        _ => None,
+    };
+    match (count, span) {
+        (Some(count), Some(span)) => Some(count.min(span)),
+        (count, span) => count.or(span),
+    }
 }
 
 /// Builds the plan of a reordered chain.

@@ -14,9 +14,10 @@ const FACTS: i64 = 20_000;
 /// A session with Ember's state, `ember.broadcast_join_probe_ratio` as
 /// `ratio`, four partitions and DataFusion's broadcast limits at zero (so
 /// that only Ember's rule broadcasts), over `facts` (`k` = row % 5,000,
-/// `g` = row % 1,000, `v` = row), `groups` (`g` 0..10), `dims` (`k` 0..1,000: 20 probe rows per build row, enough
-/// for a ratio of 4 on four threads, which asks for 12) and `wide_dims`
-/// (`k` 0..5,000: 4 per build row, too few).
+/// `g` = row % 1,000, `v` = row), `groups` (`g` 0..10), `dims` (`k`
+/// 0..1,000: 20 probe rows per build row, enough for a ratio of 4 on four
+/// threads, which asks for 12) and `wide_dims` (`k` 0..5,000: 4 per build
+/// row, too few).
 fn context(ratio: u64, cluster: bool) -> SessionContext {
     let mut config = if cluster {
         distributed_session_config()
