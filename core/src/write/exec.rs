@@ -45,7 +45,8 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use prost::Message;
 
-use super::staging::{SUCCESS_MARKER, StagingArea};
+use super::abandoned_writes::with_abandoned_writes_undone;
+use super::staging::{SUCCESS_MARKER, StagingArea, UnfinishedTaskDir};
 use crate::codec::single_input;
 
 /// How many staged files the commit moves at once.
@@ -378,20 +379,24 @@ impl ExecutionPlan for StagedWriteExec {
         config
             .options_mut()
             .set("datafusion.execution.minimum_parallel_output_files", "1")?;
-        let write_context =
-            ember_memory::task_context_with(&context, config, context.runtime_env());
-        let staging = self.staging.clone();
+        // A task dropped mid-write (its job cancelled or failed) must not
+        // land a file after the client has cleaned the staging area.
+        let runtime = with_abandoned_writes_undone(&context.runtime_env());
+        let write_context = ember_memory::task_context_with(&context, config, runtime);
+        let store = self.staging.store(&context.runtime_env())?;
+        let unfinished =
+            UnfinishedTaskDir::new(&self.staging, Arc::clone(&store), task_dir.clone());
         let schema = staged_files_schema();
         let output_schema = schema.clone();
         let written = futures::stream::once(async move {
             let rows = sink.write_all(input, &write_context).await?;
-            let store = staging.store(&write_context.runtime_env())?;
             let mut files: Vec<String> = store
                 .list(Some(&task_dir))
                 .map_ok(|meta| meta.location.to_string())
                 .try_collect()
                 .await?;
             files.sort();
+            unfinished.finish();
             tracing::debug!(
                 partition,
                 files = files.len(),

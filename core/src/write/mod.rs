@@ -8,13 +8,17 @@
 //!   (once per job);
 //! * [`staging`]: the `_temporary/<write_id>/` layout, the commit's moves
 //!   and the removal of a failed write's files ([`StagingArea`]);
+//! * [`abandoned_writes`]: the store the tasks write through, which undoes
+//!   a write whose task was dropped half-way ([`AbandonedWriteUndo`]);
 //! * [`codec`]: how both operators travel to the executors.
 
+pub mod abandoned_writes;
 pub mod codec;
 pub mod exec;
 pub mod planner;
 pub mod staging;
 
+pub use abandoned_writes::AbandonedWriteUndo;
 pub use codec::{StagedWriteCodec, WriteCommitCodec};
 pub use exec::{SinkSpec, StagedWriteExec, WriteCommitExec};
 pub use planner::{EmberQueryPlanner, distribute_writes};

@@ -116,7 +116,13 @@ impl StagingArea {
             .delete_stream(locations)
             .try_collect::<Vec<_>>()
             .await?;
+        let mut count = count;
         if self.store_url.as_str().starts_with("file://") {
+            // Listings leave out the temporary files of uploads still in
+            // progress (`<name>#<n>`); the directories' removal takes them,
+            // and counts them, so that a caller passing again until nothing
+            // is found waits for a task still writing.
+            count += count_local_files(&std::path::PathBuf::from(format!("/{}", self.root)));
             // A single-file write's directory is the file's parent, which
             // the write does not own: leave it.
             let own_dir = self.single_file.is_none().then_some(&self.destination_dir);
@@ -124,6 +130,78 @@ impl StagingArea {
         }
         Ok(count)
     }
+}
+
+/// Removes one task attempt's staging directory unless the attempt
+/// finished: a task of a failed or cancelled job is dropped wherever it
+/// was, and what it had staged goes with it, even when the client's own
+/// clean-up of the staging area has already passed.
+#[derive(Debug)]
+pub struct UnfinishedTaskDir {
+    store: Arc<dyn ObjectStore>,
+    store_url: ObjectStoreUrl,
+    dir: Path,
+    finished: bool,
+}
+
+impl UnfinishedTaskDir {
+    /// Guards `dir`, a task directory of `area`, in `store`.
+    pub fn new(area: &StagingArea, store: Arc<dyn ObjectStore>, dir: Path) -> Self {
+        Self {
+            store,
+            store_url: area.store_url.clone(),
+            dir,
+            finished: false,
+        }
+    }
+
+    /// The attempt finished: its files stay for the commit.
+    pub fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for UnfinishedTaskDir {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(dir = %self.dir, "cannot remove an unfinished task's files outside a runtime");
+            return;
+        };
+        let (store, dir) = (Arc::clone(&self.store), self.dir.clone());
+        let local = self.store_url.as_str().starts_with("file://");
+        drop(runtime.spawn(async move {
+            let staged = store.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
+            let removed = store.delete_stream(staged).try_collect::<Vec<_>>().await;
+            match removed {
+                Ok(files) if !files.is_empty() => {
+                    tracing::debug!(%dir, files = files.len(), "removed an unfinished task's files")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%dir, "cannot remove an unfinished task's files: {e}"),
+            }
+            if local {
+                let _ = std::fs::remove_dir_all(format!("/{dir}"));
+            }
+        }));
+    }
+}
+
+/// How many files lie below `dir` on the local file system.
+fn count_local_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => count_local_files(&entry.path()),
+            Ok(_) => 1,
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Removes the (now empty) local staging directories, then `_temporary`
@@ -186,6 +264,65 @@ mod tests {
             .unwrap();
         assert_eq!(area.remove(&runtime).await.unwrap(), 1);
         assert!(!dir.path().join("out").exists());
+    }
+
+    #[tokio::test]
+    async fn uploads_in_progress_are_removed_and_counted() {
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().unwrap();
+        let out = ListingTableUrl::parse(format!("{}/", dir.path().join("out").display())).unwrap();
+        let runtime = RuntimeEnv::default();
+        let area = StagingArea::new(&out, false, "w5");
+        let store = area.store(&runtime).unwrap();
+        // An open multipart upload: a `<name>#<n>` file no listing shows.
+        let _upload = store
+            .put_multipart(&area.task_dir(0, "c").join("x.csv"))
+            .await
+            .unwrap();
+        assert_eq!(area.remove(&runtime).await.unwrap(), 1);
+        assert!(!dir.path().join("out").exists());
+        assert_eq!(area.remove(&runtime).await.unwrap(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unfinished_task_removes_its_files_and_a_finished_one_keeps_them() {
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().unwrap();
+        let out = ListingTableUrl::parse(format!("{}/", dir.path().join("out").display())).unwrap();
+        let runtime = RuntimeEnv::default();
+        let area = StagingArea::new(&out, false, "w6");
+        let store = area.store(&runtime).unwrap();
+        let local = |p: &Path| std::path::PathBuf::from(format!("/{p}"));
+
+        let finished = area.task_dir(0, "d");
+        store
+            .put(&finished.clone().join("x.csv"), "1\n".into())
+            .await
+            .unwrap();
+        UnfinishedTaskDir::new(&area, Arc::clone(&store), finished.clone()).finish();
+
+        let stopped = area.task_dir(1, "e");
+        store
+            .put(&stopped.clone().join("y.csv"), "2\n".into())
+            .await
+            .unwrap();
+        let upload = store
+            .put_multipart(&stopped.clone().join("z.csv"))
+            .await
+            .unwrap();
+        std::mem::forget(upload);
+        drop(UnfinishedTaskDir::new(
+            &area,
+            Arc::clone(&store),
+            stopped.clone(),
+        ));
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while local(&stopped).exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(!local(&stopped).exists(), "the stopped task's files stay");
+        assert!(local(&finished).join("x.csv").exists());
     }
 
     #[test]
