@@ -79,7 +79,7 @@ impl<T: Send + 'static> Drop for Unclaimed<T> {
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn(undo(value))),
-            Err(_) => tracing::warn!("cannot undo an abandoned write outside a runtime"),
+            Err(_) => tracing::debug!("cannot undo an abandoned write outside a runtime"),
         }
     }
 }
@@ -115,7 +115,7 @@ fn delete_landed(store: Arc<dyn ObjectStore>, location: Path) -> BoxFuture<'stat
     Box::pin(async move {
         match store.delete(&location).await {
             Ok(()) => tracing::debug!(%location, "removed an abandoned write's object"),
-            Err(e) => tracing::warn!(%location, "cannot remove an abandoned write's object: {e}"),
+            Err(e) => tracing::debug!(%location, "cannot remove an abandoned write's object: {e}"),
         }
     })
 }
@@ -150,7 +150,7 @@ impl ObjectStore for AbandonedWriteUndo {
             |mut upload: Box<dyn MultipartUpload>| {
                 Box::pin(async move {
                     if let Err(e) = upload.abort().await {
-                        tracing::warn!("cannot abort an abandoned multipart upload: {e}");
+                        tracing::debug!("cannot abort an abandoned multipart upload: {e}");
                     }
                 })
             },

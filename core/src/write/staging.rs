@@ -135,7 +135,10 @@ impl StagingArea {
 /// Removes one task attempt's staging directory unless the attempt
 /// finished: a task of a failed or cancelled job is dropped wherever it
 /// was, and what it had staged goes with it, even when the client's own
-/// clean-up of the staging area has already passed.
+/// clean-up of the staging area has already passed. The removal is a
+/// second line of defence behind the client's, and a process that exits
+/// cancels it, so its failures are logged at debug level only: a failed
+/// statement keeps its one line of error.
 #[derive(Debug)]
 pub struct UnfinishedTaskDir {
     store: Arc<dyn ObjectStore>,
@@ -167,7 +170,7 @@ impl Drop for UnfinishedTaskDir {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(dir = %self.dir, "cannot remove an unfinished task's files outside a runtime");
+            tracing::debug!(dir = %self.dir, "cannot remove an unfinished task's files outside a runtime");
             return;
         };
         let (store, dir) = (Arc::clone(&self.store), self.dir.clone());
@@ -180,7 +183,7 @@ impl Drop for UnfinishedTaskDir {
                     tracing::debug!(%dir, files = files.len(), "removed an unfinished task's files")
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(%dir, "cannot remove an unfinished task's files: {e}"),
+                Err(e) => tracing::debug!(%dir, "cannot remove an unfinished task's files: {e}"),
             }
             if local {
                 let _ = std::fs::remove_dir_all(format!("/{dir}"));

@@ -36,7 +36,9 @@ async fn settled_files(dir: &std::path::Path) -> Vec<String> {
     }
 }
 
-/// Polls `future` once, as a task does before it is dropped mid-write.
+/// Polls `future` once, as a task does before it is dropped mid-write. The
+/// tests run on one thread, so the wrapper's detached write cannot finish
+/// before that first poll returns.
 fn poll_once_then_drop<F: Future>(future: F) {
     let mut future = Box::pin(future);
     assert!(
@@ -49,7 +51,7 @@ fn poll_once_then_drop<F: Future>(future: F) {
 // (checked by writing through `local` instead): its blocking threads create
 // and rename files after the caller has gone.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_put_dropped_half_way_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let (_, store) = local_store(dir.path());
@@ -58,7 +60,7 @@ async fn a_put_dropped_half_way_leaves_no_file() {
     assert_eq!(settled_files(dir.path()).await, Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_multipart_upload_dropped_while_completing_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let (_, store) = local_store(dir.path());
@@ -75,7 +77,7 @@ async fn a_multipart_upload_dropped_while_completing_leaves_no_file() {
     assert_eq!(settled_files(dir.path()).await, Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn writes_that_are_waited_for_land_as_usual() {
     let dir = tempfile::tempdir().unwrap();
     let (local, store) = local_store(dir.path());
