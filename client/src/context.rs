@@ -549,7 +549,7 @@ impl EmberContext {
             }
             Ok(Err(err)) => {
                 if let Some(write) = write {
-                    write.abort(&self.session.runtime_env()).await;
+                    write.discard(&self.session.runtime_env()).await;
                 }
                 let remedy = match self.mode {
                     ExecutionMode::Embedded => crate::error::EMBEDDED_MEMORY_REMEDY,
@@ -567,22 +567,7 @@ impl EmberContext {
                     }
                 }
                 if let Some(write) = write {
-                    let runtime = self.session.runtime_env();
-                    write.abort(&runtime).await;
-                    // Tasks stop at their next await point, and executors
-                    // stop a cancelled job's tasks once they see it has
-                    // failed: a file opened in the meantime is removed by a
-                    // later pass. Passes go on until one finds nothing.
-                    let started = std::time::Instant::now();
-                    loop {
-                        tokio::time::sleep(Duration::from_millis(LATE_FILE_GRACE_MILLIS)).await;
-                        let removed = write.abort(&runtime).await;
-                        if removed == 0
-                            || started.elapsed() >= Duration::from_secs(JOB_CANCEL_WAIT_SECS)
-                        {
-                            break;
-                        }
-                    }
+                    write.discard(&self.session.runtime_env()).await;
                 }
                 Err(ClientError::Cancelled { signal })
             }
@@ -752,10 +737,6 @@ const JOB_NAME_KEY: &str = "ballista.job.name";
 
 /// How long a cancelled statement waits for its cluster job to stop.
 const JOB_CANCEL_WAIT_SECS: u64 = 10;
-
-/// How long after each clean-up of a cancelled write's staging area it is
-/// cleaned again (until a clean-up finds nothing).
-const LATE_FILE_GRACE_MILLIS: u64 = 500;
 
 /// Whether running this frame needs executors: it executes a plan (DDL and
 /// `SET` took effect while planning) that reads more than the client's own

@@ -2,6 +2,8 @@
 //! where the write stages its files) and, when the job fails, removes what
 //! the tasks staged, so that nothing is left at the destination.
 
+use std::time::{Duration, Instant};
+
 use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::listing::{ListingTable, ListingTableUrl};
@@ -11,6 +13,13 @@ use ember_core::write::StagingArea;
 
 use crate::context::with_settings;
 use crate::error::{ClientError, Result};
+
+/// How long after each pass over a discarded write's staging area it is
+/// passed over again (until a pass finds nothing).
+const LATE_FILE_GRACE: Duration = Duration::from_millis(500);
+
+/// How long a discarded write's passes go on while they still find files.
+const DISCARD_PASSES_FOR: Duration = Duration::from_secs(10);
 
 /// A write about to run: its destination and id.
 #[derive(Debug, Clone)]
@@ -43,10 +52,29 @@ impl PendingWrite {
         &self.write_id
     }
 
-    /// Removes whatever the failed write staged, and returns how many files
+    /// Removes whatever the failed or cancelled write staged, and what its
+    /// tasks still stage. Tasks stop at their next await point, executors
+    /// stop a failed job's tasks once they see it has failed, and a file
+    /// write under way finishes on a blocking thread: a file or directory
+    /// made in the meantime is removed by a later pass. Passes run every
+    /// [`LATE_FILE_GRACE`] until one finds nothing (at least two), for at
+    /// most [`DISCARD_PASSES_FOR`].
+    pub async fn discard(&self, runtime: &RuntimeEnv) {
+        let started = Instant::now();
+        self.remove_staged(runtime).await;
+        loop {
+            tokio::time::sleep(LATE_FILE_GRACE).await;
+            let removed = self.remove_staged(runtime).await;
+            if removed == 0 || started.elapsed() >= DISCARD_PASSES_FOR {
+                break;
+            }
+        }
+    }
+
+    /// Removes whatever the write has staged, and returns how many files
     /// that was. Failures to remove are logged, not returned: the write's
     /// own error is the one to report.
-    pub async fn abort(&self, runtime: &RuntimeEnv) -> usize {
+    async fn remove_staged(&self, runtime: &RuntimeEnv) -> usize {
         let mut removed = 0;
         // The staging area sits in the destination directory, or beside a
         // single-file destination; the id is unique, so clean both.

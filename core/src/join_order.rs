@@ -491,8 +491,8 @@ impl<'a> Estimates<'a> {
     }
 }
 
-/// The rows `plan`'s statistics give it, exact or estimated.
-/// The rows `plan`'s statistics estimate it returns, where they know.
+/// The rows `plan`'s statistics give it, exact or estimated, where they
+/// know.
 pub(crate) fn row_count(
     plan: &Arc<dyn ExecutionPlan>,
     statistics: &StatisticsContext,

@@ -15,11 +15,18 @@
 //! undone: the object deleted, the upload aborted. [`StagedWriteExec`]
 //! writes through it.
 //!
+//! Each task's wrapper admits its calls through a [`TaskWriteGate`]. When
+//! the task stops unfinished, its clean-up closes the gate, which refuses
+//! new calls and waits for those under way (a file being created, a
+//! completion renaming one, an undo deleting one), so that the clean-up
+//! removes the task's directory after the last file or directory any of
+//! them creates.
+//!
 //! [`StagedWriteExec`]: super::exec::StagedWriteExec
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::error::Result as DataFusionResult;
@@ -32,7 +39,7 @@ use object_store::{
     ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions,
     PutOptions, PutPayload, PutResult, UploadPart,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use url::Url;
 
 use crate::object_store::forward_to_inner_store;
@@ -40,17 +47,80 @@ use crate::object_store::forward_to_inner_store;
 /// How the error names this store when a detached write's task is lost.
 const STORE_NAME: &str = "AbandonedWriteUndo";
 
+/// Admits one task's object-creating calls until the task stops, and tells
+/// when those under way have ended (see the [module documentation](self)).
+#[derive(Debug, Default)]
+pub struct TaskWriteGate {
+    state: Mutex<GateState>,
+    idle: Notify,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    closed: bool,
+    under_way: usize,
+}
+
+impl TaskWriteGate {
+    /// Admits one call, or refuses it once the gate is closed.
+    fn enter(self: &Arc<Self>) -> object_store::Result<WritePass> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.closed {
+            return Err(object_store::Error::Generic {
+                store: STORE_NAME,
+                source: "the task writing was stopped".into(),
+            });
+        }
+        state.under_way += 1;
+        Ok(WritePass(Arc::clone(self)))
+    }
+
+    /// Admits no more calls, and returns once those under way have ended.
+    pub async fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        loop {
+            // Registered before the check, so a pass dropped after it wakes
+            // this wait.
+            let ended = self.idle.notified();
+            if self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .under_way
+                == 0
+            {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+/// One admitted call; dropping it tells the gate the call has ended.
+struct WritePass(Arc<TaskWriteGate>);
+
+impl Drop for WritePass {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.under_way -= 1;
+        if state.under_way == 0 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 /// A store whose writes are undone when their caller has gone away (see the
 /// [module documentation](self)); everything else passes straight through.
 #[derive(Debug)]
 pub struct AbandonedWriteUndo {
     inner: Arc<dyn ObjectStore>,
+    gate: Arc<TaskWriteGate>,
 }
 
 impl AbandonedWriteUndo {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Self { inner }
+    /// Wraps `inner`, admitting its writes through `gate`.
+    pub fn new(inner: Arc<dyn ObjectStore>, gate: Arc<TaskWriteGate>) -> Self {
+        Self { inner, gate }
     }
 }
 
@@ -64,6 +134,8 @@ impl fmt::Display for AbandonedWriteUndo {
 struct Unclaimed<T: Send + 'static> {
     value: Option<T>,
     undo: Option<Box<dyn FnOnce(T) -> BoxFuture<'static, ()> + Send>>,
+    /// Held until the result is claimed or its undo has ended.
+    pass: Option<WritePass>,
 }
 
 impl<T: Send + 'static> Unclaimed<T> {
@@ -77,26 +149,33 @@ impl<T: Send + 'static> Drop for Unclaimed<T> {
         let (Some(value), Some(undo)) = (self.value.take(), self.undo.take()) else {
             return;
         };
+        let pass = self.pass.take();
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(undo(value))),
+            Ok(runtime) => drop(runtime.spawn(async move {
+                undo(value).await;
+                drop(pass);
+            })),
             Err(_) => tracing::debug!("cannot undo an abandoned write outside a runtime"),
         }
     }
 }
 
-/// Runs `work` to its end in a task of its own and returns its result; when
-/// the caller has gone away by then, `undo` gets the result instead.
-async fn run_to_end<T, W, U>(work: W, undo: U) -> object_store::Result<T>
+/// Runs `work` to its end in a task of its own, admitted by `gate`, and
+/// returns its result; when the caller has gone away by then, `undo` gets
+/// the result instead.
+async fn run_to_end<T, W, U>(gate: &Arc<TaskWriteGate>, work: W, undo: U) -> object_store::Result<T>
 where
     T: Send + 'static,
     W: Future<Output = object_store::Result<T>> + Send + 'static,
     U: FnOnce(T) -> BoxFuture<'static, ()> + Send + 'static,
 {
+    let pass = gate.enter()?;
     let (sender, receiver) = oneshot::channel();
     tokio::spawn(async move {
         let result = work.await.map(|value| Unclaimed {
             value: Some(value),
             undo: Some(Box::new(undo)),
+            pass: Some(pass),
         });
         // Refused when the caller is gone: the result drops, and undoes.
         let _ = sender.send(result);
@@ -132,6 +211,7 @@ impl ObjectStore for AbandonedWriteUndo {
         let (path, undo_path) = (location.clone(), location.clone());
         let undo_store = Arc::clone(&self.inner);
         run_to_end(
+            &self.gate,
             async move { store.put_opts(&path, payload, opts).await },
             move |_| delete_landed(undo_store, undo_path),
         )
@@ -146,6 +226,7 @@ impl ObjectStore for AbandonedWriteUndo {
         let store = Arc::clone(&self.inner);
         let path = location.clone();
         let upload = run_to_end(
+            &self.gate,
             async move { store.put_multipart_opts(&path, opts).await },
             |mut upload: Box<dyn MultipartUpload>| {
                 Box::pin(async move {
@@ -160,6 +241,7 @@ impl ObjectStore for AbandonedWriteUndo {
             inner: Some(upload),
             store: Arc::clone(&self.inner),
             location: location.clone(),
+            gate: Arc::clone(&self.gate),
         }))
     }
 
@@ -181,6 +263,7 @@ struct UndoableUpload {
     inner: Option<Box<dyn MultipartUpload>>,
     store: Arc<dyn ObjectStore>,
     location: Path,
+    gate: Arc<TaskWriteGate>,
 }
 
 impl fmt::Debug for UndoableUpload {
@@ -212,9 +295,11 @@ impl MultipartUpload for UndoableUpload {
     async fn complete(&mut self) -> object_store::Result<PutResult> {
         let mut upload = self.inner.take().ok_or_else(Self::taken)?;
         let (store, location) = (Arc::clone(&self.store), self.location.clone());
-        run_to_end(async move { upload.complete().await }, move |_| {
-            delete_landed(store, location)
-        })
+        run_to_end(
+            &self.gate,
+            async move { upload.complete().await },
+            move |_| delete_landed(store, location),
+        )
         .await
     }
 
@@ -224,10 +309,12 @@ impl MultipartUpload for UndoableUpload {
     }
 }
 
-/// A registry whose stores are [`AbandonedWriteUndo`]s over `inner`'s.
+/// A registry whose stores are [`AbandonedWriteUndo`]s over `inner`'s, all
+/// admitted by one task's gate.
 #[derive(Debug)]
 struct AbandonedWriteUndoRegistry {
     inner: Arc<dyn ObjectStoreRegistry>,
+    gate: Arc<TaskWriteGate>,
 }
 
 impl ObjectStoreRegistry for AbandonedWriteUndoRegistry {
@@ -245,15 +332,23 @@ impl ObjectStoreRegistry for AbandonedWriteUndoRegistry {
 
     fn get_store(&self, url: &Url) -> DataFusionResult<Arc<dyn ObjectStore>> {
         let store = self.inner.get_store(url)?;
-        Ok(Arc::new(AbandonedWriteUndo::new(store)))
+        Ok(Arc::new(AbandonedWriteUndo::new(
+            store,
+            Arc::clone(&self.gate),
+        )))
     }
 }
 
-/// `runtime` with every store it serves wrapped in [`AbandonedWriteUndo`].
-pub fn with_abandoned_writes_undone(runtime: &RuntimeEnv) -> Arc<RuntimeEnv> {
+/// `runtime` with every store it serves wrapped in [`AbandonedWriteUndo`],
+/// admitted by `gate`: one task's writes.
+pub fn with_abandoned_writes_undone(
+    runtime: &RuntimeEnv,
+    gate: Arc<TaskWriteGate>,
+) -> Arc<RuntimeEnv> {
     Arc::new(RuntimeEnv {
         object_store_registry: Arc::new(AbandonedWriteUndoRegistry {
             inner: Arc::clone(&runtime.object_store_registry),
+            gate,
         }),
         ..runtime.clone()
     })

@@ -45,7 +45,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use prost::Message;
 
-use super::abandoned_writes::with_abandoned_writes_undone;
+use super::abandoned_writes::{TaskWriteGate, with_abandoned_writes_undone};
 use super::staging::{SUCCESS_MARKER, StagingArea, UnfinishedTaskDir};
 use crate::codec::single_input;
 
@@ -381,11 +381,12 @@ impl ExecutionPlan for StagedWriteExec {
             .set("datafusion.execution.minimum_parallel_output_files", "1")?;
         // A task dropped mid-write (its job cancelled or failed) must not
         // land a file after the client has cleaned the staging area.
-        let runtime = with_abandoned_writes_undone(&context.runtime_env());
+        let gate = Arc::new(TaskWriteGate::default());
+        let runtime = with_abandoned_writes_undone(&context.runtime_env(), Arc::clone(&gate));
         let write_context = ember_memory::task_context_with(&context, config, runtime);
         let store = self.staging.store(&context.runtime_env())?;
         let unfinished =
-            UnfinishedTaskDir::new(&self.staging, Arc::clone(&store), task_dir.clone());
+            UnfinishedTaskDir::new(&self.staging, Arc::clone(&store), task_dir.clone(), gate);
         let schema = staged_files_schema();
         let output_schema = schema.clone();
         let written = futures::stream::once(async move {

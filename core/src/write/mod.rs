@@ -9,7 +9,9 @@
 //! * [`staging`]: the `_temporary/<write_id>/` layout, the commit's moves
 //!   and the removal of a failed write's files ([`StagingArea`]);
 //! * [`abandoned_writes`]: the store the tasks write through, which undoes
-//!   a write whose task was dropped half-way ([`AbandonedWriteUndo`]);
+//!   a write whose task was dropped half-way ([`AbandonedWriteUndo`]) and
+//!   lets a stopped task's clean-up wait for the writes under way
+//!   ([`TaskWriteGate`]);
 //! * [`codec`]: how both operators travel to the executors.
 
 pub mod abandoned_writes;
@@ -18,7 +20,7 @@ pub mod exec;
 pub mod planner;
 pub mod staging;
 
-pub use abandoned_writes::AbandonedWriteUndo;
+pub use abandoned_writes::{AbandonedWriteUndo, TaskWriteGate};
 pub use codec::{StagedWriteCodec, WriteCommitCodec};
 pub use exec::{SinkSpec, StagedWriteExec, WriteCommitExec};
 pub use planner::{EmberQueryPlanner, distribute_writes};

@@ -19,6 +19,8 @@ use futures::stream::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 
+use super::abandoned_writes::TaskWriteGate;
+
 /// The directory under a destination where writes stage their files.
 pub const STAGING_DIR: &str = "_temporary";
 /// The marker a committed directory write leaves in its destination.
@@ -100,60 +102,85 @@ impl StagingArea {
         runtime.object_store(&self.store_url)
     }
 
+    /// Whether this area lies on the local file system.
+    fn is_local(&self) -> bool {
+        self.store_url.as_str().starts_with("file://")
+    }
+
     /// Deletes everything staged under this area (and, on the local file
     /// system, the directories left behind). Returns how many files were
     /// removed.
     pub async fn remove(&self, runtime: &RuntimeEnv) -> Result<usize> {
         let store = self.store(runtime)?;
-        let staged: Vec<Path> = store
-            .list(Some(&self.root))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await?;
-        let count = staged.len();
-        let locations = futures::stream::iter(staged.into_iter().map(Ok)).boxed();
-        store
-            .delete_stream(locations)
-            .try_collect::<Vec<_>>()
-            .await?;
-        let mut count = count;
-        if self.store_url.as_str().starts_with("file://") {
-            // Listings leave out the temporary files of uploads still in
-            // progress (`<name>#<n>`); the directories' removal takes them,
-            // and counts them, so that a caller passing again until nothing
-            // is found waits for a task still writing.
-            count += count_local_files(&std::path::PathBuf::from(format!("/{}", self.root)));
+        let count = remove_staged_dir(store.as_ref(), &self.root, self.is_local()).await?;
+        if self.is_local() {
             // A single-file write's directory is the file's parent, which
             // the write does not own: leave it.
             let own_dir = self.single_file.is_none().then_some(&self.destination_dir);
-            remove_local_dirs(&self.root, &self.destination_dir, own_dir);
+            remove_empty_local_dirs(&self.destination_dir, own_dir);
         }
         Ok(count)
     }
 }
 
+/// Deletes every file below `dir` in `store` and, where `local`, the
+/// directory itself; returns how many files that was.
+async fn remove_staged_dir(store: &dyn ObjectStore, dir: &Path, local: bool) -> Result<usize> {
+    let staged: Vec<Path> = store
+        .list(Some(dir))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await?;
+    let mut count = staged.len();
+    let locations = futures::stream::iter(staged.into_iter().map(Ok)).boxed();
+    store
+        .delete_stream(locations)
+        .try_collect::<Vec<_>>()
+        .await?;
+    if local {
+        // Listings leave out the temporary files of uploads still in
+        // progress (`<name>#<n>`); the directory's removal takes them, and
+        // counts them, so that a caller passing again until nothing is
+        // found waits for a task still writing.
+        let dir = local_path(dir);
+        count += count_local_files(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(count)
+}
+
 /// Removes one task attempt's staging directory unless the attempt
 /// finished: a task of a failed or cancelled job is dropped wherever it
 /// was, and what it had staged goes with it, even when the client's own
-/// clean-up of the staging area has already passed. The removal is a
+/// clean-up of the staging area has already passed. The removal first
+/// closes the task's [`TaskWriteGate`] and waits for the writes under way,
+/// whose files and directories would otherwise appear after it. It is a
 /// second line of defence behind the client's, and a process that exits
 /// cancels it, so its failures are logged at debug level only: a failed
 /// statement keeps its one line of error.
 #[derive(Debug)]
 pub struct UnfinishedTaskDir {
     store: Arc<dyn ObjectStore>,
-    store_url: ObjectStoreUrl,
     dir: Path,
+    local: bool,
+    gate: Arc<TaskWriteGate>,
     finished: bool,
 }
 
 impl UnfinishedTaskDir {
-    /// Guards `dir`, a task directory of `area`, in `store`.
-    pub fn new(area: &StagingArea, store: Arc<dyn ObjectStore>, dir: Path) -> Self {
+    /// Guards `dir`, a task directory of `area` in `store` that the task
+    /// writes through `gate`.
+    pub fn new(
+        area: &StagingArea,
+        store: Arc<dyn ObjectStore>,
+        dir: Path,
+        gate: Arc<TaskWriteGate>,
+    ) -> Self {
         Self {
             store,
-            store_url: area.store_url.clone(),
             dir,
+            local: area.is_local(),
+            gate,
             finished: false,
         }
     }
@@ -173,20 +200,14 @@ impl Drop for UnfinishedTaskDir {
             tracing::debug!(dir = %self.dir, "cannot remove an unfinished task's files outside a runtime");
             return;
         };
-        let (store, dir) = (Arc::clone(&self.store), self.dir.clone());
-        let local = self.store_url.as_str().starts_with("file://");
+        let (store, dir, local) = (Arc::clone(&self.store), self.dir.clone(), self.local);
+        let gate = Arc::clone(&self.gate);
         drop(runtime.spawn(async move {
-            let staged = store.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
-            let removed = store.delete_stream(staged).try_collect::<Vec<_>>().await;
-            match removed {
-                Ok(files) if !files.is_empty() => {
-                    tracing::debug!(%dir, files = files.len(), "removed an unfinished task's files")
-                }
-                Ok(_) => {}
+            gate.close().await;
+            match remove_staged_dir(store.as_ref(), &dir, local).await {
+                Ok(0) => {}
+                Ok(files) => tracing::debug!(%dir, files, "removed an unfinished task's files"),
                 Err(e) => tracing::debug!(%dir, "cannot remove an unfinished task's files: {e}"),
-            }
-            if local {
-                let _ = std::fs::remove_dir_all(format!("/{dir}"));
             }
         }));
     }
@@ -207,16 +228,19 @@ fn count_local_files(dir: &std::path::Path) -> usize {
         .sum()
 }
 
-/// Removes the (now empty) local staging directories, then `_temporary`
-/// itself when no other write uses it, then `own_dir` (a directory
-/// destination) when the write left it empty.
-fn remove_local_dirs(root: &Path, destination_dir: &Path, own_dir: Option<&Path>) {
-    let local = |p: &Path| std::path::PathBuf::from(format!("/{p}"));
-    let _ = std::fs::remove_dir_all(local(root));
+/// Where a path of the local file system's store lies on disk.
+fn local_path(path: &Path) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/{path}"))
+}
+
+/// Removes `_temporary` below `destination_dir` when no other write uses it
+/// (it is empty), then `own_dir` (a directory destination) when the write
+/// left it empty.
+fn remove_empty_local_dirs(destination_dir: &Path, own_dir: Option<&Path>) {
     let staging = destination_dir.clone().join(STAGING_DIR);
-    let _ = std::fs::remove_dir(local(&staging));
+    let _ = std::fs::remove_dir(local_path(&staging));
     if let Some(dir) = own_dir {
-        let _ = std::fs::remove_dir(local(dir));
+        let _ = std::fs::remove_dir(local_path(dir));
     }
 }
 
@@ -269,14 +293,25 @@ mod tests {
         assert!(!dir.path().join("out").exists());
     }
 
+    /// A write `write_id` to the directory `out` below `dir` on the local
+    /// file system, and its store.
+    fn directory_write(
+        dir: &std::path::Path,
+        write_id: &str,
+        runtime: &RuntimeEnv,
+    ) -> (StagingArea, Arc<dyn ObjectStore>) {
+        let out = ListingTableUrl::parse(format!("{}/", dir.join("out").display())).unwrap();
+        let area = StagingArea::new(&out, false, write_id);
+        let store = area.store(runtime).unwrap();
+        (area, store)
+    }
+
     #[tokio::test]
     async fn uploads_in_progress_are_removed_and_counted() {
         use object_store::ObjectStoreExt;
         let dir = tempfile::tempdir().unwrap();
-        let out = ListingTableUrl::parse(format!("{}/", dir.path().join("out").display())).unwrap();
         let runtime = RuntimeEnv::default();
-        let area = StagingArea::new(&out, false, "w5");
-        let store = area.store(&runtime).unwrap();
+        let (area, store) = directory_write(dir.path(), "w5", &runtime);
         // An open multipart upload: a `<name>#<n>` file no listing shows.
         let _upload = store
             .put_multipart(&area.task_dir(0, "c").join("x.csv"))
@@ -291,41 +326,55 @@ mod tests {
     async fn an_unfinished_task_removes_its_files_and_a_finished_one_keeps_them() {
         use object_store::ObjectStoreExt;
         let dir = tempfile::tempdir().unwrap();
-        let out = ListingTableUrl::parse(format!("{}/", dir.path().join("out").display())).unwrap();
         let runtime = RuntimeEnv::default();
-        let area = StagingArea::new(&out, false, "w6");
-        let store = area.store(&runtime).unwrap();
-        let local = |p: &Path| std::path::PathBuf::from(format!("/{p}"));
+        let (area, store) = directory_write(dir.path(), "w6", &runtime);
 
         let finished = area.task_dir(0, "d");
         store
             .put(&finished.clone().join("x.csv"), "1\n".into())
             .await
             .unwrap();
-        UnfinishedTaskDir::new(&area, Arc::clone(&store), finished.clone()).finish();
+        let gate = Arc::new(TaskWriteGate::default());
+        UnfinishedTaskDir::new(&area, Arc::clone(&store), finished.clone(), gate).finish();
 
+        // The stopped task writes through its gate, as tasks do: one file
+        // landed, one upload open, and one put dropped half-way, whose
+        // blocking file creation goes on after the task has gone.
         let stopped = area.task_dir(1, "e");
-        store
+        let gate = Arc::new(TaskWriteGate::default());
+        let task_store =
+            crate::write::AbandonedWriteUndo::new(Arc::clone(&store), Arc::clone(&gate));
+        task_store
             .put(&stopped.clone().join("y.csv"), "2\n".into())
             .await
             .unwrap();
-        let upload = store
+        let upload = task_store
             .put_multipart(&stopped.clone().join("z.csv"))
             .await
             .unwrap();
         std::mem::forget(upload);
+        let late_path = stopped.clone().join("late").join("w.csv");
+        let late = task_store.put(&late_path, vec![3u8; 1 << 20].into());
+        assert!(futures::FutureExt::now_or_never(Box::pin(late)).is_none());
         drop(UnfinishedTaskDir::new(
             &area,
             Arc::clone(&store),
             stopped.clone(),
+            gate,
         ));
 
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while local(&stopped).exists() && std::time::Instant::now() < deadline {
+        while local_path(&stopped).exists() && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        assert!(!local(&stopped).exists(), "the stopped task's files stay");
-        assert!(local(&finished).join("x.csv").exists());
+        // Nothing the late put does reappears after the removal.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !local_path(&stopped).exists(),
+            "the stopped task's directory stays, with {:?}",
+            count_local_files(&local_path(&stopped))
+        );
+        assert!(local_path(&finished).join("x.csv").exists());
     }
 
     #[test]

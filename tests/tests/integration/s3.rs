@@ -431,8 +431,9 @@ async fn failed_write_leaves_nothing_at_the_destination() {
     assert!(err.to_string().contains("bad"), "{err}");
     assert!(
         !local.exists(),
-        "a failed local write left {}",
-        local.display()
+        "a failed local write left {} with the files {:?}",
+        local.display(),
+        ember_tests::files_below(&local)
     );
 }
 

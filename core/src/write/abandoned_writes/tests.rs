@@ -1,14 +1,16 @@
-use std::time::{Duration, Instant};
-
 use futures::FutureExt;
 use object_store::local::LocalFileSystem;
 
 use super::*;
 
-/// A local store rooted at a fresh directory, wrapped.
-fn local_store(dir: &std::path::Path) -> (Arc<dyn ObjectStore>, AbandonedWriteUndo) {
+/// A local store rooted at a fresh directory, wrapped, and its gate.
+fn local_store(
+    dir: &std::path::Path,
+) -> (Arc<dyn ObjectStore>, AbandonedWriteUndo, Arc<TaskWriteGate>) {
     let local: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
-    (Arc::clone(&local), AbandonedWriteUndo::new(local))
+    let gate = Arc::new(TaskWriteGate::default());
+    let store = AbandonedWriteUndo::new(Arc::clone(&local), Arc::clone(&gate));
+    (local, store, gate)
 }
 
 /// The names of the files in `dir`.
@@ -21,19 +23,11 @@ fn files_in(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
-/// What `dir` holds once the abandoned write has had time to land (a
-/// blocking thread's file operation: well under the first 300 ms) and to be
-/// undone (waited for up to 10 s).
-async fn settled_files(dir: &std::path::Path) -> Vec<String> {
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let files = files_in(dir);
-        if files.is_empty() || Instant::now() > deadline {
-            return files;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// What `dir` holds once the gate is closed: every write under way has
+/// landed, and been undone where abandoned.
+async fn settled_files(dir: &std::path::Path, gate: &TaskWriteGate) -> Vec<String> {
+    gate.close().await;
+    files_in(dir)
 }
 
 /// Polls `future` once, as a task does before it is dropped mid-write. The
@@ -54,16 +48,16 @@ fn poll_once_then_drop<F: Future>(future: F) {
 #[tokio::test]
 async fn a_put_dropped_half_way_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, store) = local_store(dir.path());
+    let (_, store, gate) = local_store(dir.path());
     let payload = PutPayload::from(vec![7u8; 1 << 20]);
     poll_once_then_drop(store.put(&Path::from("part-0.csv"), payload));
-    assert_eq!(settled_files(dir.path()).await, Vec::<String>::new());
+    assert_eq!(settled_files(dir.path(), &gate).await, Vec::<String>::new());
 }
 
 #[tokio::test]
 async fn a_multipart_upload_dropped_while_completing_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, store) = local_store(dir.path());
+    let (_, store, gate) = local_store(dir.path());
     let mut upload = store
         .put_multipart(&Path::from("part-0.parquet"))
         .await
@@ -74,13 +68,13 @@ async fn a_multipart_upload_dropped_while_completing_leaves_no_file() {
         .unwrap();
     poll_once_then_drop(upload.complete());
     drop(upload);
-    assert_eq!(settled_files(dir.path()).await, Vec::<String>::new());
+    assert_eq!(settled_files(dir.path(), &gate).await, Vec::<String>::new());
 }
 
 #[tokio::test]
 async fn writes_that_are_waited_for_land_as_usual() {
     let dir = tempfile::tempdir().unwrap();
-    let (local, store) = local_store(dir.path());
+    let (local, store, _) = local_store(dir.path());
     store
         .put(&Path::from("small.csv"), PutPayload::from_static(b"a,b\n"))
         .await
@@ -104,4 +98,24 @@ async fn writes_that_are_waited_for_land_as_usual() {
         .unwrap();
     aborted.abort().await.unwrap();
     assert_eq!(files_in(dir.path()), ["large.parquet", "small.csv"]);
+}
+
+#[tokio::test]
+async fn a_closed_gate_refuses_new_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store, gate) = local_store(dir.path());
+    gate.close().await;
+    let put = store
+        .put(
+            &Path::from("late/part-0.csv"),
+            PutPayload::from_static(b"x"),
+        )
+        .await;
+    assert!(put.is_err(), "a write after the task stopped was admitted");
+    let upload = store.put_multipart(&Path::from("late/part-1.csv")).await;
+    assert!(
+        upload.is_err(),
+        "an upload after the task stopped was admitted"
+    );
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
 }
