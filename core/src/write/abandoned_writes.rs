@@ -26,7 +26,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use datafusion::error::Result as DataFusionResult;
@@ -64,7 +64,7 @@ struct GateState {
 impl TaskWriteGate {
     /// Admits one call, or refuses it once the gate is closed.
     fn enter(self: &Arc<Self>) -> object_store::Result<WritePass> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
         if state.closed {
             return Err(object_store::Error::Generic {
                 store: STORE_NAME,
@@ -77,22 +77,22 @@ impl TaskWriteGate {
 
     /// Admits no more calls, and returns once those under way have ended.
     pub async fn close(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.state().closed = true;
         loop {
             // Registered before the check, so a pass dropped after it wakes
             // this wait.
             let ended = self.idle.notified();
-            if self
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .under_way
-                == 0
-            {
+            if self.state().under_way == 0 {
                 return;
             }
             ended.await;
         }
+    }
+
+    /// The gate's state; a panic elsewhere while holding it leaves it whole
+    /// (each change is one field), so a poisoned lock is used as it is.
+    fn state(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -101,7 +101,7 @@ struct WritePass(Arc<TaskWriteGate>);
 
 impl Drop for WritePass {
     fn drop(&mut self) {
-        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.0.state();
         state.under_way -= 1;
         if state.under_way == 0 {
             self.0.idle.notify_waiters();
