@@ -294,6 +294,15 @@ ember_settings! {
     broadcast_join_probe_ratio: u64 = 8,
         "Embedded: broadcast a hash join's build side when the probe side has this many rows \
          per build row for each thread past the first (0: only DataFusion's size limits)";
+    /// Embedded, a grouped aggregate whose grouping columns' statistics
+    /// estimate at least 100,000 groups and this many groups per hundred
+    /// input rows runs in one step after the hash exchange, without the partial aggregate
+    /// before it ([`crate::one_step_aggregates`]): where most groups have a
+    /// few rows, the partial step hashes nearly every row twice and holds
+    /// a second table as large as the final one. `0` keeps both steps.
+    one_step_aggregate_groups_percent: u64 = 50,
+        "Embedded: aggregate in one step, without the partial aggregate before the exchange, \
+         where the statistics estimate this many groups per 100 input rows or more (0: never)";
     /// Whether a subplan a query repeats (a view or common table
     /// expression read twice, a repeated subquery) that aggregates, joins
     /// or computes a window is computed once embedded, its result held in

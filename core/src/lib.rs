@@ -48,6 +48,7 @@ pub mod join_order;
 pub mod memory;
 pub mod memory_table;
 pub mod object_store;
+pub mod one_step_aggregates;
 pub mod operator;
 pub mod process;
 pub mod s3;

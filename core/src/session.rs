@@ -21,6 +21,7 @@ use crate::conjunctions::EvaluateConjunctsInOrder;
 use crate::dialect::SparkSemanticsRule;
 use crate::distributed_joins::PartitionUnbroadcastableJoins;
 use crate::join_order::ReorderJoins;
+use crate::one_step_aggregates::OneStepHighCardinalityAggregates;
 use crate::scalar_subquery::{SingleRowScalarSubqueries, scalar_subquery_value};
 use crate::scan_dynamic_filters::DynamicFiltersInScans;
 use crate::selectivity::EstimateFilterSelectivity;
@@ -104,6 +105,9 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// [`BroadcastJoinsByCost`], right after DataFusion's `JoinSelection`,
 /// which broadcasts build sides that are small against their probe sides
 /// (embedded only);
+/// [`OneStepHighCardinalityAggregates`], right after DataFusion's
+/// `CombinePartialFinalAggregate`, which aggregates in one step where the
+/// statistics estimate nearly as many groups as rows (embedded only);
 /// [`EstimateFilterSelectivity`], which estimates the rows of filters
 /// DataFusion cannot analyse, then [`ReorderJoins`], right before
 /// DataFusion's `JoinSelection`, so that chains of inner joins follow their
@@ -129,6 +133,14 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
     rules.insert(at + 1, Arc::new(KeepOrderOnCluster));
     // After every rule that reads or pushes down filter predicates.
     rules.insert(at + 2, Arc::new(EvaluateConjunctsInOrder));
+    // Once the exchanges are placed and DataFusion has merged the steps of
+    // aggregates that have none between them.
+    if let Some(at) = rules
+        .iter()
+        .position(|rule| rule.name() == "CombinePartialFinalAggregate")
+    {
+        rules.insert(at + 1, Arc::new(OneStepHighCardinalityAggregates));
+    }
     let at = rules
         .iter()
         .position(|rule| rule.name() == "join_selection")
