@@ -1,11 +1,13 @@
 //! Helpers the unit tests of Ember's session rules share: an Ember session
-//! over in-memory tables, its physical plans and their results.
+//! over in-memory tables and Parquet files, its physical plans and their
+//! results.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
 use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -60,4 +62,22 @@ pub(crate) fn printed_count_and_total(count: usize, sum: i64) -> String {
     ])
     .unwrap();
     pretty_format_batches(&[batch]).unwrap().to_string()
+}
+
+/// `batch` as the Parquet file `name` in `dir`, whose statistics give each
+/// column's minimum and maximum (an in-memory table's give neither), and
+/// the file's path.
+pub(crate) async fn parquet_file(
+    dir: &tempfile::TempDir,
+    name: &str,
+    batch: RecordBatch,
+) -> String {
+    let file = dir.path().join(name);
+    SessionContext::new()
+        .read_batch(batch)
+        .unwrap()
+        .write_parquet(file.to_str().unwrap(), DataFrameWriteOptions::new(), None)
+        .await
+        .unwrap();
+    file.to_str().unwrap().to_string()
 }

@@ -1,11 +1,10 @@
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::config::{distributed_session_config, session_config};
 use crate::test_support::{
-    ember_context, int64, memory_table, physical_plan, printed_count_and_total, printed_result,
-    shown,
+    ember_context, int64, memory_table, parquet_file, physical_plan, printed_count_and_total,
+    printed_result, shown,
 };
 
 /// Rows of `facts`, the probe side.
@@ -128,19 +127,13 @@ async fn a_probe_side_a_broadcast_above_filters_is_counted_after_its_filter() {
     // `facts` from a Parquet file, whose statistics give `g`'s minimum and
     // maximum (an in-memory table's give neither).
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("facts.parquet");
     let batch = RecordBatch::try_from_iter(vec![
         ("k", int64((0..FACTS).map(|row| row % 5_000))),
         ("g", int64((0..FACTS).map(|row| row % 1_000))),
         ("v", int64(0..FACTS)),
     ])
     .unwrap();
-    SessionContext::new()
-        .read_batch(batch)
-        .unwrap()
-        .write_parquet(file.to_str().unwrap(), DataFrameWriteOptions::new(), None)
-        .await
-        .unwrap();
+    let file = parquet_file(&dir, "facts.parquet", batch).await;
     for (ratio, upper, lower) in [
         (0, "Partitioned", "Partitioned"),
         (4, "CollectLeft", "Partitioned"),
@@ -148,9 +141,7 @@ async fn a_probe_side_a_broadcast_above_filters_is_counted_after_its_filter() {
         let ctx = context(ratio, false);
         ctx.deregister_table("facts").unwrap();
         let options = ParquetReadOptions::default();
-        ctx.register_parquet("facts", file.to_str().unwrap(), options)
-            .await
-            .unwrap();
+        ctx.register_parquet("facts", &file, options).await.unwrap();
         // The joins in the order the query names them.
         ctx.sql("SET ember.join_reordering = false").await.unwrap();
         let plan = physical_plan(&ctx, sql).await;

@@ -1,28 +1,14 @@
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::config::{distributed_session_config, session_config};
 use crate::test_support::{
-    ember_context, int64, memory_table, physical_plan, printed_result, shown,
+    ember_context, int64, memory_table, parquet_file, physical_plan, printed_result, shown,
 };
 
 /// Rows of `facts`.
 const FACTS: i64 = 240_000;
-
-/// `batch` as the Parquet file `name` in `dir`, whose statistics give each
-/// column's minimum and maximum.
-async fn parquet_file(dir: &tempfile::TempDir, name: &str, batch: RecordBatch) -> String {
-    let file = dir.path().join(name);
-    SessionContext::new()
-        .read_batch(batch)
-        .unwrap()
-        .write_parquet(file.to_str().unwrap(), DataFrameWriteOptions::new(), None)
-        .await
-        .unwrap();
-    file.to_str().unwrap().to_string()
-}
 
 /// `facts` as a Parquet file in `dir`: `k` = row % 120,000 (two rows a
 /// group, a span of half the rows), `g` = row % 10 (24,000 rows a group)
