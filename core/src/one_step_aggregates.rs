@@ -34,8 +34,8 @@
 //! whose groups or input rows have no estimate, grouping sets, aggregates
 //! that need ordered input and those with a limit are left alone. On a
 //! cluster the exchange becomes a shuffle, which then moves every input
-//! row instead of the partial states: the rule is for embedded sessions
-//! only.
+//! row instead of the partial states (TPC-H SF 10 Q18 was 15% slower in
+//! one step on a local cluster): the rule is for embedded sessions only.
 
 use std::sync::Arc;
 
