@@ -20,10 +20,10 @@
 //! repartitioning a few rows, and a broadcast hashes in one thread what a
 //! partitioned join hashes in all of them: the more threads, the larger the
 //! probe side must be. The probe side's rows are counted after the dynamic
-//! filters of the broadcast joins above it: where one of them keys on a
-//! column of this join's probe side (by name), the scan drops the rows its
-//! build side cannot match, estimated as its build rows against the key's
-//! distinct values (TPC-H Q21: the suppliers of one nation drop most of the
+//! filters of the broadcast joins above it: where one of them keys on
+//! columns of this join's probe side alone (by name), the scan drops the
+//! rows its build side cannot match, estimated as its build rows against the
+//! key's distinct values (TPC-H Q21: the suppliers of one nation drop most of the
 //! `lineitem` rows that meet the `orders` rows below them). Only joins whose
 //! every output row comes from a probe
 //! row are broadcast (inner, right, right semi/anti/mark), the ones
@@ -95,12 +95,14 @@ fn broadcastable(join: &HashJoinExec) -> bool {
 }
 
 /// A dynamic filter that a broadcast join above a subplan pushes into its
-/// probe side: the rows whose `column` its build side lacks are dropped at
-/// the scan, all but `kept` of them.
+/// probe side: the rows whose key (`columns`, together) its build side
+/// lacks are dropped at the scan, all but `kept` of them.
 #[derive(Debug, Clone)]
 struct ProbeSideFilter {
-    /// The name of the probe side's key column.
-    column: String,
+    /// The names of the probe side's key columns. The filter is one
+    /// predicate over all of them: it reaches only a subplan that holds
+    /// them all.
+    columns: Vec<String>,
     /// The share of rows the filter is estimated to keep: the build side's
     /// rows against the key's distinct values.
     kept: f64,
@@ -135,7 +137,7 @@ fn broadcast_by_cost(
         && drops_unmatched_probe_rows(*join.join_type())
         && let Some(build) = build
     {
-        probe_filters.extend(own_probe_filters(join, build, statistics));
+        probe_filters.extend(own_probe_filter(join, build, statistics));
     }
     let children = vec![
         broadcast_by_cost(Arc::clone(join.left()), ratio, filters, statistics)?,
@@ -160,25 +162,29 @@ fn drops_unmatched_probe_rows(join_type: JoinType) -> bool {
     )
 }
 
-/// The dynamic filters broadcast `join` pushes into its probe side: one per
-/// key column of the probe side, keeping the build side's `build_rows`
-/// against the key's distinct values.
-fn own_probe_filters(
+/// The dynamic filter broadcast `join` pushes into its probe side: one
+/// predicate over all of its probe side's key columns, keeping the build
+/// side's `build_rows` against the most distinct values any of those
+/// columns has (a key of several columns has at least as many). None where
+/// a key is not a plain column or no column's distinct values are known.
+fn own_probe_filter(
     join: &HashJoinExec,
     build_rows: f64,
     statistics: &StatisticsContext,
-) -> Vec<ProbeSideFilter> {
-    join.on()
+) -> Option<ProbeSideFilter> {
+    let columns = join
+        .on()
         .iter()
-        .filter_map(|(_, probe_key)| {
-            let key = probe_key.downcast_ref::<Column>()?;
-            let distinct = distinct_values_of(join.right(), key.name(), statistics)?;
-            Some(ProbeSideFilter {
-                column: key.name().to_string(),
-                kept: (build_rows / distinct.max(1.0)).min(1.0),
-            })
-        })
-        .collect()
+        .map(|(_, probe_key)| Some(probe_key.downcast_ref::<Column>()?.name().to_string()))
+        .collect::<Option<Vec<_>>>()?;
+    let distinct = columns
+        .iter()
+        .filter_map(|column| distinct_values_of(join.right(), column, statistics))
+        .reduce(f64::max)?;
+    Some(ProbeSideFilter {
+        columns,
+        kept: (build_rows / distinct.max(1.0)).min(1.0),
+    })
 }
 
 /// The distinct values of the column named `name` in `plan`, from the
@@ -203,15 +209,18 @@ fn distinct_values_of(
 }
 
 /// The share of `join`'s probe rows that the dynamic filters from above
-/// keep: those on a column only its probe side has (by name; a column both
-/// sides name is not counted).
+/// keep: those whose every key column only its probe side has (by name; a
+/// column both sides name is not counted). A filter over columns of both
+/// sides (TPC-H Q5's `(l_suppkey, c_nationkey)` above `orders ⋈ lineitem`)
+/// reaches neither side's scan.
 fn share_kept(filters: &[ProbeSideFilter], join: &HashJoinExec) -> f64 {
     let (build, probe) = (join.left().schema(), join.right().schema());
     filters
         .iter()
         .filter(|filter| {
-            probe.column_with_name(&filter.column).is_some()
-                && build.column_with_name(&filter.column).is_none()
+            filter.columns.iter().all(|column| {
+                probe.column_with_name(column).is_some() && build.column_with_name(column).is_none()
+            })
         })
         .map(|filter| filter.kept)
         .product()

@@ -266,6 +266,15 @@ ember_settings! {
     dynamic_filters_in_scans: bool = true,
         "Hash joins', top-k sorts' and min/max aggregates' dynamic filters drop the rows they \
          reject right above the scans they reach, not only whole row groups";
+    /// Whether a hash join's own dynamic filter is left out of the
+    /// [`crate::scan_dynamic_filters::DynamicRowFilterExec`] right below its
+    /// probe side (nothing between but projections and round-robin
+    /// exchanges): the filter looks every row up in the join's hash table,
+    /// which the join does again for the rows it keeps, and saves nothing on
+    /// the way. The scan still prunes row groups with it.
+    dynamic_filters_skip_direct_probes: bool = true,
+        "A hash join's own dynamic filter is not evaluated right above the scan the join probes \
+         directly (the join looks those rows up anyway); the scan still prunes with it";
     /// Whether a chain of three or more inner equi-joins is put in the
     /// order its inputs' statistics say makes the fewest intermediate rows
     /// ([`crate::join_order`]), rather than the order the query names its

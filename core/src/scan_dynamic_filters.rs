@@ -25,7 +25,9 @@
 //! filter and prunes with it, and the node drops, batch by batch, the rows
 //! the filters reject. The filters of partitioned hash joins are taken out
 //! of the node again ([`unwrap_unfiltered_scans`]): they cost about a join
-//! probe per row. A filter that keeps nearly every row it sees costs work
+//! probe per row, and so is a join's own filter right below its probe side
+//! (`ember.dynamic_filters_skip_direct_probes`): the join looks the same
+//! rows up anyway. A filter that keeps nearly every row it sees costs work
 //! and saves none, so the node stops evaluating it after a first sample
 //! and only samples it again now and then ([`FilterSampling`]).
 //!
@@ -38,7 +40,7 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::common::cast::as_boolean_array;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
@@ -47,16 +49,20 @@ use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
     PushedDown,
 };
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
-    ReplaceChildrenOptions,
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
+    PlanProperties, ReplaceChildrenOptions,
 };
 use futures::StreamExt;
 
@@ -99,7 +105,9 @@ impl PhysicalOptimizerRule for DynamicFiltersInScans {
         }
         let wrapped = wrap_scans(plan)?;
         let filtered = self.pushdown.optimize(wrapped, config)?;
-        unwrap_unfiltered_scans(filtered)
+        let skip_direct_probes =
+            EmberConfig::from_options(config).dynamic_filters_skip_direct_probes;
+        unwrap_unfiltered_scans(filtered, skip_direct_probes)
     }
 
     fn name(&self) -> &str {
@@ -137,8 +145,9 @@ pub fn wrap_scans(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>
 }
 
 /// `plan` without the filters of partitioned hash joins in its
-/// [`DynamicRowFilterExec`]s, and without the [`DynamicRowFilterExec`]s
-/// left with none.
+/// [`DynamicRowFilterExec`]s, nor, where `skip_direct_probes`, the filter
+/// of the join that reads a node's rows directly, and without the
+/// [`DynamicRowFilterExec`]s left with none.
 ///
 /// A partitioned join's filter routes each row by the hash of its keys to
 /// the build side of its partition and looks it up there: per row, about
@@ -147,35 +156,94 @@ pub fn wrap_scans(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>
 /// 2.1 s against 3.1 s, though it dropped 99.9% of `lineitem`); the scan
 /// still prunes row groups with it. The filters of joins that collect their
 /// build side (a list of values or a range), of top-k sorts and of
-/// `min`/`max` aggregates are cheap and stay.
-pub fn unwrap_unfiltered_scans(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+/// `min`/`max` aggregates are cheap and stay, but for one case: a join's
+/// own filter right below its probe side (with nothing between but
+/// projections and round-robin exchanges) looks up every row in the join's
+/// hash table, which the join then does again for the rows it keeps, and
+/// saves nothing on the way (TPC-H Q5, 60 M `lineitem` rows looked up twice
+/// in a 2.3 M-row table). `ember.dynamic_filters_skip_direct_probes` (on by
+/// default) takes it out; the scan still prunes with it.
+pub fn unwrap_unfiltered_scans(
+    plan: Arc<dyn ExecutionPlan>,
+    skip_direct_probes: bool,
+) -> Result<Arc<dyn ExecutionPlan>> {
     let mut partitioned_filters = Vec::new();
     plan.apply(|node| {
         partitioned_filters.extend(partitioned_join_filter_ids(node));
         Ok(TreeNodeRecursion::Continue)
     })?;
-    plan.transform_up(|node| {
-        let Some(filter) = node.downcast_ref::<DynamicRowFilterExec>() else {
-            return Ok(Transformed::no(node));
-        };
+    strip_filters(plan, &partitioned_filters, &[], skip_direct_probes)
+}
+
+/// `plan` with the filters whose ids are in `dropped` taken out of its
+/// [`DynamicRowFilterExec`]s, and those in `probed` out of the one whose
+/// rows the join that made them reads directly (`plan` itself, or below it
+/// through nodes that only pass rows on). Where `skip_direct_probes` is
+/// off, `probed` stays empty.
+fn strip_filters(
+    plan: Arc<dyn ExecutionPlan>,
+    dropped: &[u64],
+    probed: &[u64],
+    skip_direct_probes: bool,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(filter) = plan.downcast_ref::<DynamicRowFilterExec>() {
+        let input = strip_filters(Arc::clone(&filter.input), dropped, &[], skip_direct_probes)?;
         let kept: Vec<Arc<dyn PhysicalExpr>> = filter
             .filters
             .iter()
-            .filter(|expr| !refers_to_any(expr, &partitioned_filters))
+            .filter(|expr| !refers_to_any(expr, dropped) && !refers_to_any(expr, probed))
             .cloned()
             .collect();
-        Ok(if kept.is_empty() {
-            Transformed::yes(Arc::clone(&filter.input))
-        } else if kept.len() == filter.filters.len() {
-            Transformed::no(node)
+        return Ok(if kept.is_empty() {
+            input
+        } else if kept.len() == filter.filters.len() && Arc::ptr_eq(&input, &filter.input) {
+            plan
         } else {
-            Transformed::yes(Arc::new(DynamicRowFilterExec {
-                input: Arc::clone(&filter.input),
+            Arc::new(DynamicRowFilterExec {
+                input,
                 filters: kept,
-            }) as Arc<dyn ExecutionPlan>)
+            })
+        });
+    }
+    let children = plan.children();
+    if children.is_empty() {
+        return Ok(plan);
+    }
+    let joins_filters: Option<Vec<u64>> = plan.downcast_ref::<HashJoinExec>().map(|_| {
+        plan.dynamic_expressions_produced()
+            .iter()
+            .filter_map(|filter| filter.expression_id())
+            .collect()
+    });
+    let passes_rows_on = passes_rows_on(&plan);
+    let probe_side = children.len() - 1;
+    let children = children
+        .into_iter()
+        .enumerate()
+        .map(|(at, child)| {
+            let probed_below: &[u64] = match &joins_filters {
+                Some(own) if skip_direct_probes && at == probe_side => own,
+                Some(_) => &[],
+                None if passes_rows_on => probed,
+                None => &[],
+            };
+            strip_filters(Arc::clone(child), dropped, probed_below, skip_direct_probes)
         })
-    })
-    .map(|transformed| transformed.data)
+        .collect::<Result<Vec<_>>>()?;
+    replace_children_if_necessary(plan, children)
+}
+
+/// Whether `plan` hands its input's rows on as they are, at no cost per
+/// row worth sparing: a projection, a round-robin exchange, a cooperative
+/// yield point.
+fn passes_rows_on(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.is::<ProjectionExec>()
+        || plan.is::<CooperativeExec>()
+        || plan
+            .downcast_ref::<RepartitionExec>()
+            .is_some_and(|exchange| {
+                matches!(exchange.partitioning(), Partitioning::RoundRobinBatch(_))
+            })
 }
 
 /// The ids of the dynamic filters `node` makes when it is a hash join of

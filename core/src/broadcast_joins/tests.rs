@@ -160,3 +160,60 @@ async fn a_probe_side_a_broadcast_above_filters_is_counted_after_its_filter() {
         );
     }
 }
+
+/// A broadcast join above keyed on a column of `facts` and one of the
+/// table `facts` meets below it (`(g, tag)`, `tag` from `tagged_dims`)
+/// filters no scan: its filter needs both columns, which no one side
+/// below has. The join below is counted with all of `facts`' rows and is
+/// broadcast, where a filter on `g` alone would have kept it partitioned
+/// (the test above). Same answer either way.
+#[tokio::test]
+async fn a_filter_over_columns_of_both_sides_below_is_not_counted() {
+    let sql = "SELECT count(*) AS n, sum(f.v) AS total \
+               FROM facts f JOIN tagged_dims d ON f.k = d.k \
+               JOIN pairs t ON f.g = t.g AND d.tag = t.tag";
+    // `pairs` holds (g, g) for g below 10, and `tag` is `k` % 10, which is
+    // `g` % 10: the rows whose `g` is below 10.
+    let rows: Vec<i64> = (0..FACTS)
+        .filter(|row| row % 5_000 < 1_000 && row % 1_000 < 10)
+        .collect();
+    let want = printed_count_and_total(rows.len(), rows.iter().sum());
+    let dir = tempfile::tempdir().unwrap();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("k", int64((0..FACTS).map(|row| row % 5_000))),
+        ("g", int64((0..FACTS).map(|row| row % 1_000))),
+        ("v", int64(0..FACTS)),
+    ])
+    .unwrap();
+    let file = parquet_file(&dir, "facts.parquet", batch).await;
+    for (ratio, broadcast_joins) in [(0, 0), (4, 2)] {
+        let ctx = context(ratio, false);
+        ctx.deregister_table("facts").unwrap();
+        let options = ParquetReadOptions::default();
+        ctx.register_parquet("facts", &file, options).await.unwrap();
+        let tagged = memory_table(vec![
+            ("k", int64(0..1_000)),
+            ("tag", int64((0..1_000).map(|k| k % 10))),
+        ]);
+        ctx.register_table("tagged_dims", tagged).unwrap();
+        let pairs = memory_table(vec![("g", int64(0..10)), ("tag", int64(0..10))]);
+        ctx.register_table("pairs", pairs).unwrap();
+        ctx.sql("SET ember.join_reordering = false").await.unwrap();
+        let plan = physical_plan(&ctx, sql).await;
+        let shown = shown(&plan);
+        assert_eq!(
+            shown.matches("HashJoinExec: mode=CollectLeft").count(),
+            broadcast_joins,
+            "ratio {ratio}:\n{shown}"
+        );
+        assert!(
+            shown.contains("join_type=Inner, on=[(k@"),
+            "ratio {ratio}: the join of facts and tagged_dims is not below:\n{shown}"
+        );
+        assert_eq!(
+            printed_result(&ctx, plan).await,
+            want,
+            "ratio {ratio}:\n{shown}"
+        );
+    }
+}

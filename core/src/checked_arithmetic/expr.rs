@@ -24,6 +24,7 @@ use datafusion::physical_expr_common::physical_expr::proto_encode::PhysicalExprE
 use datafusion_proto::protobuf::physical_expr_node::ExprType;
 use datafusion_proto::protobuf::{PhysicalExprNode, PhysicalExtensionExprNode};
 
+use super::bounded::evaluate_bounded;
 use super::operands::decimal_digits;
 use super::{is_checked_type, overflow_error};
 
@@ -248,6 +249,14 @@ impl OverflowCheckedExpr {
             // Not what the rewrite makes (a plan from elsewhere): evaluated
             // as the operation itself evaluates it.
             return self.inner.evaluate(batch);
+        }
+        if let Some(value) = evaluate_bounded(
+            *binary.op(),
+            &left,
+            &right,
+            &binary.data_type(batch.schema_ref())?,
+        )? {
+            return Ok(value);
         }
         // The kernels `BinaryExpr` runs when it fails on overflow.
         let value = apply(&left, &right, kernel).map_err(|error| {

@@ -22,7 +22,10 @@
 //!   types that do not hold every value of their operand's type, in
 //!   projections, filters and aggregates, become
 //!   [`OverflowCheckedExpr`]s, and a decimal result at the largest
-//!   precision is checked against it. Every session runs it among
+//!   precision is checked against it. Decimal `+ - *` on a batch whose
+//!   largest operands cannot make a result of 39 digits skip the check
+//!   per value (`bounded`): the same answers, computed in plain 128-bit
+//!   arithmetic. Every session runs it among
 //!   DataFusion's physical optimizer rules, before projection pushdown
 //!   moves expressions into file scans; Ember's physical codec carries the
 //!   checked expressions from the scheduler to the executors (a chain of
@@ -34,6 +37,7 @@
 //!
 //! `avg` over integers averages in `DOUBLE`, which cannot overflow.
 
+mod bounded;
 mod expr;
 mod logical;
 mod operands;

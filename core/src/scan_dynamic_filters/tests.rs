@@ -2,10 +2,11 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 
-use super::FilterSampling;
+use super::{DynamicRowFilterExec, FilterSampling};
 use crate::config::session_config;
 use crate::test_support::{ember_context, memory_table, physical_plan, printed_result, shown};
 
@@ -55,6 +56,11 @@ fn probe_rows(plan: &Arc<dyn ExecutionPlan>) -> usize {
 #[tokio::test]
 async fn a_joins_probe_side_drops_the_rows_its_build_side_cannot_match_at_the_scan() {
     let ctx = context();
+    // The join reads the scan directly: its own filter is evaluated there
+    // only with this setting off.
+    ctx.sql("SET ember.dynamic_filters_skip_direct_probes = false")
+        .await
+        .unwrap();
     let filtered = physical_plan(&ctx, JOIN).await;
     assert!(
         shown(&filtered).contains("DynamicRowFilterExec: [DynamicFilter"),
@@ -85,6 +91,87 @@ async fn a_joins_probe_side_drops_the_rows_its_build_side_cannot_match_at_the_sc
     assert!(
         with_filter.contains(&format!("| odd  | 50 | {total} |")),
         "{with_filter}"
+    );
+}
+
+/// The number of filters of each [`DynamicRowFilterExec`] in `plan`.
+fn row_filters(plan: &Arc<dyn ExecutionPlan>) -> Vec<usize> {
+    let mut counts = Vec::new();
+    plan.apply(|node| {
+        if let Some(filter) = node.downcast_ref::<DynamicRowFilterExec>() {
+            counts.push(filter.filters().len());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .unwrap();
+    counts
+}
+
+/// A join that reads a scan directly looks every row up in its hash table
+/// anyway: its own filter is not evaluated above that scan, and the join
+/// probes all of `fact`, with the same answer.
+#[tokio::test]
+async fn a_joins_own_filter_is_not_evaluated_right_below_its_probe_side() {
+    let ctx = context();
+    let plan = physical_plan(&ctx, JOIN).await;
+    let shown_plan = shown(&plan);
+    assert!(
+        shown_plan.contains("HashJoinExec: mode=CollectLeft"),
+        "{shown_plan}"
+    );
+    assert_eq!(row_filters(&plan), Vec::<usize>::new(), "{shown_plan}");
+    let skipped = printed_result(&ctx, Arc::clone(&plan)).await;
+    assert_eq!(probe_rows(&plan), FACT_ROWS as usize);
+    ctx.sql("SET ember.dynamic_filters_skip_direct_probes = false")
+        .await
+        .unwrap();
+    let evaluated = physical_plan(&ctx, JOIN).await;
+    assert_eq!(row_filters(&evaluated), vec![1], "{}", shown(&evaluated));
+    assert_eq!(skipped, printed_result(&ctx, evaluated).await);
+}
+
+/// Two joins on `fact`, one above the other: the upper join's filter
+/// reaches `fact`'s scan through the lower join and still drops rows
+/// there (the joins probe fewer rows than `fact` has); only the lower
+/// join's own filter, which it would look up again, is left out.
+#[tokio::test]
+async fn a_filter_from_a_join_further_up_still_drops_rows_at_the_scan() {
+    let ctx = context();
+    let low = memory_table(vec![(
+        "v",
+        Arc::new(Int64Array::from_iter_values(0..FACT_ROWS / 2)) as ArrayRef,
+    )]);
+    ctx.register_table("low", low).unwrap();
+    let sql = "SELECT d.name, count(*) AS n, sum(f.v) AS total \
+               FROM fact f JOIN dim d ON f.k = d.k JOIN low l ON f.v = l.v \
+               WHERE d.name = 'odd' GROUP BY d.name";
+    let plan = physical_plan(&ctx, sql).await;
+    let shown_plan = shown(&plan);
+    assert_eq!(row_filters(&plan), vec![1], "{shown_plan}");
+    assert!(
+        probe_rows(&plan) < FACT_ROWS as usize,
+        "{} probe rows in\n{shown_plan}",
+        probe_rows(&plan)
+    );
+    let filtered = printed_result(&ctx, plan).await;
+    ctx.sql("SET ember.dynamic_filters_skip_direct_probes = false")
+        .await
+        .unwrap();
+    let both = physical_plan(&ctx, sql).await;
+    assert_eq!(row_filters(&both), vec![2], "{}", shown(&both));
+    ctx.sql("SET ember.dynamic_filters_in_scans = false")
+        .await
+        .unwrap();
+    let plain = physical_plan(&ctx, sql).await;
+    assert_eq!(filtered, printed_result(&ctx, plain).await);
+    // Keys 1, 3, 5, 7 and 9 below `v` 5,000: rows k, k + 1000, ..., k + 4000.
+    let total: i64 = [1i64, 3, 5, 7, 9]
+        .iter()
+        .map(|k| (0..5).map(|i| k + 1000 * i).sum::<i64>())
+        .sum();
+    assert!(
+        filtered.contains(&format!("| odd  | 25 | {total} |")),
+        "{filtered}"
     );
 }
 

@@ -81,7 +81,9 @@ impl StagePlanRewrite for StageDynamicFilters {
             tracing::debug!("a partitioned hash join would filter its own probe side: stage kept");
             return Ok(plan);
         }
-        unwrap_unfiltered_scans(filtered)
+        let skip_direct_probes =
+            EmberConfig::from_session_config(config).dynamic_filters_skip_direct_probes;
+        unwrap_unfiltered_scans(filtered, skip_direct_probes)
     }
 }
 
@@ -357,6 +359,21 @@ mod tests {
         displayable(plan.as_ref()).indent(false).to_string()
     }
 
+    /// The stages of the shuffle readers that `plan` filters, in plan order.
+    fn filtered_readers(plan: &Arc<dyn ExecutionPlan>) -> Vec<usize> {
+        let mut stages = Vec::new();
+        plan.apply(|node| {
+            if let Some(read) = node.downcast_ref::<DynamicRowFilterExec>() {
+                assert!(!read.filters().is_empty());
+                let reader = read.input().downcast_ref::<ShuffleReaderExec>().unwrap();
+                stages.push(reader.stage_id);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        stages
+    }
+
     #[test]
     fn readers_feeding_broadcast_joins_are_filtered_and_partitioned_probes_are_not() {
         let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, true)]));
@@ -373,27 +390,25 @@ mod tests {
             lower,
             PartitionMode::CollectLeft,
         );
-        let config = ember_core::distributed_session_config();
+        let mut config = ember_core::distributed_session_config();
         let rewritten = StageDynamicFilters
             .rewrite(Arc::clone(&upper), &config)
             .unwrap();
         let shown = shape(&rewritten);
-        assert_eq!(shown.matches("DynamicRowFilterExec").count(), 2, "{shown}");
         assert!(shown.contains("DynamicFilter"), "{shown}");
-        let mut filtered_stages = Vec::new();
-        rewritten
-            .apply(|node| {
-                if let Some(read) = node.downcast_ref::<DynamicRowFilterExec>() {
-                    assert!(!read.filters().is_empty());
-                    let reader = read.input().downcast_ref::<ShuffleReaderExec>().unwrap();
-                    filtered_stages.push(reader.stage_id);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
+        // Stage 1 (the lower build side) by the upper join's filter. Stage
+        // 2, which the lower join probes directly, is not filtered by that
+        // join's own filter: the join looks its rows up anyway.
+        assert_eq!(filtered_readers(&rewritten), vec![1], "{shown}");
+        config
+            .options_mut()
+            .set("ember.dynamic_filters_skip_direct_probes", "false")
             .unwrap();
-        // Stage 1 (the lower build side) by the upper join's filter, stage
-        // 2 (the lower probe side) by the lower join's own.
-        assert_eq!(filtered_stages, vec![1, 2], "{shown}");
+        let rewritten = StageDynamicFilters
+            .rewrite(Arc::clone(&upper), &config)
+            .unwrap();
+        let shown = shape(&rewritten);
+        assert_eq!(filtered_readers(&rewritten), vec![1, 2], "{shown}");
 
         // The same joins partitioned: nothing on their probe sides is
         // wrapped, and no filter is made.
