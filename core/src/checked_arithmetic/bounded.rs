@@ -68,7 +68,7 @@ pub(super) fn evaluate_bounded(
             .zip(scaled(right_bound, right_factor))
             .and_then(|(left, right)| left.checked_add(right)),
     };
-    if !worst.is_some_and(|worst| worst < TOO_LARGE) {
+    if worst.is_none_or(|worst| worst >= TOO_LARGE) {
         return Ok(None);
     }
     let result = match op {
