@@ -130,49 +130,107 @@ async fn a_joins_own_filter_is_not_evaluated_right_below_its_probe_side() {
     assert_eq!(skipped, printed_result(&ctx, evaluated).await);
 }
 
-/// Two joins on `fact`, one above the other: the upper join's filter
-/// reaches `fact`'s scan through the lower join and still drops rows
-/// there (the joins probe fewer rows than `fact` has); only the lower
+/// Two broadcast joins on `fact`, one above the other, built here as
+/// physical plans so that `fact` is the probe side of both whatever the
+/// planner would choose: the upper join's filter reaches `fact`'s scan
+/// through the lower join and still drops rows there; only the lower
 /// join's own filter, which it would look up again, is left out.
 #[tokio::test]
 async fn a_filter_from_a_join_further_up_still_drops_rows_at_the_scan() {
-    let ctx = context();
-    let low = memory_table(vec![(
-        "v",
-        Arc::new(Int64Array::from_iter_values(0..FACT_ROWS / 2)) as ArrayRef,
-    )]);
-    ctx.register_table("low", low).unwrap();
-    let sql = "SELECT d.name, count(*) AS n, sum(f.v) AS total \
-               FROM fact f JOIN dim d ON f.k = d.k JOIN low l ON f.v = l.v \
-               WHERE d.name = 'odd' GROUP BY d.name";
-    let plan = physical_plan(&ctx, sql).await;
-    let shown_plan = shown(&plan);
-    assert_eq!(row_filters(&plan), vec![1], "{shown_plan}");
-    assert!(
-        probe_rows(&plan) < FACT_ROWS as usize,
-        "{} probe rows in\n{shown_plan}",
-        probe_rows(&plan)
-    );
-    let filtered = printed_result(&ctx, plan).await;
-    ctx.sql("SET ember.dynamic_filters_skip_direct_probes = false")
-        .await
+    use datafusion::common::{JoinType, NullEquality};
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::physical_expr::PhysicalExpr;
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_optimizer::PhysicalOptimizerRule;
+    use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+
+    use super::DynamicFiltersInScans;
+
+    fn scan(columns: Vec<(&str, Vec<i64>)>) -> Arc<dyn ExecutionPlan> {
+        let batch = RecordBatch::try_from_iter(
+            columns
+                .into_iter()
+                .map(|(name, values)| (name, Arc::new(Int64Array::from(values)) as ArrayRef)),
+        )
         .unwrap();
-    let both = physical_plan(&ctx, sql).await;
-    assert_eq!(row_filters(&both), vec![2], "{}", shown(&both));
-    ctx.sql("SET ember.dynamic_filters_in_scans = false")
-        .await
-        .unwrap();
-    let plain = physical_plan(&ctx, sql).await;
-    assert_eq!(filtered, printed_result(&ctx, plain).await);
-    // Keys 1, 3, 5, 7 and 9 below `v` 5,000: rows k, k + 1000, ..., k + 4000.
-    let total: i64 = [1i64, 3, 5, 7, 9]
+        MemorySourceConfig::try_new_exec(&[vec![batch.clone()]], batch.schema(), None).unwrap()
+    }
+    fn broadcast_join(
+        build: Arc<dyn ExecutionPlan>,
+        probe: Arc<dyn ExecutionPlan>,
+        build_key: Column,
+        probe_key: Column,
+    ) -> Arc<dyn ExecutionPlan> {
+        let on = vec![(
+            Arc::new(build_key) as Arc<dyn PhysicalExpr>,
+            Arc::new(probe_key) as Arc<dyn PhysicalExpr>,
+        )];
+        Arc::new(
+            HashJoinExec::try_new(
+                build,
+                probe,
+                on,
+                None,
+                &JoinType::Inner,
+                None,
+                PartitionMode::CollectLeft,
+                NullEquality::NullEqualsNothing,
+                false,
+            )
+            .unwrap(),
+        )
+    }
+
+    // `fact` as in `context`; the odd keys; twenty values of `v` in rows
+    // of the odd keys (k, k + 1000, k + 2000 and k + 3000).
+    let fact = scan(vec![
+        ("k", (0..FACT_ROWS).map(|i| i % 1000).collect()),
+        ("v", (0..FACT_ROWS).collect()),
+    ]);
+    let odd = scan(vec![("odd_k", vec![1, 3, 5, 7, 9])]);
+    let picked: Vec<i64> = [1i64, 3, 5, 7, 9]
         .iter()
-        .map(|k| (0..5).map(|i| k + 1000 * i).sum::<i64>())
+        .flat_map(|k| (0..4).map(move |i| k + 1000 * i))
+        .collect();
+    let total: i64 = picked.iter().sum();
+    let low = scan(vec![("low_v", picked)]);
+    // Lower: odd_k = k, its output (odd_k, k, v); upper: low_v = v.
+    let lower = broadcast_join(odd, fact, Column::new("odd_k", 0), Column::new("k", 0));
+    let upper = broadcast_join(low, lower, Column::new("low_v", 0), Column::new("v", 2));
+
+    let mut config = session_config();
+    let plan = DynamicFiltersInScans::new()
+        .optimize(Arc::clone(&upper), config.options())
+        .unwrap();
+    assert_eq!(row_filters(&plan), vec![1], "{}", shown(&plan));
+    let task = SessionContext::new_with_config(config.clone()).task_ctx();
+    let batches = collect(Arc::clone(&plan), task).await.unwrap();
+    let rows: usize = batches.iter().map(|batch| batch.num_rows()).sum();
+    let summed: i64 = batches
+        .iter()
+        .flat_map(|batch| {
+            // The upper join's output: (low_v, odd_k, k, v).
+            let v = batch
+                .column(3)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            v.values().to_vec()
+        })
         .sum();
-    assert!(
-        filtered.contains(&format!("| odd  | 25 | {total} |")),
-        "{filtered}"
-    );
+    assert_eq!((rows, summed), (20, total));
+    // The lower join probes the twenty rows the upper join's filter
+    // keeps at the scan, the upper one the twenty it outputs.
+    assert_eq!(probe_rows(&plan), 40, "{}", shown(&plan));
+
+    config
+        .options_mut()
+        .set("ember.dynamic_filters_skip_direct_probes", "false")
+        .unwrap();
+    let both = DynamicFiltersInScans::new()
+        .optimize(upper, config.options())
+        .unwrap();
+    assert_eq!(row_filters(&both), vec![2], "{}", shown(&both));
 }
 
 #[tokio::test]
