@@ -110,6 +110,27 @@ async fn joins_without_the_ratio_or_with_unmatched_build_rows_stay_partitioned()
     }
 }
 
+/// The printed `count(*)` and `sum(v)` of the facts whose `k` is below
+/// 1,000 and whose `g` is below 10.
+fn facts_below_with_small_g() -> String {
+    let rows: Vec<i64> = (0..FACTS)
+        .filter(|row| row % 5_000 < 1_000 && row % 1_000 < 10)
+        .collect();
+    printed_count_and_total(rows.len(), rows.iter().sum())
+}
+
+/// `facts` as a Parquet file in `dir`, whose statistics give `g`'s minimum
+/// and maximum (an in-memory table's give neither).
+async fn facts_parquet(dir: &tempfile::TempDir) -> String {
+    let batch = RecordBatch::try_from_iter(vec![
+        ("k", int64((0..FACTS).map(|row| row % 5_000))),
+        ("g", int64((0..FACTS).map(|row| row % 1_000))),
+        ("v", int64(0..FACTS)),
+    ])
+    .unwrap();
+    parquet_file(dir, "facts.parquet", batch).await
+}
+
 /// A broadcast join above whose build side keeps 1% of the probe side's
 /// key values (10 of `g`'s 1,000) filters the scan of `facts` below it: the
 /// join of `facts` with `dims` under it then has too few probe rows left
@@ -120,20 +141,9 @@ async fn joins_without_the_ratio_or_with_unmatched_build_rows_stay_partitioned()
 async fn a_probe_side_a_broadcast_above_filters_is_counted_after_its_filter() {
     let sql = "SELECT count(*) AS n, sum(f.v) AS total \
                FROM facts f JOIN dims d ON f.k = d.k JOIN groups t ON f.g = t.g";
-    let rows: Vec<i64> = (0..FACTS)
-        .filter(|row| row % 5_000 < 1_000 && row % 1_000 < 10)
-        .collect();
-    let want = printed_count_and_total(rows.len(), rows.iter().sum());
-    // `facts` from a Parquet file, whose statistics give `g`'s minimum and
-    // maximum (an in-memory table's give neither).
+    let want = facts_below_with_small_g();
     let dir = tempfile::tempdir().unwrap();
-    let batch = RecordBatch::try_from_iter(vec![
-        ("k", int64((0..FACTS).map(|row| row % 5_000))),
-        ("g", int64((0..FACTS).map(|row| row % 1_000))),
-        ("v", int64(0..FACTS)),
-    ])
-    .unwrap();
-    let file = parquet_file(&dir, "facts.parquet", batch).await;
+    let file = facts_parquet(&dir).await;
     for (ratio, upper, lower) in [
         (0, "Partitioned", "Partitioned"),
         (4, "CollectLeft", "Partitioned"),
@@ -174,18 +184,9 @@ async fn a_filter_over_columns_of_both_sides_below_is_not_counted() {
                JOIN pairs t ON f.g = t.g AND d.tag = t.tag";
     // `pairs` holds (g, g) for g below 10, and `tag` is `k` % 10, which is
     // `g` % 10: the rows whose `g` is below 10.
-    let rows: Vec<i64> = (0..FACTS)
-        .filter(|row| row % 5_000 < 1_000 && row % 1_000 < 10)
-        .collect();
-    let want = printed_count_and_total(rows.len(), rows.iter().sum());
+    let want = facts_below_with_small_g();
     let dir = tempfile::tempdir().unwrap();
-    let batch = RecordBatch::try_from_iter(vec![
-        ("k", int64((0..FACTS).map(|row| row % 5_000))),
-        ("g", int64((0..FACTS).map(|row| row % 1_000))),
-        ("v", int64(0..FACTS)),
-    ])
-    .unwrap();
-    let file = parquet_file(&dir, "facts.parquet", batch).await;
+    let file = facts_parquet(&dir).await;
     for (ratio, broadcast_joins) in [(0, 0), (4, 2)] {
         let ctx = context(ratio, false);
         ctx.deregister_table("facts").unwrap();
