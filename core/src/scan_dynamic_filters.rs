@@ -209,12 +209,7 @@ fn strip_filters(
     if children.is_empty() {
         return Ok(plan);
     }
-    let joins_filters: Option<Vec<u64>> = plan.downcast_ref::<HashJoinExec>().map(|_| {
-        plan.dynamic_expressions_produced()
-            .iter()
-            .filter_map(|filter| filter.expression_id())
-            .collect()
-    });
+    let joins_filters = plan.is::<HashJoinExec>().then(|| filter_ids(&plan));
     let passes_rows_on = passes_rows_on(&plan);
     let probe_side = children.len() - 1;
     let children = children
@@ -255,6 +250,11 @@ pub fn partitioned_join_filter_ids(node: &Arc<dyn ExecutionPlan>) -> Vec<u64> {
     if !partitioned {
         return Vec::new();
     }
+    filter_ids(node)
+}
+
+/// The ids of the dynamic filters `node` makes.
+fn filter_ids(node: &Arc<dyn ExecutionPlan>) -> Vec<u64> {
     node.dynamic_expressions_produced()
         .iter()
         .filter_map(|filter| filter.expression_id())
