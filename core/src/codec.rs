@@ -129,6 +129,7 @@ impl Default for EmberPhysicalCodec {
                 Arc::new(crate::cache::CacheOperatorCodec),
                 Arc::new(crate::functions::MapPartitionsCodec),
                 Arc::new(crate::exchange_properties::ExchangePropertiesCodec),
+                Arc::new(crate::grouping_sets::ExpandGroupingSetsCodec),
             ],
         }
     }
@@ -533,6 +534,7 @@ mod tests {
                 "ember.cache",
                 "ember.map_partitions",
                 "ember.exchange_properties",
+                "ember.expand_grouping_sets",
                 "test.empty"
             ]
         );

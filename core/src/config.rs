@@ -312,6 +312,21 @@ ember_settings! {
     one_step_aggregate_groups_percent: u64 = 50,
         "Embedded: aggregate in one step, without the partial aggregate before the exchange, \
          where the statistics estimate this many groups per 100 input rows or more (0: never)";
+    /// Whether a partial aggregate over grouping sets (`ROLLUP`, `CUBE`,
+    /// `GROUPING SETS`) first aggregates its rows by all the sets' columns,
+    /// once, then expands each of those groups into every set
+    /// ([`crate::grouping_sets`]), rather than hashing every row once per
+    /// set.
+    aggregate_before_grouping_sets: bool = true,
+        "Aggregate ROLLUP, CUBE and GROUPING SETS by all their columns first, then expand each \
+         group into every set, instead of hashing every row once per set";
+    /// Whether a partitioned hash join whose side is an aggregate
+    /// estimates that side by its groups rather than its input's rows, and
+    /// builds on it where it is the smaller ([`crate::aggregated_join_sides`]):
+    /// `INTERSECT`, `EXCEPT` and joins with grouped subqueries.
+    join_sides_by_group_estimates: bool = true,
+        "Estimate an aggregated join side by its groups (from its grouping columns' statistics) \
+         and build the hash join on it where that makes it the smaller side";
     /// Whether a subplan a query repeats (a view or common table
     /// expression read twice, a repeated subquery) that aggregates, joins
     /// or computes a window is computed once embedded, its result held in

@@ -29,6 +29,7 @@
 //! configured three times.
 
 pub mod address;
+pub mod aggregated_join_sides;
 pub mod broadcast_joins;
 pub mod cache;
 pub mod checked_arithmetic;
@@ -44,6 +45,7 @@ pub mod exchange_properties;
 pub mod executor_status;
 pub mod functions;
 pub mod gpu;
+pub mod grouping_sets;
 pub mod join_order;
 pub mod memory;
 pub mod memory_table;

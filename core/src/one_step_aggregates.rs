@@ -47,7 +47,7 @@ use datafusion::error::Result;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{PhysicalExpr, physical_exprs_equal};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::HashJoinExec;
@@ -154,44 +154,9 @@ impl<'a> TwoStepAggregate<'a> {
         Some((keys, *partitions))
     }
 
-    /// The estimated groups and input rows. The grouping columns are
-    /// followed down to the nodes that make them (a scan, an aggregate, a
-    /// union: through projections, filters, exchanges and joins); the
-    /// columns from one such node hold at most the product of their
-    /// distinct values there and at most its rows, and the groups are the
-    /// product over the nodes, at most the input's rows. `None` where a
-    /// grouping expression is not a column or its distinct values are not
-    /// known.
+    /// The estimated groups and input rows ([`estimated_groups`]).
     fn groups_and_rows(&self, statistics: &StatisticsContext) -> Option<(f64, f64)> {
-        let input = self.first.input();
-        let rows = row_count(input, statistics)?;
-        if rows < 1.0 {
-            return None;
-        }
-        // Per node that makes grouping columns: its rows and the product
-        // of those columns' distinct values.
-        let mut origins: Vec<(Arc<dyn ExecutionPlan>, f64, f64)> = Vec::new();
-        for (expr, _) in self.first.group_expr().expr() {
-            let column = expr.downcast_ref::<Column>()?;
-            let (origin, index) = column_origin(input, column.index());
-            let stats = statistics
-                .compute(origin.as_ref(), &StatisticsArgs::new())
-                .ok()?;
-            let origin_rows = (*stats.num_rows.get_value()? as f64).max(1.0);
-            let distinct = distinct_values(stats.column_statistics.get(index)?)?.max(1.0);
-            match origins
-                .iter_mut()
-                .find(|(node, ..)| Arc::ptr_eq(node, &origin))
-            {
-                Some((_, _, product)) => *product *= distinct,
-                None => origins.push((origin, origin_rows, distinct)),
-            }
-        }
-        let groups: f64 = origins
-            .iter()
-            .map(|(_, origin_rows, product)| product.min(*origin_rows))
-            .product();
-        Some((groups.min(rows), rows))
+        estimated_groups(self.first.group_expr(), self.first.input(), statistics)
     }
 
     /// One `SinglePartitioned` aggregate with the partial step's grouping,
@@ -215,9 +180,53 @@ impl<'a> TwoStepAggregate<'a> {
     }
 }
 
+/// The estimated groups of grouping `group_by` over `input`, and
+/// `input`'s rows. The grouping columns are followed down to the nodes that
+/// make them (a scan, an aggregate, a union: through projections, filters,
+/// exchanges and joins); the columns from one such node hold at most the
+/// product of their distinct values there and at most its rows, and the
+/// groups are the product over the nodes, at most the input's rows. `None`
+/// where a grouping expression is not a column or its distinct values are
+/// not known.
+pub(crate) fn estimated_groups(
+    group_by: &PhysicalGroupBy,
+    input: &Arc<dyn ExecutionPlan>,
+    statistics: &StatisticsContext,
+) -> Option<(f64, f64)> {
+    let rows = row_count(input, statistics)?;
+    if rows < 1.0 {
+        return None;
+    }
+    // Per node that makes grouping columns: its rows and the product
+    // of those columns' distinct values.
+    let mut origins: Vec<(Arc<dyn ExecutionPlan>, f64, f64)> = Vec::new();
+    for (expr, _) in group_by.expr() {
+        let column = expr.downcast_ref::<Column>()?;
+        let (origin, index) = column_origin(input, column.index());
+        let stats = statistics
+            .compute(origin.as_ref(), &StatisticsArgs::new())
+            .ok()?;
+        let origin_rows = (*stats.num_rows.get_value()? as f64).max(1.0);
+        let distinct = distinct_values(stats.column_statistics.get(index)?)?.max(1.0);
+        match origins
+            .iter_mut()
+            .find(|(node, ..)| Arc::ptr_eq(node, &origin))
+        {
+            Some((_, _, product)) => *product *= distinct,
+            None => origins.push((origin, origin_rows, distinct)),
+        }
+    }
+    let groups: f64 = origins
+        .iter()
+        .map(|(_, origin_rows, product)| product.min(*origin_rows))
+        .product();
+    Some((groups.min(rows), rows))
+}
+
 /// The node below `plan` that makes its `column`, and the column's index
 /// there: followed down through projections of columns, filters,
-/// exchanges, merges of partitions and hash joins.
+/// exchanges, merges of partitions, hash joins and the grouping columns of
+/// aggregates.
 fn column_origin(plan: &Arc<dyn ExecutionPlan>, column: usize) -> (Arc<dyn ExecutionPlan>, usize) {
     let (mut node, mut column) = (Arc::clone(plan), column);
     loop {
@@ -243,6 +252,8 @@ fn column_origin(plan: &Arc<dyn ExecutionPlan>, column: usize) -> (Arc<dyn Execu
             Some((Arc::clone(merge.input()), column))
         } else if let Some(join) = node.downcast_ref::<HashJoinExec>() {
             join_input_column(join, column)
+        } else if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
+            grouped_input_column(aggregate, column)
         } else {
             None
         };
@@ -252,6 +263,25 @@ fn column_origin(plan: &Arc<dyn ExecutionPlan>, column: usize) -> (Arc<dyn Execu
         }
     }
     (node, column)
+}
+
+/// The input of `aggregate` and the column in it that the aggregate's
+/// output `column` groups by, where the column is a grouping column that
+/// is a column of the input: an aggregate's grouping column holds at most
+/// the distinct values of the input's column (TPC-DS Q14's `INTERSECT`
+/// groups the distinct rows of another `INTERSECT`). Grouping sets, whose
+/// columns also hold NULLs, end the walk.
+fn grouped_input_column(
+    aggregate: &AggregateExec,
+    column: usize,
+) -> Option<(Arc<dyn ExecutionPlan>, usize)> {
+    let group_by = aggregate.group_expr();
+    if !group_by.is_single() {
+        return None;
+    }
+    let (expr, _) = group_by.expr().get(column)?;
+    let source = expr.downcast_ref::<Column>()?;
+    Some((Arc::clone(aggregate.input()), source.index()))
 }
 
 /// The input of `join` and the column in it that the join's output

@@ -13,6 +13,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;
 
+use crate::aggregated_join_sides::BuildAggregatedSides;
 use crate::broadcast_joins::BroadcastJoinsByCost;
 use crate::checked_arithmetic::{CheckedArithmeticRule, CheckedConstantFolding};
 use crate::cluster_order::KeepOrderOnCluster;
@@ -20,6 +21,7 @@ use crate::common_subplans::ReuseCommonSubplans;
 use crate::conjunctions::EvaluateConjunctsInOrder;
 use crate::dialect::SparkSemanticsRule;
 use crate::distributed_joins::PartitionUnbroadcastableJoins;
+use crate::grouping_sets::AggregateBeforeGroupingSets;
 use crate::join_order::ReorderJoins;
 use crate::one_step_aggregates::OneStepHighCardinalityAggregates;
 use crate::scalar_subquery::{SingleRowScalarSubqueries, scalar_subquery_value};
@@ -102,12 +104,15 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// then [`EvaluateConjunctsInOrder`], which has filters evaluate their most
 /// selective conjuncts first, after every rule that pushes filters into
 /// scans;
-/// [`BroadcastJoinsByCost`], right after DataFusion's `JoinSelection`,
-/// which broadcasts build sides that are small against their probe sides
+/// [`BuildAggregatedSides`], right after DataFusion's `JoinSelection`,
+/// which builds partitioned joins on an aggregated side where its groups
+/// make it the smaller, then [`BroadcastJoinsByCost`], which broadcasts build sides that are small against their probe sides
 /// (embedded only);
-/// [`OneStepHighCardinalityAggregates`], right after DataFusion's
-/// `CombinePartialFinalAggregate`, which aggregates in one step where the
-/// statistics estimate nearly as many groups as rows (embedded only);
+/// [`AggregateBeforeGroupingSets`], right after DataFusion's
+/// `CombinePartialFinalAggregate`, which aggregates grouping sets by all
+/// their columns before expanding them, then
+/// [`OneStepHighCardinalityAggregates`], which aggregates in one step where
+/// the statistics estimate nearly as many groups as rows (embedded only);
 /// [`EstimateFilterSelectivity`], which estimates the rows of filters
 /// DataFusion cannot analyse, then [`ReorderJoins`], right before
 /// DataFusion's `JoinSelection`, so that chains of inner joins follow their
@@ -140,6 +145,7 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
         .position(|rule| rule.name() == "CombinePartialFinalAggregate")
     {
         rules.insert(at + 1, Arc::new(OneStepHighCardinalityAggregates));
+        rules.insert(at + 1, Arc::new(AggregateBeforeGroupingSets));
     }
     let at = rules
         .iter()
@@ -149,6 +155,8 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
     // Embedded only, where the rule above does nothing: broadcasts by the
     // sides' rows, before the exchanges are placed for the joins' modes.
     rules.insert(at, Arc::new(BroadcastJoinsByCost));
+    // Before it, so that it sees the sides' final roles.
+    rules.insert(at, Arc::new(BuildAggregatedSides));
     // Before `JoinSelection`, which picks the reordered joins' build sides.
     let at = rules
         .iter()

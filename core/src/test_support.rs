@@ -21,6 +21,31 @@ pub(crate) fn ember_context(config: SessionConfig) -> SessionContext {
     SessionContext::new_with_state(session_state(config, runtime).unwrap())
 }
 
+/// A session on `partitions` partitions with the setting `key` = `value`:
+/// Ember's (on a cluster's configuration with `cluster`), or, with `ember`
+/// false, DataFusion's own, which the rules' answers are compared with
+/// (the setting is then not set).
+pub(crate) fn session_with_setting(
+    ember: bool,
+    cluster: bool,
+    partitions: usize,
+    (key, value): (&str, &str),
+) -> SessionContext {
+    if !ember {
+        return SessionContext::new_with_config(
+            SessionConfig::new().with_target_partitions(partitions),
+        );
+    }
+    let mut config = if cluster {
+        crate::config::distributed_session_config()
+    } else {
+        crate::config::session_config()
+    }
+    .with_target_partitions(partitions);
+    config.options_mut().set(key, value).unwrap();
+    ember_context(config)
+}
+
 /// A 64-bit integer column of `values`.
 pub(crate) fn int64(values: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(values))
