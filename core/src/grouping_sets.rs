@@ -195,6 +195,43 @@ fn grouping_id_type(columns: usize, max_ordinal: usize) -> Result<DataType> {
     }
 }
 
+/// The schema of an expansion of `input_schema` into `sets` of `columns`
+/// grouping columns: the grouping columns (nullable where a set leaves them
+/// out), `__grouping_id`, then the input's state columns.
+fn output_schema(input_schema: &Schema, sets: &[GroupingSet], columns: usize) -> Result<SchemaRef> {
+    let max_ordinal = sets
+        .iter()
+        .map(|set| (set.id >> columns) as usize)
+        .max()
+        .unwrap_or(0);
+    let mut fields: Vec<Field> = Vec::with_capacity(input_schema.fields().len() + 1);
+    for (index, field) in input_schema.fields().iter().take(columns).enumerate() {
+        let sometimes_absent = sets.iter().any(|set| set.absent[index]);
+        fields.push(
+            field
+                .as_ref()
+                .clone()
+                .with_nullable(field.is_nullable() || sometimes_absent),
+        );
+    }
+    fields.push(Field::new(
+        GROUPING_ID,
+        grouping_id_type(columns, max_ordinal)?,
+        false,
+    ));
+    fields.extend(
+        input_schema
+            .fields()
+            .iter()
+            .skip(columns)
+            .map(|field| field.as_ref().clone()),
+    );
+    Ok(Arc::new(Schema::new_with_metadata(
+        fields,
+        input_schema.metadata().clone(),
+    )))
+}
+
 /// One grouping set of an [`ExpandGroupingSetsExec`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct GroupingSet {
@@ -285,37 +322,7 @@ impl Expansion {
             let id = grouping_id(&set, ordinal);
             sets.push(GroupingSet { absent: set, id });
         }
-        let max_ordinal = sets
-            .iter()
-            .map(|set| (set.id >> columns) as usize)
-            .max()
-            .unwrap_or(0);
-        let mut fields: Vec<Field> = Vec::with_capacity(input_schema.fields().len() + 1);
-        for (index, field) in input_schema.fields().iter().take(columns).enumerate() {
-            let sometimes_absent = sets.iter().any(|set| set.absent[index]);
-            fields.push(
-                field
-                    .as_ref()
-                    .clone()
-                    .with_nullable(field.is_nullable() || sometimes_absent),
-            );
-        }
-        fields.push(Field::new(
-            GROUPING_ID,
-            grouping_id_type(columns, max_ordinal)?,
-            false,
-        ));
-        fields.extend(
-            input_schema
-                .fields()
-                .iter()
-                .skip(columns)
-                .map(|field| field.as_ref().clone()),
-        );
-        let schema = Arc::new(Schema::new_with_metadata(
-            fields,
-            input_schema.metadata().clone(),
-        ));
+        let schema = output_schema(input_schema, &sets, columns)?;
         let state_schema = Arc::new(Schema::new(
             input_schema
                 .fields()
