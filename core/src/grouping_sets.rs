@@ -41,8 +41,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ScalarValue, Statistics};
 use datafusion::config::ConfigOptions;
@@ -62,6 +60,7 @@ use prost::Message;
 
 use crate::codec::{ExtensionOperatorCodec, single_input};
 use crate::config::EmberConfig;
+use crate::memory_table::{decode_ipc_stream, encode_ipc_stream};
 
 /// The wire name of [`ExpandGroupingSetsExec`].
 pub const EXPAND_GROUPING_SETS: &str = "ember.expand_grouping_sets";
@@ -288,14 +287,16 @@ impl ExpandGroupingSetsExec {
             properties,
         })
     }
+}
 
-    /// The aggregates' empty states, one per state column.
-    fn empty_states(&self) -> Result<Vec<ScalarValue>> {
-        let states = &self.expansion.empty_states;
-        (0..states.num_columns())
-            .map(|index| ScalarValue::try_from_array(states.column(index), 0))
-            .collect()
-    }
+/// The values of the first row of `batch`, one per column: the aggregates'
+/// empty states as [`ExpandGroupingSetsExec::try_new`] takes them.
+fn first_row(batch: &RecordBatch) -> Result<Vec<ScalarValue>> {
+    batch
+        .columns()
+        .iter()
+        .map(|column| ScalarValue::try_from_array(column, 0))
+        .collect()
 }
 
 impl Expansion {
@@ -475,7 +476,7 @@ impl ExecutionPlan for ExpandGroupingSetsExec {
         Ok(Arc::new(Self::try_new(
             input,
             absent,
-            self.empty_states()?,
+            first_row(&self.expansion.empty_states)?,
         )?))
     }
 
@@ -558,11 +559,7 @@ impl ExtensionOperatorCodec for ExpandGroupingSetsCodec {
             return Ok(None);
         };
         let states = &exec.expansion.empty_states;
-        let mut empty_states = Vec::new();
-        let mut writer = StreamWriter::try_new(&mut empty_states, &states.schema())?;
-        writer.write(states)?;
-        writer.finish()?;
-        drop(writer);
+        let empty_states = encode_ipc_stream(&states.schema(), std::slice::from_ref(states))?;
         let message = ember_proto::ExpandGroupingSets {
             sets: exec
                 .expansion
@@ -587,17 +584,14 @@ impl ExtensionOperatorCodec for ExpandGroupingSetsCodec {
         let message = ember_proto::ExpandGroupingSets::decode(payload).map_err(|e| {
             DataFusionError::Internal(format!("an ExpandGroupingSetsExec does not decode: {e}"))
         })?;
-        let batches = StreamReader::try_new(message.empty_states.as_slice(), None)?
-            .collect::<std::result::Result<Vec<RecordBatch>, _>>()?;
+        let batches = decode_ipc_stream(&message.empty_states)?;
         let [states] = batches.as_slice() else {
             return Err(DataFusionError::Internal(format!(
                 "an ExpandGroupingSetsExec carries {} batches of empty states, not one",
                 batches.len()
             )));
         };
-        let empty_states = (0..states.num_columns())
-            .map(|index| ScalarValue::try_from_array(states.column(index), 0))
-            .collect::<Result<Vec<_>>>()?;
+        let empty_states = first_row(states)?;
         let absent = message.sets.into_iter().map(|set| set.absent).collect();
         Ok(Arc::new(ExpandGroupingSetsExec::try_new(
             input,

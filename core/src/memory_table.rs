@@ -3,7 +3,7 @@
 //! the scheduler can plan it and executors can read it. (DataFusion's own
 //! physical encoding then carries the partitions to the executors.)
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -13,6 +13,25 @@ use prost::Message;
 
 /// The name a memory table goes by in Ember's logical envelope.
 pub const MEMORY_TABLE: &str = "ember.memory_table";
+
+/// `batches` of `schema` as one Arrow IPC stream.
+pub(crate) fn encode_ipc_stream(schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut bytes, schema)?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    drop(writer);
+    Ok(bytes)
+}
+
+/// The batches of an Arrow IPC stream [`encode_ipc_stream`] wrote.
+pub(crate) fn decode_ipc_stream(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+    StreamReader::try_new(bytes, None)?
+        .collect::<std::result::Result<Vec<RecordBatch>, _>>()
+        .map_err(DataFusionError::from)
+}
 
 /// `table`'s partitions as an encoded [`ember_proto::MemoryTable`].
 pub fn encode_memory_table(table: &MemTable) -> Result<Vec<u8>> {
@@ -24,14 +43,7 @@ pub fn encode_memory_table(table: &MemTable) -> Result<Vec<u8>> {
                 "a parallelized table is being written while its query is planned".to_string(),
             )
         })?;
-        let mut bytes = Vec::new();
-        let mut writer = StreamWriter::try_new(&mut bytes, &schema)?;
-        for batch in batches.iter() {
-            writer.write(batch)?;
-        }
-        writer.finish()?;
-        drop(writer);
-        partitions.push(bytes);
+        partitions.push(encode_ipc_stream(&schema, &batches)?);
     }
     Ok(ember_proto::MemoryTable { partitions }.encode_to_vec())
 }
@@ -44,11 +56,7 @@ pub fn decode_memory_table(payload: &[u8], schema: SchemaRef) -> Result<MemTable
     let partitions = message
         .partitions
         .iter()
-        .map(|bytes| {
-            StreamReader::try_new(bytes.as_slice(), None)?
-                .collect::<std::result::Result<Vec<RecordBatch>, _>>()
-                .map_err(DataFusionError::from)
-        })
+        .map(|bytes| decode_ipc_stream(bytes))
         .collect::<Result<Vec<_>>>()?;
     MemTable::try_new(schema, partitions)
 }

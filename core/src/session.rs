@@ -106,8 +106,8 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// scans;
 /// [`BuildAggregatedSides`], right after DataFusion's `JoinSelection`,
 /// which builds partitioned joins on an aggregated side where its groups
-/// make it the smaller, then [`BroadcastJoinsByCost`], which broadcasts build sides that are small against their probe sides
-/// (embedded only);
+/// make it the smaller, then [`BroadcastJoinsByCost`], which broadcasts
+/// build sides that are small against their probe sides (embedded only);
 /// [`AggregateBeforeGroupingSets`], right after DataFusion's
 /// `CombinePartialFinalAggregate`, which aggregates grouping sets by all
 /// their columns before expanding them, then

@@ -2,9 +2,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use crate::config::{distributed_session_config, session_config};
 use crate::test_support::{
-    ember_context, int64, memory_table, parquet_file, physical_plan, printed_result, shown,
+    int64, memory_table, parquet_file, physical_plan, printed_result, session_with_setting, shown,
 };
 
 /// Rows of `facts`.
@@ -33,20 +32,9 @@ async fn context(
     percent: u64,
     cluster: bool,
 ) -> SessionContext {
-    let mut config = if cluster {
-        distributed_session_config()
-    } else {
-        session_config()
-    }
-    .with_target_partitions(4);
-    config
-        .options_mut()
-        .set(
-            "ember.one_step_aggregate_groups_percent",
-            &percent.to_string(),
-        )
-        .unwrap();
-    let ctx = ember_context(config);
+    let percent = percent.to_string();
+    let setting = ("ember.one_step_aggregate_groups_percent", percent.as_str());
+    let ctx = session_with_setting(true, cluster, 4, setting);
     ctx.register_parquet("facts", file, ParquetReadOptions::default())
         .await
         .unwrap();
