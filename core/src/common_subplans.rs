@@ -19,7 +19,11 @@
 //! first to start runs its copy, every partition in a task of its own, and
 //! all of them read its batches, which are held in the session's memory
 //! pool until every use has read them; once the pool has no room, the
-//! rest goes to spill files in the session's temporary directory.
+//! rest goes to spill files in the session's temporary directory. A
+//! subplan repeated inside different shared subplans is shared again among
+//! them, in every copy: Q14's `cross_items` sits in each channel's
+//! aggregate, and each of those is read twice; it runs once, for whichever
+//! copies of the aggregates run.
 //!
 //! A subplan is shared only when that is both safe and worth it:
 //!
@@ -52,7 +56,7 @@ use std::sync::Arc;
 
 use ballista_core::config::BallistaConfig;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::FileScanConfig;
@@ -63,7 +67,7 @@ use datafusion::physical_expr_common::physical_expr::is_volatile;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::execution_plan::Boundedness;
+use datafusion::physical_plan::execution_plan::{Boundedness, replace_children_if_necessary};
 use datafusion::physical_plan::joins::{
     CrossJoinExec, HashJoinExec, NestedLoopJoinExec, SortMergeJoinExec,
 };
@@ -221,49 +225,68 @@ impl SubplanCatalog {
     }
 
     /// Counts, from the root down, the uses each repeated subplan would
-    /// get: one per occurrence that is not inside a larger shared subplan.
+    /// get: one per occurrence that runs. Every occurrence of a shared
+    /// subplan is a use, but only one copy of it runs, so what is repeated
+    /// inside it is counted in one copy alone: Q14's `cross_items` counts
+    /// once for each channel's aggregate that holds it, however often that
+    /// aggregate is read.
     fn count_uses(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<HashMap<usize, usize>> {
         let mut uses = HashMap::new();
-        plan.apply(|node| {
-            Ok(match self.repeated(node) {
-                Some(number) => {
-                    *uses.entry(number).or_default() += 1;
-                    TreeNodeRecursion::Jump
-                }
-                None => TreeNodeRecursion::Continue,
-            })
-        })?;
+        self.count_uses_below(plan, &mut uses);
         Ok(uses)
     }
 
+    fn count_uses_below(&self, node: &Arc<dyn ExecutionPlan>, uses: &mut HashMap<usize, usize>) {
+        if let Some(number) = self.repeated(node) {
+            let count = uses.entry(number).or_default();
+            *count += 1;
+            if *count > 1 {
+                return;
+            }
+        }
+        for child in node.children() {
+            self.count_uses_below(child, uses);
+        }
+    }
+
     /// `plan` with each repeated subplan that has two uses or more (as
-    /// counted by [`Self::count_uses`]) replaced by a [`SharedSubplanExec`].
+    /// counted by [`Self::count_uses`]) replaced by a [`SharedSubplanExec`],
+    /// in every copy of it, so that whichever copy runs reads the subplans
+    /// it repeats from their one run.
     fn share(
         &self,
         plan: Arc<dyn ExecutionPlan>,
         uses: &HashMap<usize, usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let mut shared: HashMap<usize, Arc<SharedResults>> = HashMap::new();
-        plan.transform_down(|node| {
-            let Some(number) = self.repeated(&node) else {
-                return Ok(Transformed::no(node));
-            };
-            let count = uses.get(&number).copied().unwrap_or(0);
-            if count < 2 {
-                return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
-            }
-            let next = shared.len();
-            let results = shared
-                .entry(number)
-                .or_insert_with(|| Arc::new(SharedResults::new(next, count)));
-            let use_of_shared = SharedSubplanExec::new(node, Arc::clone(results));
-            Ok(Transformed::new(
-                Arc::new(use_of_shared) as Arc<dyn ExecutionPlan>,
-                true,
-                TreeNodeRecursion::Jump,
-            ))
-        })
-        .data()
+        let mut shared = HashMap::new();
+        self.share_below(plan, uses, &mut shared)
+    }
+
+    fn share_below(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        uses: &HashMap<usize, usize>,
+        shared: &mut HashMap<usize, Arc<SharedResults>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let number = self.repeated(&node);
+        let children = node
+            .children()
+            .into_iter()
+            .map(|child| self.share_below(Arc::clone(child), uses, shared))
+            .collect::<Result<Vec<_>>>()?;
+        let node = replace_children_if_necessary(node, children)?;
+        let Some(number) = number else {
+            return Ok(node);
+        };
+        let count = uses.get(&number).copied().unwrap_or(0);
+        if count < 2 {
+            return Ok(node);
+        }
+        let next = shared.len();
+        let results = shared
+            .entry(number)
+            .or_insert_with(|| Arc::new(SharedResults::new(next, count)));
+        Ok(Arc::new(SharedSubplanExec::new(node, Arc::clone(results))))
     }
 }
 

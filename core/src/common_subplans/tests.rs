@@ -207,3 +207,41 @@ async fn a_shared_result_larger_than_the_memory_pool_spills() {
         .unwrap_or(0);
     assert!(spilled > 0, "nothing spilled: {}", shown(&plan));
 }
+
+#[tokio::test]
+async fn a_repeat_inside_two_shared_subplans_runs_once() {
+    let ctx = context(true);
+    // `a` and `b` are each read twice and each hold `x`: x is computed
+    // once, for whichever copy of `a` and of `b` runs. With x's sums
+    // 10 d + 45,000 for d in 0..1000, `a` adds one to each and `b` takes
+    // one off: 49,996,000 + 54,991 + 49,994,000 + 44,999.
+    let sql = "WITH x AS (SELECT d, sum(v) AS total FROM facts GROUP BY d), \
+                    a AS (SELECT d, max(total) + 1 AS m FROM x GROUP BY d), \
+                    b AS (SELECT d, min(total) - 1 AS n FROM x GROUP BY d) \
+               SELECT (SELECT sum(m) FROM a) + (SELECT max(m) FROM a) \
+                    + (SELECT sum(n) FROM b) + (SELECT min(n) FROM b) AS s";
+    let plan = physical_plan(&ctx, sql).await;
+    let uses = shared_uses(&plan);
+    let by_uses = |count: usize| {
+        uses.iter()
+            .filter(|shared| shared.results().uses() == count)
+            .count()
+    };
+    // Two uses of `a`, two of `b`, and in each of their four copies one of
+    // `x`, which counts the two copies that run.
+    assert_eq!(uses.len(), 8, "{}", shown(&plan));
+    assert_eq!(by_uses(2), 8, "{}", shown(&plan));
+    let expected = "\
++-----------+
+| s         |
++-----------+
+| 100089990 |
++-----------+";
+    assert_eq!(printed_result(&ctx, Arc::clone(&plan)).await, expected);
+    // The uses of `x` are those with no shared subplan inside.
+    let copies_of_x_that_ran = shared_uses(&plan)
+        .iter()
+        .filter(|shared| shared_uses(shared.input()).is_empty() && ran(shared.input()))
+        .count();
+    assert_eq!(copies_of_x_that_ran, 1, "{}", shown(&plan));
+}
