@@ -116,7 +116,7 @@ pub fn reuse_common_subplans(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Exe
     }
     let mut catalog = SubplanCatalog::default();
     catalog.describe(&plan)?;
-    let uses = catalog.count_uses(&plan)?;
+    let uses = catalog.count_uses(&plan);
     if uses.values().all(|&count| count < 2) {
         return Ok(plan);
     }
@@ -230,10 +230,10 @@ impl SubplanCatalog {
     /// inside it is counted in one copy alone: Q14's `cross_items` counts
     /// once for each channel's aggregate that holds it, however often that
     /// aggregate is read.
-    fn count_uses(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<HashMap<usize, usize>> {
+    fn count_uses(&self, plan: &Arc<dyn ExecutionPlan>) -> HashMap<usize, usize> {
         let mut uses = HashMap::new();
         self.count_uses_below(plan, &mut uses);
-        Ok(uses)
+        uses
     }
 
     fn count_uses_below(&self, node: &Arc<dyn ExecutionPlan>, uses: &mut HashMap<usize, usize>) {

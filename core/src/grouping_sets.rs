@@ -83,11 +83,7 @@ impl PhysicalOptimizerRule for AggregateBeforeGroupingSets {
             return Ok(plan);
         }
         plan.transform_up(|node| match aggregate_first(&node)? {
-            Some(replaced) => Ok(Transformed::new(
-                replaced,
-                true,
-                TreeNodeRecursion::Continue,
-            )),
+            Some(replaced) => Ok(Transformed::yes(replaced)),
             None => Ok(Transformed::no(node)),
         })
         .map(|transformed| transformed.data)
