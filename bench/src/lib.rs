@@ -157,6 +157,11 @@ impl Suite {
 /// Runs a runner's `main` future on a fresh runtime; an error becomes
 /// `error: ...` on standard error and exit status 1.
 pub fn run_main(run: impl std::future::Future<Output = Result<(), String>>) {
+    // As Ember's own binaries do (memory pages, thread stacks).
+    if let Err(message) = ember_core::process::prepare() {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -10,7 +10,10 @@ use ember::cli::{Cli, run};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    ember_core::process::deepen_thread_stacks();
+    if let Err(e) = ember_core::process::prepare() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     ember_core::telemetry::init_tracing(&cli.log);
     ember_core::process::block_on_main("error: ", run(cli))

@@ -358,9 +358,42 @@ impl JoinGraph {
 /// Where a join condition's column comes from: the distinct values its
 /// table can hold and that table's rows.
 #[derive(Debug, Clone, Copy)]
-struct ColumnOrigin {
-    distinct: f64,
-    table_rows: f64,
+pub(crate) struct ColumnOrigin {
+    /// The distinct values the column's table can hold.
+    pub(crate) distinct: f64,
+    /// The rows of that table.
+    pub(crate) table_rows: f64,
+}
+
+/// The rows of an inner join of `left_rows` rows with `right_rows` rows on
+/// `keys`: for each condition, the origins of its left and its right
+/// column, each with an identity of the table it comes from. Each condition
+/// is taken as a key/foreign-key join whose key lies in the smaller table
+/// (divide by the fewer distinct values of its two columns), several
+/// conditions multiply their divisors, but never beyond the rows of the
+/// tables on either side (a composite key matches at most one row of the
+/// table it is the key of). `None` where `keys` is empty.
+pub(crate) fn key_join_rows<T: std::hash::Hash + Eq>(
+    left_rows: f64,
+    right_rows: f64,
+    keys: impl IntoIterator<Item = ((T, ColumnOrigin), (T, ColumnOrigin))>,
+) -> Option<f64> {
+    let mut divisor = 1.0_f64;
+    let mut left_tables: HashMap<T, f64> = HashMap::new();
+    let mut right_tables: HashMap<T, f64> = HashMap::new();
+    for ((left_table, lo), (right_table, ro)) in keys {
+        divisor *= lo.distinct.min(ro.distinct).max(1.0);
+        let entry = left_tables.entry(left_table).or_default();
+        *entry = entry.max(lo.table_rows);
+        let entry = right_tables.entry(right_table).or_default();
+        *entry = entry.max(ro.table_rows);
+    }
+    if left_tables.is_empty() {
+        return None;
+    }
+    let product = |tables: &HashMap<T, f64>| tables.values().product::<f64>();
+    let cap = product(&left_tables).min(product(&right_tables)).max(1.0);
+    Some((left_rows * right_rows / divisor.min(cap)).max(1.0))
 }
 
 /// Row estimates for a join graph's inputs and for joins of them.
@@ -409,23 +442,11 @@ impl<'a> Estimates<'a> {
         right: InputSet,
         right_rows: f64,
     ) -> Option<f64> {
-        let mut divisor = 1.0_f64;
-        let mut left_tables: HashMap<usize, f64> = HashMap::new();
-        let mut right_tables: HashMap<usize, f64> = HashMap::new();
-        for (l, r) in self.graph.conditions_between(left, right) {
-            let (lo, ro) = (self.origins[&l], self.origins[&r]);
-            divisor *= lo.distinct.min(ro.distinct).max(1.0);
-            let entry = left_tables.entry(l.input).or_default();
-            *entry = entry.max(lo.table_rows);
-            let entry = right_tables.entry(r.input).or_default();
-            *entry = entry.max(ro.table_rows);
-        }
-        if left_tables.is_empty() {
-            return None;
-        }
-        let product = |tables: &HashMap<usize, f64>| tables.values().product::<f64>();
-        let cap = product(&left_tables).min(product(&right_tables)).max(1.0);
-        Some((left_rows * right_rows / divisor.min(cap)).max(1.0))
+        let keys = self
+            .graph
+            .conditions_between(left, right)
+            .map(|(l, r)| ((l.input, self.origins[&l]), (r.input, self.origins[&r])));
+        key_join_rows(left_rows, right_rows, keys)
     }
 
     /// The rows `tree` makes and its cost: the rows all its joins make.
@@ -530,6 +551,17 @@ fn column_origin(
         };
         node = below;
     }
+    origin_statistics(&node, column, statistics)
+}
+
+/// The distinct values `column` of `node` can hold and `node`'s rows, from
+/// `node`'s statistics: its distinct count or the span of its values, at
+/// most the rows; `None` where the rows are unknown.
+pub(crate) fn origin_statistics(
+    node: &Arc<dyn ExecutionPlan>,
+    column: usize,
+    statistics: &StatisticsContext,
+) -> Option<ColumnOrigin> {
     let stats = statistics
         .compute(node.as_ref(), &StatisticsArgs::new())
         .ok()?;

@@ -227,7 +227,10 @@ pub(crate) fn estimated_groups(
 /// there: followed down through projections of columns, filters,
 /// exchanges, merges of partitions, hash joins and the grouping columns of
 /// aggregates.
-fn column_origin(plan: &Arc<dyn ExecutionPlan>, column: usize) -> (Arc<dyn ExecutionPlan>, usize) {
+pub(crate) fn column_origin(
+    plan: &Arc<dyn ExecutionPlan>,
+    column: usize,
+) -> (Arc<dyn ExecutionPlan>, usize) {
     let (mut node, mut column) = (Arc::clone(plan), column);
     loop {
         let below = if let Some(projection) = node.downcast_ref::<ProjectionExec>() {

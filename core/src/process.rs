@@ -1,5 +1,6 @@
-//! Process plumbing shared by Ember's binaries: the async runtime and the
-//! shutdown signals.
+//! Process plumbing shared by Ember's binaries: how a process is prepared
+//! (thread stacks, memory pages), the async runtime and the shutdown
+//! signals.
 
 /// The stack of every thread an Ember process runs queries on: planning and
 /// evaluating a deeply nested expression recurse a frame or more per level,
@@ -18,6 +19,43 @@ pub fn deepen_thread_stacks() {
         // thread, so nothing reads the environment concurrently.
         unsafe { std::env::set_var("RUST_MIN_STACK", THREAD_STACK_BYTES.to_string()) };
     }
+}
+
+/// The environment variable that decides whether an Ember process lets the
+/// kernel back its memory with transparent huge pages: `on`, or `off` (the
+/// default) for 4 KiB pages. With huge pages the kernel zeroes 2 MiB on the
+/// first touch of any byte of a page, each time the allocator reuses memory
+/// it gave back; measured on TPC-H at SF 10, embedded, 22 queries took
+/// 5.8% less time without them (see
+/// [`ember_memory::allocator::disable_transparent_huge_pages`]).
+pub const TRANSPARENT_HUGE_PAGES_ENV: &str = "EMBER_TRANSPARENT_HUGE_PAGES";
+
+/// Prepares this process for running queries: deeper thread stacks
+/// ([`deepen_thread_stacks`]) and memory paged as
+/// [`TRANSPARENT_HUGE_PAGES_ENV`] asks. Call it first thing in `main`,
+/// before any thread starts. Where the kernel refuses to turn huge pages
+/// off, the process runs with the kernel's own policy.
+///
+/// # Errors
+///
+/// One line naming [`TRANSPARENT_HUGE_PAGES_ENV`] where it holds something
+/// other than `on` or `off`.
+pub fn prepare() -> Result<(), String> {
+    deepen_thread_stacks();
+    let huge_pages = match std::env::var(TRANSPARENT_HUGE_PAGES_ENV) {
+        Err(std::env::VarError::NotPresent) => false,
+        Ok(value) => crate::config::parse_flag(&value).ok_or_else(|| {
+            format!("{TRANSPARENT_HUGE_PAGES_ENV} must be on or off, not `{value}`")
+        })?,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(format!("{TRANSPARENT_HUGE_PAGES_ENV} must be on or off"));
+        }
+    };
+    if !huge_pages {
+        // Only how fast memory is paged in depends on it.
+        let _ = ember_memory::allocator::disable_transparent_huge_pages();
+    }
+    Ok(())
 }
 
 /// Builds the multi-threaded Tokio runtime every Ember binary runs on (one

@@ -21,7 +21,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    ember_core::process::deepen_thread_stacks();
+    if let Err(e) = ember_core::process::prepare() {
+        eprintln!("ember-executor: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     if cli.options.memory.is_some() {
         // A process given a memory budget keeps to it.

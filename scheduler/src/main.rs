@@ -21,7 +21,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    ember_core::process::deepen_thread_stacks();
+    if let Err(e) = ember_core::process::prepare() {
+        eprintln!("ember-scheduler: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     ember_core::telemetry::init_tracing(&cli.log);
     ember_core::process::block_on_main("ember-scheduler: ", run(cli.options))

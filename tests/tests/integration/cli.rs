@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ember_tests::run_ember;
+use ember_tests::{binary, run_ember, run_ember_with_env};
 
 /// Asserts a failed run: exit code 1, nothing on stdout from the failing
 /// statement, and exactly one line on stderr, with no panic or backtrace.
@@ -243,6 +243,64 @@ fn invalid_scheduler_address() {
         &stderr,
         "error: invalid scheduler address `host:notaport`",
     );
+}
+
+/// `ember` pages its memory in 4 KiB pages (transparent huge pages off, as
+/// `/proc` shows for the running process) unless
+/// `EMBER_TRANSPARENT_HUGE_PAGES=on`, and names the variable when it holds
+/// anything else.
+#[test]
+fn transparent_huge_pages_are_off_unless_asked_for() {
+    let dir = std::env::temp_dir();
+    let huge_pages = |value| [("EMBER_TRANSPARENT_HUGE_PAGES", value)];
+    let (code, _, stderr) =
+        run_ember_with_env(&dir, &["sql", "-c", "select 1"], None, &huge_pages("maybe"));
+    assert_one_line_error(
+        code,
+        &stderr,
+        "error: EMBER_TRANSPARENT_HUGE_PAGES must be on or off, not `maybe`",
+    );
+    for value in ["on", "off"] {
+        let (code, stdout, stderr) = run_ember_with_env(
+            &dir,
+            &["sql", "--format", "csv", "-c", "select 1 as one"],
+            None,
+            &huge_pages(value),
+        );
+        assert_eq!(
+            (code, stdout.as_str()),
+            (0, "one\n1\n"),
+            "{value}: {stderr}"
+        );
+    }
+    if cfg!(target_os = "linux") {
+        // The shell waits on its open standard input while /proc is read.
+        let mut shell = std::process::Command::new(binary("ember"))
+            .arg("sql")
+            .env_remove("EMBER_TRANSPARENT_HUGE_PAGES")
+            .env_remove("EMBER_SCHEDULER")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ember starts");
+        let status = format!("/proc/{}/status", shell.id());
+        let started = Instant::now();
+        let enabled = loop {
+            let text = std::fs::read_to_string(&status).unwrap_or_default();
+            let enabled = text
+                .lines()
+                .find_map(|line| line.strip_prefix("THP_enabled:"))
+                .map(|value| value.trim().to_string());
+            if enabled.as_deref() == Some("0") || started.elapsed() > Duration::from_secs(10) {
+                break enabled;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        drop(shell.stdin.take());
+        let _ = shell.wait();
+        assert_eq!(enabled.as_deref(), Some("0"), "{status}");
+    }
 }
 
 #[test]
