@@ -152,23 +152,35 @@ async fn a_probe_side_a_broadcast_above_filters_is_counted_after_its_filter() {
         ctx.deregister_table("facts").unwrap();
         let options = ParquetReadOptions::default();
         ctx.register_parquet("facts", &file, options).await.unwrap();
-        // The joins in the order the query names them.
-        ctx.sql("SET ember.join_reordering = false").await.unwrap();
-        let plan = physical_plan(&ctx, sql).await;
-        let shown = shown(&plan);
-        for (mode, key) in [(upper, "g"), (lower, "k")] {
-            let join = format!("HashJoinExec: mode={mode}, join_type=Inner, on=[({key}@");
-            assert!(
-                shown.contains(&join),
-                "ratio {ratio}: no {join} in\n{shown}"
-            );
-        }
-        assert_eq!(
-            printed_result(&ctx, plan).await,
-            want,
-            "ratio {ratio}:\n{shown}"
+        assert_inner_joins_and_answer(&ctx, sql, &[(upper, "g"), (lower, "k")], &want, ratio).await;
+    }
+}
+
+/// Plans `sql` in `ctx` with its joins in the order the query names them,
+/// and asserts that it holds an inner hash join in each `(mode, key)` of
+/// `joins` (the key the first column of its condition) and answers `want`.
+async fn assert_inner_joins_and_answer(
+    ctx: &SessionContext,
+    sql: &str,
+    joins: &[(&str, &str)],
+    want: &str,
+    ratio: u64,
+) {
+    ctx.sql("SET ember.join_reordering = false").await.unwrap();
+    let plan = physical_plan(ctx, sql).await;
+    let shown = shown(&plan);
+    for (mode, key) in joins {
+        let join = format!("HashJoinExec: mode={mode}, join_type=Inner, on=[({key}@");
+        assert!(
+            shown.contains(&join),
+            "ratio {ratio}: no {join} in\n{shown}"
         );
     }
+    assert_eq!(
+        printed_result(ctx, plan).await,
+        want,
+        "ratio {ratio}:\n{shown}"
+    );
 }
 
 /// A broadcast join above keyed on a column of `facts` and one of the
@@ -253,19 +265,6 @@ async fn a_probe_side_that_is_a_join_is_counted_as_a_key_join() {
         }
         let hundred = memory_table(vec![("g", int64(0..100))]);
         ctx.register_table("hundred", hundred).unwrap();
-        // The joins in the order the query names them.
-        ctx.sql("SET ember.join_reordering = false").await.unwrap();
-        let plan = physical_plan(&ctx, sql).await;
-        let shown = shown(&plan);
-        let join = format!("HashJoinExec: mode={mode}, join_type=Inner, on=[(g@");
-        assert!(
-            shown.contains(&join),
-            "ratio {ratio}: no {join} in\n{shown}"
-        );
-        assert_eq!(
-            printed_result(&ctx, plan).await,
-            want,
-            "ratio {ratio}:\n{shown}"
-        );
+        assert_inner_joins_and_answer(&ctx, sql, &[(mode, "g")], &want, ratio).await;
     }
 }
